@@ -1,0 +1,62 @@
+"""Data sets: the embedded ones, the synthetic generator, and users' folders.
+
+``DATASETS`` maps a name to a loader ``(DataConfig) -> DataBundle``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from umt.data.base import SPLITS, ArrayDataset, Batch, DataBundle, make_loader
+from umt.data.synthetic import PRESETS, SyntheticConfig, load_synthetic
+from umt.errors import UMTError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which data set a study runs on.
+
+    Attributes:
+        name: a key of ``DATASETS`` (``umt datasets`` lists them).
+        root: folder of the data on disk, for data sets read from disk (``folder``, benchmarks).
+        synthetic: the generator's settings, for ``name: synthetic``.
+    """
+
+    name: str = "synthetic"
+    root: str | None = None
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+
+Loader = Callable[[DataConfig], DataBundle]
+
+DATASETS: dict[str, tuple[Loader, str]] = {
+    "synthetic": (
+        lambda cfg: load_synthetic(cfg.synthetic),
+        "generated vectors; knobs for uni-modal strength and paired features "
+        f"(presets: {', '.join(PRESETS)})",
+    ),
+}
+
+
+def load_data(cfg: DataConfig) -> DataBundle:
+    """Load the data set that ``cfg`` names.
+
+    Raises:
+        UMTError: the name is unknown (the message lists the valid names).
+    """
+    if cfg.name not in DATASETS:
+        raise UMTError(f"unknown data set {cfg.name!r} (data.name); expected one of {sorted(DATASETS)}")
+    return DATASETS[cfg.name][0](cfg)
+
+
+__all__ = [
+    "DATASETS",
+    "SPLITS",
+    "ArrayDataset",
+    "Batch",
+    "DataBundle",
+    "DataConfig",
+    "load_data",
+    "make_loader",
+]

@@ -1,0 +1,164 @@
+"""The data contract every data set follows.
+
+A batch is a ``dict``: one tensor per modality name plus ``"label"``::
+
+    {"audio": Tensor,   # (B, *shape_audio)  float32
+     "visual": Tensor,  # (B, *shape_visual) float32
+     "label": Tensor}   # (B,) int64
+
+A data set is a :class:`DataBundle`: three :class:`ArrayDataset` splits (train / val / test) over
+the same modalities. Nothing here knows a modality's name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+
+from umt.errors import UMTError
+
+Batch = dict[str, torch.Tensor]
+SPLITS = ("train", "val", "test")
+
+
+class ArrayDataset(Dataset[Batch]):
+    """Samples held as one array per modality (in memory or memory-mapped) plus labels.
+
+    Indexing takes a *list* of indices and returns a whole batch, so that a batch costs one
+    fancy-indexing per modality rather than one Python call per sample.
+
+    Args:
+        arrays: modality name -> array of shape ``(N, *shape)``; ``np.memmap`` works.
+        labels: ``(N,)`` integer class labels (or ``(N, H, W)`` label maps for segmentation).
+
+    Example:
+        >>> ds = ArrayDataset({"a": np.zeros((4, 3)), "b": np.ones((4, 2))}, np.arange(4))
+        >>> batch = ds[[0, 2]]
+        >>> sorted(batch), tuple(batch["a"].shape), batch["label"].tolist()
+        (['a', 'b', 'label'], (2, 3), [0, 2])
+    """
+
+    def __init__(self, arrays: Mapping[str, np.ndarray], labels: np.ndarray) -> None:
+        if not arrays:
+            raise UMTError("a data set needs at least one modality; got none")
+        n = len(labels)
+        for name, arr in arrays.items():
+            if len(arr) != n:
+                raise UMTError(
+                    f"modality {name!r} has {len(arr)} samples but there are {n} labels; "
+                    "every modality must have one entry per label"
+                )
+        self.arrays = dict(arrays)
+        self.labels = np.asarray(labels)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int | Sequence[int]) -> Batch:  # type: ignore[override]
+        idx = np.sort(np.atleast_1d(np.asarray(index)))  # sorted reads are faster on a memmap
+        batch = {
+            name: torch.from_numpy(np.ascontiguousarray(arr[idx], dtype=np.float32))
+            for name, arr in self.arrays.items()
+        }
+        batch["label"] = torch.from_numpy(self.labels[idx].astype(np.int64))
+        return batch
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return tuple(self.arrays)
+
+    def subset(self, modalities: Sequence[str]) -> ArrayDataset:
+        """The same samples with only the given modalities."""
+        return ArrayDataset({m: self.arrays[m] for m in modalities}, self.labels)
+
+
+@dataclass(frozen=True)
+class DataBundle:
+    """A data set: its splits and what a model needs to know about it.
+
+    Attributes:
+        name: the data set's name, as in ``umt datasets``.
+        train, val, test: the splits. Checkpoints are selected on ``val``; ``test`` is read once.
+        num_classes: number of classes.
+        task: ``"classification"`` (or ``"segmentation"``).
+        description: one line for listings and reports.
+    """
+
+    name: str
+    train: ArrayDataset
+    val: ArrayDataset
+    test: ArrayDataset
+    num_classes: int
+    task: str = "classification"
+    description: str = ""
+    info: dict[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        mods = self.train.modalities
+        for split in ("val", "test"):
+            other = getattr(self, split).modalities
+            if set(other) != set(mods):
+                raise UMTError(
+                    f"data set {self.name!r}: split {split!r} has modalities {list(other)} "
+                    f"but 'train' has {list(mods)}"
+                )
+        for split in SPLITS:
+            if len(getattr(self, split)) == 0:
+                raise UMTError(f"data set {self.name!r}: split {split!r} is empty")
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return self.train.modalities
+
+    @property
+    def input_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Per modality, the shape of one sample (without the batch dimension)."""
+        return {m: tuple(a.shape[1:]) for m, a in self.train.arrays.items()}
+
+    def split(self, name: str) -> ArrayDataset:
+        if name not in SPLITS:
+            raise UMTError(f"unknown split {name!r}; expected one of {list(SPLITS)}")
+        ds: ArrayDataset = getattr(self, name)
+        return ds
+
+    def modality_means(self) -> dict[str, torch.Tensor]:
+        """Per modality, the mean training input (used to mask a modality by its mean)."""
+        out = {}
+        for m, arr in self.train.arrays.items():
+            acc = np.zeros(arr.shape[1:], dtype=np.float64)
+            for start in range(0, len(arr), 4096):  # chunked: works on memory-mapped arrays
+                acc += np.asarray(arr[start : start + 4096], dtype=np.float64).sum(0)
+            out[m] = torch.from_numpy((acc / len(arr)).astype(np.float32))
+        return out
+
+
+def make_loader(
+    dataset: ArrayDataset,
+    *,
+    batch_size: int,
+    shuffle: bool,
+    seed: int = 0,
+    num_workers: int = 0,
+    drop_last: bool = False,
+) -> DataLoader[Batch]:
+    """A DataLoader that fetches whole batches at once (see :class:`ArrayDataset`).
+
+    Example:
+        >>> ds = ArrayDataset({"a": np.zeros((5, 3))}, np.zeros(5, dtype=int))
+        >>> [len(b["label"]) for b in make_loader(ds, batch_size=2, shuffle=False)]
+        [2, 2, 1]
+    """
+    gen = torch.Generator().manual_seed(seed)
+    base = RandomSampler(dataset, generator=gen) if shuffle else SequentialSampler(dataset)
+    sampler = BatchSampler(base, batch_size=batch_size, drop_last=drop_last)
+    return DataLoader(
+        dataset,
+        sampler=sampler,
+        batch_size=None,  # the dataset returns whole batches
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+    )
