@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from umt.data.base import SPLITS, ArrayDataset, Batch, DataBundle, make_loader
+from umt.data.folder import load_folder
 from umt.data.synthetic import PRESETS, SyntheticConfig, load_synthetic
 from umt.errors import UMTError
 
@@ -35,6 +36,11 @@ DATASETS: dict[str, tuple[Loader, str]] = {
         lambda cfg: load_synthetic(cfg.synthetic),
         "generated vectors; knobs for uni-modal strength and paired features "
         f"(presets: {', '.join(PRESETS)})",
+    ),
+    "folder": (
+        load_folder,
+        "your own data: a folder in the umt-folder format at data.root "
+        "(`umt data check PATH` validates it)",
     ),
 }
 
