@@ -119,6 +119,24 @@ class DataBundle:
         """Per modality, the shape of one sample (without the batch dimension)."""
         return {m: tuple(a.shape[1:]) for m, a in self.train.arrays.items()}
 
+    def restrict(self, modalities: Sequence[str]) -> DataBundle:
+        """The same data set with only ``modalities`` (a uni-modal view for a teacher)."""
+        missing = [m for m in modalities if m not in self.modalities]
+        if missing:
+            raise UMTError(
+                f"data set {self.name!r} has no modality {missing}; it has {self.modalities}"
+            )
+        return DataBundle(
+            name=self.name,
+            train=self.train.subset(modalities),
+            val=self.val.subset(modalities),
+            test=self.test.subset(modalities),
+            num_classes=self.num_classes,
+            task=self.task,
+            description=self.description,
+            info=self.info,
+        )
+
     def split(self, name: str) -> ArrayDataset:
         if name not in SPLITS:
             raise UMTError(f"unknown split {name!r}; expected one of {list(SPLITS)}")

@@ -75,26 +75,28 @@ class _Spec:
 _BASE = _Spec(
     num_classes=10,
     modalities=("strong", "weak"),
-    strengths=(2.5, 1.2),
-    dim=32,
+    strengths=(6.0, 4.0),
+    dim=64,
     signal_dim=8,
     clusters=3,
     paired_share=0.0,
     pair_strength=3.0,
-    n_train=3000,
+    n_train=1500,
     n_val=1000,
     n_test=2000,
     seed=0,
 )
 
 #: Named starting points. "imbalanced": one strong and one weak modality, no paired features
-#: (UMT fixes the weak encoder; UME is as good). "paired": most of the label only in the
-#: combination (UMT beats UME). "balanced": two equal modalities, no paired features.
+#: (joint training under-trains the weak encoder; UMT fixes it). "paired": on 80 % of the samples
+#: the label is only in the combination (sum of codes modulo 4): joint training and UMT can learn
+#: it, the uni-modal models and their ensemble cannot. "balanced": two equal modalities.
+#: "three": three modalities of decreasing strength.
 PRESETS: dict[str, _Spec] = {
     "imbalanced": _BASE,
-    "paired": replace(_BASE, strengths=(2.5, 1.2), paired_share=0.6),
-    "balanced": replace(_BASE, modalities=("a", "b"), strengths=(1.8, 1.8)),
-    "three": replace(_BASE, modalities=("strong", "medium", "weak"), strengths=(2.5, 1.6, 1.2)),
+    "paired": replace(_BASE, num_classes=4, n_train=3000, paired_share=0.8, pair_strength=5.0),
+    "balanced": replace(_BASE, modalities=("a", "b"), strengths=(5.0, 5.0)),
+    "three": replace(_BASE, modalities=("strong", "medium", "weak"), strengths=(6.0, 5.0, 4.0)),
 }
 
 
@@ -106,9 +108,7 @@ def resolve(cfg: SyntheticConfig) -> _Spec:
             f"expected one of {sorted(PRESETS)} or 'none'"
         )
     spec = PRESETS.get(cfg.preset, _BASE)
-    overrides = {
-        k: v for k, v in vars(cfg).items() if k != "preset" and v is not None
-    }
+    overrides = {k: v for k, v in vars(cfg).items() if k != "preset" and v is not None}
     spec = replace(spec, **overrides)
     if len(spec.strengths) != len(spec.modalities):
         raise UMTError(
@@ -172,14 +172,16 @@ def load_synthetic(cfg: SyntheticConfig) -> DataBundle:
         protos[f"{name}/pair"] = _unit_rows(rng, spec.num_classes, spec.signal_dim)
         q, _ = np.linalg.qr(rng.standard_normal((spec.dim, spec.dim)))
         protos[f"{name}/rotation"] = q
-    splits = {}
-    for split, n in (("train", spec.n_train), ("val", spec.n_val), ("test", spec.n_test)):
-        arrays, labels = generate(spec, n, rng, protos)
-        splits[split] = ArrayDataset(arrays, labels)
+    train, val, test = (
+        ArrayDataset(*generate(spec, n, rng, protos))
+        for n in (spec.n_train, spec.n_val, spec.n_test)
+    )
     return DataBundle(
         name="synthetic",
+        train=train,
+        val=val,
+        test=test,
         num_classes=spec.num_classes,
         description=f"synthetic preset {cfg.preset!r}",
         info={"spec": vars(spec)},
-        **splits,
     )

@@ -1,0 +1,131 @@
+"""Uni-Modal Teacher (UMT): fusion loss plus feature distillation from frozen uni-modal teachers.
+
+Du et al. 2021 (arXiv 2106.11059), Sec. 4; 2023 (ICML, arXiv 2305.01233):
+
+    L = CE(h(z_1, ..., z_M), y) + sum_m lambda_m * D(phi_m(x_m), phi_hat_m(x_m))
+
+where ``phi_m`` is the student's encoder of modality m, ``phi_hat_m`` the frozen teacher's encoder
+(trained alone on m), and ``D`` the mean squared error over feature elements (``l1`` and
+``cosine`` are options). Teachers are in eval mode and under ``no_grad``: their BatchNorm
+statistics never move.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from umt.data.base import Batch
+from umt.errors import UMTError
+from umt.models.multimodal import MultimodalModel
+
+DISTILL_LOSSES = ("mse", "l1", "cosine")
+
+
+@dataclass(frozen=True)
+class UMTConfig:
+    """UMT's settings.
+
+    Attributes:
+        weight: lambda_m for every modality not listed in ``weights``.
+        weights: lambda_m per modality name (overrides ``weight``).
+        loss: feature distance: ``mse`` (the paper), ``l1`` or ``cosine``.
+        init_from_teacher: start each student encoder from its teacher's weights (the paper
+            trains students from scratch).
+    """
+
+    weight: float = 5.0
+    weights: dict[str, float] = field(default_factory=dict)
+    loss: str = "mse"
+    init_from_teacher: bool = False
+
+    def weight_of(self, modality: str) -> float:
+        return self.weights.get(modality, self.weight)
+
+
+def feature_distance(
+    student: torch.Tensor, teacher: torch.Tensor, kind: str = "mse"
+) -> torch.Tensor:
+    """Distance between student and teacher features, averaged over all elements.
+
+    Args:
+        student: ``(B, D)`` (or ``(B, C, H, W)``) student features.
+        teacher: the same shape, from the frozen teacher.
+        kind: ``mse``, ``l1`` or ``cosine`` (1 - cosine similarity per sample, averaged).
+
+    Example:
+        >>> s, t = torch.tensor([[1.0, 2.0]]), torch.tensor([[0.0, 0.0]])
+        >>> feature_distance(s, t).item(), feature_distance(s, t, "l1").item()
+        (2.5, 1.5)
+    """
+    if student.shape != teacher.shape:
+        raise UMTError(
+            f"student features have shape {tuple(student.shape)} but the teacher's have "
+            f"{tuple(teacher.shape)}; UMT needs the same feature shape (set the student's encoder "
+            "to the teacher's architecture)"
+        )
+    if kind == "mse":
+        return F.mse_loss(student, teacher)
+    if kind == "l1":
+        return F.l1_loss(student, teacher)
+    if kind == "cosine":
+        return (1 - F.cosine_similarity(student.flatten(1), teacher.flatten(1), dim=1)).mean()
+    raise UMTError(
+        f"unknown distillation loss {kind!r} (umt.loss); expected one of {DISTILL_LOSSES}"
+    )
+
+
+def umt_distill_loss(
+    student: Mapping[str, torch.Tensor],
+    teacher: Mapping[str, torch.Tensor],
+    weights: Mapping[str, float],
+    kind: str = "mse",
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """``sum_m lambda_m * D(student_m, teacher_m)`` over the teachers' modalities.
+
+    Returns:
+        The weighted sum, and the unweighted distance per modality (for logging).
+
+    Example:
+        >>> s = {"a": torch.ones(2, 3), "b": torch.zeros(2, 3)}
+        >>> t = {"a": torch.zeros(2, 3), "b": torch.zeros(2, 3)}
+        >>> total, per = umt_distill_loss(s, t, {"a": 2.0, "b": 10.0})
+        >>> total.item(), per["a"].item(), per["b"].item()
+        (2.0, 1.0, 0.0)
+    """
+    per = {m: feature_distance(student[m], teacher[m], kind) for m in teacher}
+    total = sum((weights[m] * d for m, d in per.items()), torch.zeros(()))
+    return total, per
+
+
+class UMT:
+    """The UMT training step. ``teachers`` maps a modality to its frozen teacher encoder."""
+
+    def __init__(self, teachers: Mapping[str, nn.Module], cfg: UMTConfig) -> None:
+        self.teachers = dict(teachers)
+        self.cfg = cfg
+        for teacher in self.teachers.values():
+            teacher.eval()
+            teacher.requires_grad_(False)
+
+    def to(self, device: torch.device) -> UMT:
+        for teacher in self.teachers.values():
+            teacher.to(device).eval()
+        return self
+
+    def step(self, model: MultimodalModel, batch: Batch) -> dict[str, torch.Tensor]:
+        features = model.encode(batch)  # {m: (B, D_m)}
+        logits = model.fuse(features)
+        task = F.cross_entropy(logits, batch["label"])
+        with torch.no_grad():
+            targets = {m: t.eval()(batch[m]) for m, t in self.teachers.items()}
+        weights = {m: self.cfg.weight_of(m) for m in self.teachers}
+        distill, per = umt_distill_loss(features, targets, weights, self.cfg.loss)
+        out = {"loss": task + distill.to(task), "logits": logits, "task_loss": task}
+        out["distill_loss"] = distill
+        out.update({f"distill_{m}": d.detach() for m, d in per.items()})
+        return out
