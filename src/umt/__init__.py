@@ -1,0 +1,30 @@
+"""unimodal-teacher: find and fix modality failure in supervised multi-modal learning.
+
+The main entry points::
+
+    import umt
+    cfg = umt.load_config(overrides=["seeds=[0]"])
+    result = umt.run_study(cfg, "runs")          # teachers, joint, UMT, UME, probes, choice
+    umt.probe(encoder, data, "audio")             # diagnose an encoder trained elsewhere
+"""
+
+from umt.data import DataBundle, DataConfig, load_data
+from umt.errors import UMTError
+from umt.probe import ProbeConfig, ProbeResult, probe
+from umt.study import StudyConfig, StudyResult, load_config, run_study
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DataBundle",
+    "DataConfig",
+    "ProbeConfig",
+    "ProbeResult",
+    "StudyConfig",
+    "StudyResult",
+    "UMTError",
+    "load_config",
+    "load_data",
+    "probe",
+    "run_study",
+]

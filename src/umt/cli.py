@@ -1,0 +1,140 @@
+"""The ``umt`` command: thin; it parses arguments and calls the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+import yaml
+
+from umt.errors import UMTError
+
+_DESCRIPTION = """\
+Find and fix modality failure in multi-modal learning.
+
+A jointly trained fusion model (audio + video, RGB + depth, ...) often learns worse per-modality
+encoders than training each modality alone (Du et al., "modality failure"). A study trains one
+uni-modal model per modality (the teachers), naive joint fusion, UMT (joint fusion + feature
+distillation from the frozen teachers) and UME (the teachers' ensemble); it probes every encoder
+with a linear classifier, chooses between UMT and UME, and writes a report.
+
+  umt run                                   the default study on an embedded data set
+  umt run --set data.synthetic.preset=paired --set seeds=[0]
+  umt run --config my_study.yaml --out runs
+  umt config                                print the default configuration (all keys)
+  umt datasets                              list the data sets
+"""
+
+_RUN_EPILOG = """\
+Every key of the configuration (see `umt config`) can be set with --set KEY=VALUE, the value
+read as YAML: --set train.epochs=5 --set seeds=[0,1] --set umt.weights={weak: 10}.
+Stages are cached in OUT/NAME by a hash of their settings: running again reuses finished stages,
+and changing a setting retrains only the stages that depend on it. An interrupted stage resumes
+from its last checkpoint.
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="umt", description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run",
+        help="run a study: teachers, joint, UMT, UME, probes, choice, report",
+        description="Run (or resume) a study and print its tables.",
+        epilog=_RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("--config", metavar="FILE", help="YAML study configuration")
+    run.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one configuration key (repeatable)",
+    )
+    run.add_argument(
+        "--out", default="runs", metavar="DIR", help="parent of run directories (default: runs)"
+    )
+    run.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+    cfg = sub.add_parser(
+        "config",
+        help="print the resolved configuration as YAML",
+        description="Print the configuration a `umt run` with the same arguments would use.",
+    )
+    cfg.add_argument("--config", metavar="FILE", help="YAML study configuration")
+    cfg.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    cfg.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+    ds = sub.add_parser(
+        "datasets", help="list the available data sets", description="List data sets."
+    )
+    ds.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    return p
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from umt.report import tables
+    from umt.study import load_config, run_study
+
+    cfg = load_config(args.config, args.overrides)
+    start = time.perf_counter()
+    result = run_study(cfg, args.out)
+    print()
+    print(tables(result.summary))
+    print()
+    trained = len(result.trained)
+    print(
+        f"Run directory: {result.run_dir} (report.md, report.html, summary.json); "
+        f"{trained} stage(s) trained, the rest cached; {time.perf_counter() - start:.1f} s."
+    )
+    return 0
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    from umt.config import to_dict
+    from umt.study import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
+    return 0
+
+
+def _cmd_datasets(args: argparse.Namespace) -> int:
+    from umt.data import DATASETS
+
+    for name, (_, description) in DATASETS.items():
+        print(f"{name:12s} {description}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``umt`` command; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    commands = {"run": _cmd_run, "config": _cmd_config, "datasets": _cmd_datasets}
+    try:
+        return commands[args.command](args)
+    except UMTError as e:
+        if args.debug or os.environ.get("UMT_DEBUG"):
+            raise
+        print(f"umt: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("umt: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,277 @@
+"""Training and evaluation of one stage, with Lightning at the edge.
+
+``StageModule`` is a thin adapter: it calls the method's ``step`` and logs what it returns. Devices,
+precision, DDP, checkpoints, resumption, loggers and progress bars are Lightning's.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from umt.data.base import ArrayDataset, Batch, DataBundle, make_loader
+from umt.errors import UMTError
+from umt.io import save_torch
+from umt.methods.base import Method
+from umt.models.multimodal import MultimodalModel, mask_batch
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a stage is trained (the same for every stage of a study).
+
+    Attributes:
+        epochs: training epochs; the checkpoint kept is the epoch with the best val accuracy.
+        batch_size: samples per step (per device).
+        optimizer: ``adam``, ``adamw`` or ``sgd`` (momentum ``momentum``).
+        lr, weight_decay, momentum: optimiser settings.
+        scheduler: ``none``, ``cosine`` (over ``epochs``) or ``step`` (x ``gamma`` every
+            ``step_size`` epochs).
+        accelerator, devices, strategy, num_nodes, precision: passed to the Lightning Trainer
+            (``auto`` uses a GPU when one is present).
+        num_workers: DataLoader worker processes.
+        progress: show progress bars.
+        deterministic: deterministic algorithms (bit-identical reruns on CPU).
+    """
+
+    epochs: int = 20
+    batch_size: int = 64
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    scheduler: str = "none"
+    step_size: int = 10
+    gamma: float = 0.1
+    accelerator: str = "auto"
+    devices: int | str = "auto"
+    strategy: str = "auto"
+    num_nodes: int = 1
+    precision: str = "32-true"
+    num_workers: int = 0
+    progress: bool = True
+    deterministic: bool = True
+
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULERS = ("none", "cosine", "step")
+
+
+class StageModule(L.LightningModule):
+    """Lightning adapter: ``training_step`` is the method's ``step``; validation is accuracy."""
+
+    def __init__(
+        self, model: MultimodalModel, method: Method, cfg: TrainConfig, num_classes: int, stage: str
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.method = method  # not an nn.Module: teachers stay out of DDP and checkpoints
+        self.cfg = cfg
+        self.stage = stage
+        self.val_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+
+    def on_fit_start(self) -> None:
+        self.method.to(self.device)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        out = self.method.step(self.model, batch)
+        loss = out["loss"]
+        if not torch.isfinite(loss):
+            raise UMTError(
+                f"stage {self.stage!r}: the loss became {loss.item()} at epoch {self.current_epoch}, "
+                f"step {batch_idx}; lower train.lr or check the inputs for NaN/inf"
+            )
+        n = len(batch["label"])
+        logs = {f"train/{k}": v.detach() for k, v in out.items() if k != "logits" and v.ndim == 0}
+        self.log_dict(logs, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
+        return loss
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        logits = self.model(batch)
+        loss = F.cross_entropy(logits, batch["label"])
+        self.val_acc.update(logits, batch["label"])
+        n = len(batch["label"])
+        self.log("val/loss", loss, on_epoch=True, batch_size=n, sync_dist=True)
+        self.log("val/acc", self.val_acc, on_epoch=True, batch_size=n, prog_bar=True)
+
+    def configure_optimizers(self):  # type: ignore[no-untyped-def]
+        cfg = self.cfg
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        opt: torch.optim.Optimizer
+        if cfg.optimizer == "adam":
+            opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        elif cfg.optimizer == "adamw":
+            opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        elif cfg.optimizer == "sgd":
+            opt = torch.optim.SGD(
+                params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+            )
+        else:
+            raise UMTError(
+                f"unknown optimizer {cfg.optimizer!r} (train.optimizer); expected one of {OPTIMIZERS}"
+            )
+        if cfg.scheduler == "none":
+            return opt
+        if cfg.scheduler == "cosine":
+            sched: torch.optim.lr_scheduler.LRScheduler = (
+                torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs))
+            )
+        elif cfg.scheduler == "step":
+            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size, gamma=cfg.gamma)
+        else:
+            raise UMTError(
+                f"unknown scheduler {cfg.scheduler!r} (train.scheduler); expected one of {SCHEDULERS}"
+            )
+        return {"optimizer": opt, "lr_scheduler": sched}
+
+
+def _quiet_lightning() -> None:
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*GPU available but not used.*")
+    warnings.filterwarnings("ignore", ".*Checkpoint directory.*exists and is not empty.*")
+    warnings.filterwarnings("ignore", ".*`isinstance.*treespec.*")
+
+
+@dataclass(frozen=True)
+class FitResult:
+    best_val_acc: float
+    best_epoch: int
+    epochs: int
+    seconds: float
+
+
+def fit(
+    model: MultimodalModel,
+    method: Method,
+    data: DataBundle,
+    cfg: TrainConfig,
+    stage_dir: Path,
+    *,
+    seed: int,
+    stage: str,
+) -> FitResult:
+    """Train ``model`` with ``method``; keep the epoch with the best validation accuracy.
+
+    Writes ``stage_dir/metrics.csv`` and ``stage_dir/checkpoints/{best,last}.ckpt``. If
+    ``last.ckpt`` exists (an interrupted run), training resumes from it. On return ``model``
+    holds the best epoch's weights.
+    """
+    _quiet_lightning()
+    L.seed_everything(seed, workers=True, verbose=False)
+    module = StageModule(model, method, cfg, data.num_classes, stage)
+    ckpt_dir = stage_dir / "checkpoints"
+    checkpoint = ModelCheckpoint(
+        dirpath=ckpt_dir, filename="best", monitor="val/acc", mode="max", save_last=True
+    )
+    trainer = L.Trainer(
+        max_epochs=cfg.epochs,
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        strategy=cfg.strategy,
+        num_nodes=cfg.num_nodes,
+        precision=cfg.precision,  # type: ignore[arg-type]
+        logger=CSVLogger(stage_dir, name="", version=""),
+        callbacks=[checkpoint],
+        enable_progress_bar=cfg.progress,
+        enable_model_summary=False,
+        deterministic=cfg.deterministic,
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,
+    )
+    train_loader = make_loader(
+        data.train, batch_size=cfg.batch_size, shuffle=True, seed=seed, num_workers=cfg.num_workers
+    )
+    val_loader = make_loader(data.val, batch_size=cfg.batch_size * 4, shuffle=False)
+    last = ckpt_dir / "last.ckpt"
+    start = time.perf_counter()
+    trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if last.is_file() else None)
+    seconds = time.perf_counter() - start
+    best = checkpoint.best_model_path
+    if not best:
+        raise UMTError(
+            f"stage {stage!r}: training produced no checkpoint (train.epochs={cfg.epochs})"
+        )
+    state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+    model.load_state_dict(
+        {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
+    )
+    score = checkpoint.best_model_score
+    best_epoch = int(torch.load(best, map_location="cpu", weights_only=True)["epoch"])
+    return FitResult(
+        best_val_acc=float(score) if score is not None else math.nan,
+        best_epoch=best_epoch,
+        epochs=cfg.epochs,
+        seconds=seconds,
+    )
+
+
+def eval_device(cfg: TrainConfig) -> torch.device:
+    """The device evaluation runs on: a GPU when the config allows one and one is present."""
+    if cfg.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+@torch.no_grad()
+def accuracy(
+    predict: Callable[[Batch], torch.Tensor] | nn.Module,
+    dataset: ArrayDataset,
+    num_classes: int,
+    *,
+    device: torch.device | str = "cpu",
+    batch_size: int = 512,
+    transform: Callable[[Batch], Batch] | None = None,
+) -> float:
+    """Top-1 accuracy of ``predict`` (a model in eval mode) on ``dataset``."""
+    if isinstance(predict, nn.Module):
+        predict.eval().to(device)
+    metric = MulticlassAccuracy(num_classes=num_classes, average="micro").to(device)
+    for batch in make_loader(dataset, batch_size=batch_size, shuffle=False):
+        batch = {k: v.to(device) for k, v in batch.items()}
+        if transform is not None:
+            batch = transform(batch)
+        metric.update(predict(batch), batch["label"])
+    return float(metric.compute())
+
+
+def modality_accuracies(
+    model: nn.Module,
+    dataset: ArrayDataset,
+    num_classes: int,
+    modalities: tuple[str, ...],
+    *,
+    fill: str = "zero",
+    means: Mapping[str, torch.Tensor] | None = None,
+    device: torch.device | str = "cpu",
+) -> dict[str, float]:
+    """Per modality m, the fused model's accuracy with every other modality masked."""
+    out = {}
+    for m in modalities:
+
+        def keep_m(b: Batch, m: str = m) -> Batch:
+            return mask_batch(b, [m], fill=fill, means=means)
+
+        out[m] = accuracy(model, dataset, num_classes, device=device, transform=keep_m)
+    return out
+
+
+def save_model(model: nn.Module, path: Path) -> None:
+    """The unwrapped module's ``state_dict`` (no ``module.``/``_orig_mod.`` prefixes on disk)."""
+    inner = getattr(model, "_orig_mod", model)
+    inner = getattr(inner, "module", inner)
+    save_torch(path, inner.state_dict())

@@ -1,0 +1,194 @@
+"""Tables, figures and the report of a study, built from its summary alone."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import Any
+
+from umt.io import write_bytes, write_text
+
+_ROW_NAMES = {"joint": "joint (naive fusion)", "umt": "UMT", "ume": "UME"}
+
+
+def pm(stats: dict[str, Any], scale: float = 100.0) -> str:
+    """``mean ± std`` in percent.
+
+    Example:
+        >>> pm({"mean": 0.5, "std": 0.01})
+        '50.00 ± 1.00'
+    """
+    return f"{scale * stats['mean']:.2f} ± {scale * stats['std']:.2f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def accuracy_table(summary: dict[str, Any]) -> str:
+    """One row per stage: val and test accuracy (%), and each modality alone (others masked)."""
+    mods = summary["data"]["modalities"]
+    header = ["method", "val acc", "test acc"] + [f"test acc, {m} only" for m in mods]
+    rows = []
+    for stage, entry in summary["methods"].items():
+        name = _ROW_NAMES.get(stage, stage.replace("teacher-", "uni-modal ") + " (teacher)")
+        per = entry.get("modality_test_acc", {})
+        rows.append(
+            [name, pm(entry["val_acc"]), pm(entry["test_acc"])]
+            + [pm(per[m]) if m in per else "" for m in mods]
+        )
+    return _table(header, rows)
+
+
+def probe_table(summary: dict[str, Any]) -> str:
+    """One row per modality: linear-probe test accuracy (%) of each model's encoder."""
+    owners: list[str] = []
+    for per in summary["probes"].values():
+        owners += [o for o in per if o not in owners]
+    header = ["encoder"] + [_ROW_NAMES.get(o, o) for o in owners]
+    if "teacher" in owners:
+        header += [f"{_ROW_NAMES.get(o, o)} − teacher" for o in owners if o != "teacher"]
+    rows = []
+    for m, per in summary["probes"].items():
+        row = [m] + [pm(per[o]) if o in per else "" for o in owners]
+        if "teacher" in per:
+            t = per["teacher"]["mean"]
+            row += [
+                f"{100 * (per[o]['mean'] - t):+.2f}" for o in owners if o != "teacher" and o in per
+            ]
+        rows.append(row)
+    return _table(header, rows)
+
+
+def choice_text(summary: dict[str, Any]) -> str:
+    choice = summary.get("choice")
+    if not choice:
+        return "No choice: the rule needs both `ume` and the compared method in `methods`."
+    return f"**Chosen: {choice['method'].upper()}.** {choice['reason']}."
+
+
+def tables(summary: dict[str, Any]) -> str:
+    """The text the CLI prints at the end of a study."""
+    n = len(summary["seeds"])
+    return "\n\n".join(
+        [
+            f"Test accuracy (%), mean ± std over {n} seed(s):",
+            accuracy_table(summary),
+            "Linear-probe test accuracy (%) of each frozen encoder:",
+            probe_table(summary),
+            choice_text(summary),
+        ]
+    )
+
+
+def probe_figure(summary: dict[str, Any]) -> bytes:
+    """A PNG: grouped bars of probe accuracy per modality (teacher / joint / UMT), error bars."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    probes = summary["probes"]
+    mods = list(probes)
+    owners: list[str] = []
+    for per in probes.values():
+        owners += [o for o in per if o not in owners]
+    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(mods), 3.6), dpi=120)
+    width = 0.8 / max(1, len(owners))
+    for i, owner in enumerate(owners):
+        xs = [j + (i - (len(owners) - 1) / 2) * width for j in range(len(mods))]
+        means = [100 * probes[m][owner]["mean"] if owner in probes[m] else 0 for m in mods]
+        stds = [100 * probes[m][owner]["std"] if owner in probes[m] else 0 for m in mods]
+        ax.bar(xs, means, width, yerr=stds, capsize=3, label=_ROW_NAMES.get(owner, owner))
+    ax.set_xticks(range(len(mods)), mods)
+    ax.set_ylabel("linear-probe test accuracy (%)")
+    ax.set_title(f"Encoders of {summary['data']['name']}: modality failure and its fix")
+    ax.legend(fontsize=8, loc="lower right")
+    lo = min(100 * probes[m][o]["mean"] for m in mods for o in probes[m])
+    ax.set_ylim(max(0.0, lo - 15), 100)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    d = summary["data"]
+    sizes = ", ".join(f"{k} {v}" for k, v in d["sizes"].items())
+    return "\n\n".join(
+        [
+            f"# Study `{summary['study']}`",
+            f"Data: **{d['name']}** ({d['description']}); modalities {', '.join(d['modalities'])}; "
+            f"{d['num_classes']} classes; {sizes}. Seeds: {summary['seeds']}. Checkpoints are "
+            "selected on the validation split; the test split is read once per model.",
+            "## Accuracy",
+            accuracy_table(summary),
+            "## Modality failure: linear probes of the frozen encoders",
+            "A linear classifier is trained on each frozen encoder's features (train split, L2 "
+            "chosen on val); the table gives its test accuracy. An encoder of the fused model "
+            "below its teacher's has learned less of its modality alone: modality failure.",
+            probe_table(summary),
+            "![probe accuracies](figures/probes.png)",
+            "## UMT or UME",
+            choice_text(summary),
+        ]
+    )
+
+
+def write_report(summary: dict[str, Any], run_dir: Path) -> None:
+    """``report.md``, ``report.html`` (figure inlined) and ``figures/probes.png``."""
+    png = probe_figure(summary)
+    write_bytes(run_dir / "figures" / "probes.png", png)
+    md = markdown(summary)
+    write_text(run_dir / "report.md", md + "\n")
+    write_text(run_dir / "report.html", _html(md, png))
+
+
+def _html(md: str, png: bytes) -> str:
+    """A self-contained page from our own small Markdown (headings, tables, paragraphs)."""
+    parts = []
+    img = (
+        f'<img alt="probe accuracies" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+    )
+    for block in md.split("\n\n"):
+        if block.startswith("!["):
+            parts.append(img)
+        elif block.startswith("#"):
+            level = len(block) - len(block.lstrip("#"))
+            parts.append(f"<h{level}>{_inline(block.lstrip('# '))}</h{level}>")
+        elif block.startswith("|"):
+            lines = [ln for ln in block.splitlines() if not ln.startswith("|---")]
+            cells = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines]
+            head = "".join(f"<th>{_inline(c)}</th>" for c in cells[0])
+            body = "".join(
+                "<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>"
+                for row in cells[1:]
+            )
+            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        else:
+            parts.append(f"<p>{_inline(block)}</p>")
+    style = (
+        "body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3em .6em}"
+        "img{max-width:100%}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>umt report</title>"
+        f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n"
+    )
+
+
+def _inline(text: str) -> str:
+    out = html.escape(text)
+    while "**" in out:
+        out = out.replace("**", "<b>", 1).replace("**", "</b>", 1)
+    while out.count("`") >= 2:
+        out = out.replace("`", "<code>", 1).replace("`", "</code>", 1)
+    return out

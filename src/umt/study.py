@@ -1,0 +1,387 @@
+"""A study: teachers -> naive joint fusion -> UMT / UME -> probes -> choice -> report.
+
+Every stage is cached in the run directory under a hash of everything it depends on (its own
+settings, the data, the seed, and the hashes of the stages it builds on). Running the same study
+again reuses finished stages; changing a setting retrains only the stages that depend on it.
+
+    runs/<study>/
+      study.yaml                  the resolved configuration
+      seed<k>/<stage>/            teacher-<m>, joint, umt, ume
+        config.yaml  metrics.csv  checkpoints/  model.pt  result.json  probe.json
+      summary.json  report.md  report.html  figures/probes.png
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from umt.config import apply_overrides, config_hash, from_dict, read_yaml, to_dict
+from umt.data import DataBundle, DataConfig, load_data
+from umt.engine import TrainConfig, accuracy, eval_device, fit, modality_accuracies, save_model
+from umt.errors import UMTError
+from umt.io import read_json, write_json, write_text
+from umt.methods import (
+    METHODS,
+    UMT,
+    ChoiceConfig,
+    Ensemble,
+    Joint,
+    UMEConfig,
+    UMTConfig,
+    choose,
+)
+from umt.methods.base import Method
+from umt.models import ModelConfig, MultimodalModel, build_model
+from umt.probe import ProbeConfig, probe
+
+MASK_FILLS = ("zero", "mean")
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Everything a study does. ``umt run --set key=value`` sets any field by its dotted name.
+
+    Attributes:
+        name: the run directory's name under ``--out``.
+        seeds: training seeds; every number is reported as mean ± std over them.
+        methods: which of ``joint``, ``umt``, ``ume`` to run (teachers always run).
+        data, model, train: the data set, the architecture, the training recipe.
+        umt, ume, probe, choice: the methods' settings, the linear probe, the UMT/UME rule.
+        mask_fill: how a modality is removed to measure a fused model per modality
+            (``zero`` or its training ``mean``).
+    """
+
+    name: str = "default"
+    seeds: tuple[int, ...] = (0, 1, 2)
+    methods: tuple[str, ...] = ("joint", "umt", "ume")
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    umt: UMTConfig = field(default_factory=UMTConfig)
+    ume: UMEConfig = field(default_factory=UMEConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    choice: ChoiceConfig = field(default_factory=ChoiceConfig)
+    mask_fill: str = "zero"
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise UMTError(f"methods: unknown {unknown}; expected some of {list(METHODS)}")
+        if not self.seeds:
+            raise UMTError("seeds: give at least one seed")
+        if self.mask_fill not in MASK_FILLS:
+            raise UMTError(f"mask_fill: expected one of {MASK_FILLS}, got {self.mask_fill!r}")
+        if self.choice.split == "test":
+            raise UMTError("choice.split: the rule must not look at the test split; use 'val'")
+        if self.choice.split not in ("train", "val"):
+            raise UMTError(f"choice.split: expected 'val' (or 'train'), got {self.choice.split!r}")
+        if self.train.epochs < 1:
+            raise UMTError(f"train.epochs: expected at least 1, got {self.train.epochs}")
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> StudyConfig:
+    """A study config from an optional YAML file plus ``key=value`` overrides.
+
+    Example:
+        >>> load_config(overrides=["train.epochs=3", "seeds=[1]"]).train.epochs
+        3
+    """
+    raw = read_yaml(path) if path is not None else {}
+    raw = apply_overrides(raw, list(overrides))
+    return from_dict(StudyConfig, raw)
+
+
+def _hash_train(cfg: TrainConfig) -> dict[str, Any]:
+    """The training settings that change the numbers (not progress bars or loader workers)."""
+    d = to_dict(cfg)
+    for key in ("progress", "num_workers"):
+        d.pop(key)
+    return d
+
+
+@dataclass
+class StudyResult:
+    """What a study produced: the summary (also in ``summary.json``) and where it lives."""
+
+    run_dir: Path
+    summary: dict[str, Any]
+    trained: list[str] = field(default_factory=list)  # stages trained by this call (not cached)
+
+
+Log = Callable[[str], None]
+
+
+class _Runner:
+    """Runs one study's stages with caching. Internal to ``run_study``."""
+
+    def __init__(self, cfg: StudyConfig, data: DataBundle, run_dir: Path, log: Log) -> None:
+        self.cfg, self.data, self.run_dir, self.log = cfg, data, run_dir, log
+        self.device = eval_device(cfg.train)
+        self.means = data.modality_means() if cfg.mask_fill == "mean" else None
+        self.trained: list[str] = []
+        self.data_key = config_hash(cfg.data)
+
+    # -- caching ------------------------------------------------------------------------------
+    def _cached(self, stage_dir: Path, key: str) -> dict[str, Any] | None:
+        result = stage_dir / "result.json"
+        if result.is_file():
+            done = read_json(result)
+            if done.get("key") == key:
+                return dict(done)
+        if stage_dir.exists():
+            config = stage_dir / "config.yaml"
+            old = yaml.safe_load(config.read_text()) if config.is_file() else None
+            if not (isinstance(old, dict) and old.get("key") == key):
+                # Settings changed since this directory was written: its checkpoints are stale.
+                self.log(f"  {stage_dir.name}: settings changed, retraining")
+                shutil.rmtree(stage_dir)
+        return None
+
+    def _begin(self, stage_dir: Path, key: str, settings: dict[str, Any]) -> None:
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        write_text(
+            stage_dir / "config.yaml", yaml.safe_dump({"key": key, **settings}, sort_keys=False)
+        )
+
+    # -- stages -------------------------------------------------------------------------------
+    def train_stage(
+        self,
+        seed: int,
+        name: str,
+        model: MultimodalModel,
+        method: Method,
+        data: DataBundle,
+        key_parts: dict[str, Any],
+    ) -> tuple[MultimodalModel, dict[str, Any]]:
+        stage_dir = self.run_dir / f"seed{seed}" / name
+        key = config_hash(
+            self.data_key, _hash_train(self.cfg.train), self.cfg.model, seed, key_parts
+        )
+        done = self._cached(stage_dir, key)
+        if done is not None and (stage_dir / "model.pt").is_file():
+            state = torch.load(stage_dir / "model.pt", map_location="cpu", weights_only=True)
+            model.load_state_dict(state)
+            self.log(
+                f"[seed {seed}] {name}: cached (val {done['val_acc']:.4f}, test {done['test_acc']:.4f})"
+            )
+            return model, done
+        self.log(f"[seed {seed}] {name}: training ({self.cfg.train.epochs} epochs)")
+        self._begin(stage_dir, key, {"stage": name, "seed": seed, **to_dict(key_parts)})
+        fitted = fit(model, method, data, self.cfg.train, stage_dir, seed=seed, stage=name)
+        result = self._evaluate(model, data, key, name, seed)
+        result.update(
+            best_epoch=fitted.best_epoch,
+            epochs=fitted.epochs,
+            train_seconds=round(fitted.seconds, 3),
+        )
+        save_model(model, stage_dir / "model.pt")
+        write_json(stage_dir / "result.json", result)  # written last: marks the stage finished
+        self.trained.append(f"seed{seed}/{name}")
+        self.log(
+            f"[seed {seed}] {name}: val {result['val_acc']:.4f}, test {result['test_acc']:.4f}"
+        )
+        return model, result
+
+    def _evaluate(
+        self, model: torch.nn.Module, data: DataBundle, key: str, name: str, seed: int
+    ) -> dict[str, Any]:
+        k = data.num_classes
+        result: dict[str, Any] = {"key": key, "stage": name, "seed": seed}
+        result["val_acc"] = accuracy(model, data.val, k, device=self.device)
+        result["test_acc"] = accuracy(model, data.test, k, device=self.device)  # read once, here
+        if len(data.modalities) > 1:
+            result["modality_test_acc"] = modality_accuracies(
+                model,
+                data.test,
+                k,
+                data.modalities,
+                fill=self.cfg.mask_fill,
+                means=self.means,
+                device=self.device,
+            )
+        return result
+
+    def probe_stage(
+        self, seed: int, name: str, model: MultimodalModel, stage_key: str
+    ) -> dict[str, Any]:
+        path = self.run_dir / f"seed{seed}" / name / "probe.json"
+        key = config_hash(stage_key, self.cfg.probe)
+        if path.is_file():
+            done = read_json(path)
+            if done.get("key") == key:
+                return dict(done["encoders"])
+        encoders = {
+            m: probe(enc, self.data, m, self.cfg.probe, device=self.device).as_dict()
+            for m, enc in model.encoders.items()
+        }
+        write_json(path, {"key": key, "encoders": encoders})
+        shown = ", ".join(f"{m} {r['test_acc']:.4f}" for m, r in encoders.items())
+        self.log(f"[seed {seed}] {name}: probe test accuracy {shown}")
+        return encoders
+
+    def ume_stage(
+        self, seed: int, teachers: dict[str, MultimodalModel], teacher_keys: list[str]
+    ) -> dict[str, Any]:
+        stage_dir = self.run_dir / f"seed{seed}" / "ume"
+        key = config_hash(teacher_keys, self.cfg.ume, self.cfg.mask_fill)
+        done = self._cached(stage_dir, key)
+        if done is not None:
+            return done
+        self._begin(stage_dir, key, {"stage": "ume", "seed": seed, "ume": to_dict(self.cfg.ume)})
+        result = self._evaluate(Ensemble(teachers, self.cfg.ume), self.data, key, "ume", seed)
+        write_json(stage_dir / "result.json", result)
+        self.log(f"[seed {seed}] ume: val {result['val_acc']:.4f}, test {result['test_acc']:.4f}")
+        return result
+
+    def run_seed(self, seed: int) -> dict[str, Any]:
+        cfg, data = self.cfg, self.data
+        out: dict[str, Any] = {"stages": {}, "probes": {}}
+        teachers: dict[str, MultimodalModel] = {}
+        teacher_keys = []
+        for m in data.modalities:
+            name = f"teacher-{m}"
+            torch.manual_seed(seed)
+            model = build_model(
+                cfg.model, {m: data.input_shapes[m]}, data.num_classes, linear_head=True
+            )
+            model, result = self.train_stage(
+                seed,
+                name,
+                model,
+                Joint(),
+                data.restrict([m]),
+                {"method": "unimodal", "modality": m},
+            )
+            teachers[m] = model
+            teacher_keys.append(result["key"])
+            out["stages"][name] = result
+            out["probes"][name] = self.probe_stage(seed, name, model, result["key"])
+        for method in cfg.methods:
+            if method == "ume":
+                out["stages"]["ume"] = self.ume_stage(seed, teachers, teacher_keys)
+                continue
+            torch.manual_seed(seed)
+            model = build_model(cfg.model, data.input_shapes, data.num_classes)
+            step: Method
+            parts: dict[str, Any]
+            if method == "joint":
+                step, parts = Joint(), {"method": "joint"}
+            else:
+                encoders = {m: t.encoders[m] for m, t in teachers.items()}
+                if cfg.umt.init_from_teacher:
+                    for m, enc in encoders.items():
+                        model.encoders[m].load_state_dict(enc.state_dict())
+                step = UMT(encoders, cfg.umt)
+                parts = {"method": "umt", "umt": to_dict(cfg.umt), "teachers": teacher_keys}
+            model, result = self.train_stage(seed, method, model, step, data, parts)
+            out["stages"][method] = result
+            out["probes"][method] = self.probe_stage(seed, method, model, result["key"])
+        return out
+
+
+def _stats(values: Sequence[float]) -> dict[str, Any]:
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "values": list(values),
+    }
+
+
+def summarize(
+    cfg: StudyConfig, data: DataBundle, per_seed: dict[int, dict[str, Any]]
+) -> dict[str, Any]:
+    """Aggregate the seeds: accuracy per stage, probe per encoder, the UMT/UME choice."""
+    seeds = list(per_seed)
+    stages = list(per_seed[seeds[0]]["stages"])
+    methods: dict[str, Any] = {}
+    for stage in stages:
+        rows = [per_seed[s]["stages"][stage] for s in seeds]
+        entry = {
+            "val_acc": _stats([r["val_acc"] for r in rows]),
+            "test_acc": _stats([r["test_acc"] for r in rows]),
+        }
+        if "modality_test_acc" in rows[0]:
+            entry["modality_test_acc"] = {
+                m: _stats([r["modality_test_acc"][m] for r in rows]) for m in data.modalities
+            }
+        if "train_seconds" in rows[0]:
+            entry["train_seconds"] = _stats([r["train_seconds"] for r in rows])
+        methods[stage] = entry
+    probes: dict[str, Any] = {}
+    for m in data.modalities:
+        probes[m] = {}
+        for stage in per_seed[seeds[0]]["probes"]:
+            if stage.startswith("teacher-") and stage != f"teacher-{m}":
+                continue
+            owner = "teacher" if stage.startswith("teacher-") else stage
+            probes[m][owner] = _stats([per_seed[s]["probes"][stage][m]["test_acc"] for s in seeds])
+    choice = None
+    split = cfg.choice.split
+    compare = cfg.choice.compare
+    if "ume" in methods and compare in methods:
+        ume_acc = methods["ume"][f"{split}_acc"]["mean"]
+        other = methods[compare][f"{split}_acc"]["mean"]
+        c = choose(ume_acc, other, margin=cfg.choice.margin, label=split)
+        choice = {
+            "method": c.method,
+            "reason": c.reason,
+            "ume_acc": ume_acc,
+            f"{compare}_acc": other,
+            "split": split,
+        }
+    return {
+        "study": cfg.name,
+        "data": {
+            "name": data.name,
+            "description": data.description,
+            "modalities": list(data.modalities),
+            "num_classes": data.num_classes,
+            "sizes": {s: len(data.split(s)) for s in ("train", "val", "test")},
+        },
+        "seeds": seeds,
+        "methods": methods,
+        "probes": probes,
+        "choice": choice,
+        "per_seed": {str(s): per_seed[s] for s in seeds},
+    }
+
+
+def run_study(
+    cfg: StudyConfig, out: str | Path = "runs", *, log: Log = print, report: bool = True
+) -> StudyResult:
+    """Run (or resume) the study ``cfg`` under ``out/cfg.name`` and write its summary and report.
+
+    Example::
+
+        cfg = umt.load_config(overrides=["data.synthetic.preset=imbalanced"])
+        result = umt.run_study(cfg, "runs")
+        result.summary["probes"]["weak"]   # teacher / joint / umt probe accuracies
+    """
+    start = time.perf_counter()
+    data = load_data(cfg.data)
+    if data.task != "classification":
+        raise UMTError(
+            f"data set {data.name!r} is a {data.task} task; this study handles classification"
+        )
+    run_dir = Path(out) / cfg.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text(run_dir / "study.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    runner = _Runner(cfg, data, run_dir, log)
+    per_seed = {seed: runner.run_seed(seed) for seed in cfg.seeds}
+    summary = summarize(cfg, data, per_seed)
+    summary["wall_seconds"] = round(time.perf_counter() - start, 2)
+    write_json(run_dir / "summary.json", summary)
+    if report:
+        from umt.report import write_report
+
+        write_report(summary, run_dir)
+    return StudyResult(run_dir=run_dir, summary=summary, trained=runner.trained)
