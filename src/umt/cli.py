@@ -74,6 +74,40 @@ def _parser() -> argparse.ArgumentParser:
     cfg.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     cfg.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
+    data = sub.add_parser(
+        "data",
+        help="check a data folder, or export a data set as one",
+        description="Work with the umt-folder on-disk format (see README, 'Your own data').",
+    )
+    data.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    check = data_sub.add_parser(
+        "check",
+        help="validate a data folder and list every problem found",
+        description="Validate a umt-folder data set: meta.json, every split's files, shapes, "
+        "dtypes, sample counts, label range, NaN/inf. Exits 1 if an error is found.",
+    )
+    check.add_argument("path", metavar="PATH")
+    check.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    export = data_sub.add_parser(
+        "export",
+        help="write a data set (e.g. avdigits) as a umt-folder",
+        description="Write a data set in the umt-folder format: an example to copy, or a "
+        "starting point for your own data. NAME is a data set of `umt datasets`.",
+    )
+    export.add_argument("name", metavar="NAME")
+    export.add_argument("path", metavar="PATH")
+    export.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="data settings, e.g. synthetic.preset=paired",
+    )
+    export.add_argument("--overwrite", action="store_true", help="replace an existing umt-folder")
+    export.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
     ds = sub.add_parser(
         "datasets", help="list the available data sets", description="List data sets."
     )
@@ -108,6 +142,23 @@ def _cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data(args: argparse.Namespace) -> int:
+    from umt.data.folder import check_folder, export_folder, format_problems
+
+    if args.data_command == "check":
+        problems = check_folder(args.path)
+        print(format_problems(problems))
+        return 1 if any(p.severity == "error" for p in problems) else 0
+    from umt.config import apply_overrides, from_dict
+    from umt.data import DataConfig, load_data
+
+    raw = apply_overrides({"name": args.name}, args.overrides)
+    bundle = load_data(from_dict(DataConfig, raw, prefix="data"))
+    export_folder(bundle, args.path, overwrite=args.overwrite)
+    print(f"wrote {bundle.name} ({', '.join(bundle.modalities)}) to {args.path}")
+    return 0
+
+
 def _cmd_datasets(args: argparse.Namespace) -> int:
     from umt.data import DATASETS
 
@@ -123,7 +174,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    commands = {"run": _cmd_run, "config": _cmd_config, "datasets": _cmd_datasets}
+    commands = {
+        "run": _cmd_run,
+        "config": _cmd_config,
+        "data": _cmd_data,
+        "datasets": _cmd_datasets,
+    }
     try:
         return commands[args.command](args)
     except UMTError as e:

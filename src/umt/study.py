@@ -103,7 +103,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
 def _hash_train(cfg: TrainConfig) -> dict[str, Any]:
     """The training settings that change the numbers (not progress bars or loader workers)."""
     d = to_dict(cfg)
-    for key in ("progress", "num_workers"):
+    for key in ("progress", "num_workers", "threads"):
         d.pop(key)
     return d
 
@@ -367,6 +367,8 @@ def run_study(
         result.summary["probes"]["weak"]   # teacher / joint / umt probe accuracies
     """
     start = time.perf_counter()
+    if cfg.train.threads > 0:
+        torch.set_num_threads(cfg.train.threads)
     data = load_data(cfg.data)
     if data.task != "classification":
         raise UMTError(

@@ -1,0 +1,102 @@
+"""End to end: a tiny study through the Python API and the CLI; stage caching."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from umt.cli import main
+from umt.study import load_config, run_study
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def test_study_writes_its_run_directory(tmp_path: Path, tiny_overrides: list[str]) -> None:
+    result = run_study(load_config(overrides=tiny_overrides), tmp_path, log=_quiet)
+    run = tmp_path / "default"
+    assert result.run_dir == run
+    for name in ("study.yaml", "summary.json", "report.md", "report.html", "figures/probes.png"):
+        assert (run / name).is_file(), name
+    for stage in ("teacher-strong", "teacher-weak", "joint", "umt", "ume"):
+        stage_dir = run / "seed0" / stage
+        assert (stage_dir / "result.json").is_file(), stage
+        assert (stage_dir / "config.yaml").is_file(), stage
+    for stage in ("teacher-strong", "teacher-weak", "joint", "umt"):
+        stage_dir = run / "seed0" / stage
+        assert (stage_dir / "model.pt").is_file()
+        assert (stage_dir / "metrics.csv").is_file()
+        assert (stage_dir / "checkpoints" / "best.ckpt").is_file()
+        assert (stage_dir / "probe.json").is_file()
+
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["data"]["modalities"] == ["strong", "weak"]
+    assert set(summary["methods"]) == {"teacher-strong", "teacher-weak", "joint", "umt", "ume"}
+    for entry in summary["methods"].values():
+        assert 0.0 <= entry["test_acc"]["mean"] <= 1.0
+        assert entry["test_acc"]["values"] and len(entry["test_acc"]["values"]) == 1
+    assert set(summary["methods"]["joint"]["modality_test_acc"]) == {"strong", "weak"}
+    assert set(summary["probes"]["weak"]) == {"teacher", "joint", "umt"}
+    assert summary["choice"]["method"] in ("ume", "umt")
+    assert summary["choice"]["split"] == "val"
+    assert "Chosen" in (run / "report.md").read_text()
+
+
+def test_second_run_trains_nothing_and_changes_retrain_only_dependents(
+    tmp_path: Path, tiny_overrides: list[str]
+) -> None:
+    first = run_study(load_config(overrides=tiny_overrides), tmp_path, log=_quiet)
+    assert len(first.trained) == 4  # two teachers, joint, umt (UME trains nothing)
+
+    again = run_study(load_config(overrides=tiny_overrides), tmp_path, log=_quiet)
+    assert again.trained == []
+    assert again.summary["methods"] == first.summary["methods"]
+
+    changed = run_study(
+        load_config(overrides=[*tiny_overrides, "umt.weight=3.0"]), tmp_path, log=_quiet
+    )
+    assert changed.trained == ["seed0/umt"]
+
+    teachers_changed = run_study(
+        load_config(overrides=[*tiny_overrides, "umt.weight=3.0", "train.lr=0.002"]),
+        tmp_path,
+        log=_quiet,
+    )
+    assert sorted(teachers_changed.trained) == [
+        "seed0/joint",
+        "seed0/teacher-strong",
+        "seed0/teacher-weak",
+        "seed0/umt",
+    ]
+
+
+def test_study_with_three_modalities(tmp_path: Path, tiny_overrides: list[str]) -> None:
+    cfg = load_config(overrides=[*tiny_overrides, "data.synthetic.preset=three"])
+    summary = run_study(cfg, tmp_path, log=_quiet, report=False).summary
+    assert summary["data"]["modalities"] == ["strong", "medium", "weak"]
+    assert set(summary["probes"]) == {"strong", "medium", "weak"}
+    assert set(summary["methods"]["umt"]["modality_test_acc"]) == {"strong", "medium", "weak"}
+
+
+def test_methods_subset_skips_choice(tmp_path: Path, tiny_overrides: list[str]) -> None:
+    cfg = load_config(overrides=[*tiny_overrides, "methods=[umt]"])
+    summary = run_study(cfg, tmp_path, log=_quiet, report=False).summary
+    assert set(summary["methods"]) == {"teacher-strong", "teacher-weak", "umt"}
+    assert summary["choice"] is None
+
+
+def test_cli_run_prints_tables(
+    tmp_path: Path, tiny_overrides: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["run", "--out", str(tmp_path)]
+    for o in tiny_overrides:
+        args += ["--set", o]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "Linear-probe test accuracy" in out
+    assert "| UMT |" in out
+    assert "Chosen:" in out
+    assert (tmp_path / "default" / "summary.json").is_file()
