@@ -82,12 +82,24 @@ class StageModule(L.LightningModule):
         super().__init__()
         self.model = model
         self.method = method  # not an nn.Module: teachers stay out of DDP and checkpoints
+        trainable = getattr(method, "trainable", None)
+        self.extra = trainable() if trainable is not None else None  # e.g. per-modality heads
         self.cfg = cfg
         self.stage = stage
         self.val_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
 
     def on_fit_start(self) -> None:
         self.method.to(self.device)
+
+    def on_train_epoch_start(self) -> None:
+        hook = getattr(self.method, "on_train_epoch_start", None)
+        if hook is not None:
+            hook(self.model, self.current_epoch)
+
+    def on_after_backward(self) -> None:
+        hook = getattr(self.method, "on_after_backward", None)
+        if hook is not None:
+            hook(self.model)
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         out = self.method.step(self.model, batch)
@@ -112,7 +124,7 @@ class StageModule(L.LightningModule):
 
     def configure_optimizers(self):  # type: ignore[no-untyped-def]
         cfg = self.cfg
-        params = [p for p in self.model.parameters() if p.requires_grad]
+        params = [p for p in self.parameters() if p.requires_grad]  # model + method's extras
         opt: torch.optim.Optimizer
         if cfg.optimizer == "adam":
             opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)

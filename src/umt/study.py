@@ -31,15 +31,15 @@ from umt.errors import UMTError
 from umt.io import read_json, write_json, write_text
 from umt.methods import (
     METHODS,
-    UMT,
     ChoiceConfig,
     Ensemble,
     Joint,
+    Method,
+    MethodContext,
     UMEConfig,
     UMTConfig,
     choose,
 )
-from umt.methods.base import Method
 from umt.models import ModelConfig, MultimodalModel, build_model
 from umt.probe import ProbeConfig, probe
 
@@ -76,6 +76,8 @@ class StudyConfig:
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown:
             raise UMTError(f"methods: unknown {unknown}; expected some of {list(METHODS)}")
+        if len(set(self.methods)) != len(self.methods):
+            raise UMTError(f"methods: each method once, got {list(self.methods)}")
         if not self.seeds:
             raise UMTError("seeds: give at least one seed")
         if self.mask_fill not in MASK_FILLS:
@@ -266,22 +268,17 @@ class _Runner:
             out["stages"][name] = result
             out["probes"][name] = self.probe_stage(seed, name, model, result["key"])
         for method in cfg.methods:
-            if method == "ume":
-                out["stages"]["ume"] = self.ume_stage(seed, teachers, teacher_keys)
+            spec = METHODS[method]
+            if spec.build is None:  # UME: combines the teachers, trains nothing
+                out["stages"][method] = self.ume_stage(seed, teachers, teacher_keys)
                 continue
             torch.manual_seed(seed)
             model = build_model(cfg.model, data.input_shapes, data.num_classes)
-            step: Method
-            parts: dict[str, Any]
-            if method == "joint":
-                step, parts = Joint(), {"method": "joint"}
-            else:
-                encoders = {m: t.encoders[m] for m, t in teachers.items()}
-                if cfg.umt.init_from_teacher:
-                    for m, enc in encoders.items():
-                        model.encoders[m].load_state_dict(enc.state_dict())
-                step = UMT(encoders, cfg.umt)
-                parts = {"method": "umt", "umt": to_dict(cfg.umt), "teachers": teacher_keys}
+            settings = getattr(cfg, method, None)
+            step = spec.build(MethodContext(settings, model, teachers, data, seed))
+            parts: dict[str, Any] = {"method": method, "settings": to_dict(settings)}
+            if spec.uses_teachers:
+                parts["teachers"] = teacher_keys
             model, result = self.train_stage(seed, method, model, step, data, parts)
             out["stages"][method] = result
             out["probes"][method] = self.probe_stage(seed, method, model, result["key"])

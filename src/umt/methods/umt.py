@@ -21,6 +21,7 @@ from torch import nn
 
 from umt.data.base import Batch
 from umt.errors import UMTError
+from umt.methods.base import MethodContext
 from umt.models.multimodal import MultimodalModel
 
 DISTILL_LOSSES = ("mse", "l1", "cosine")
@@ -129,3 +130,13 @@ class UMT:
         out["distill_loss"] = distill
         out.update({f"distill_{m}": d.detach() for m, d in per.items()})
         return out
+
+
+def build_umt(ctx: MethodContext) -> UMT:
+    """UMT for one stage: the teachers' encoders, optionally copied into the student first."""
+    cfg: UMTConfig = ctx.settings
+    encoders = {m: t.encoders[m] for m, t in ctx.teachers.items()}
+    if cfg.init_from_teacher:
+        for m, enc in encoders.items():
+            ctx.model.encoders[m].load_state_dict(enc.state_dict())
+    return UMT(encoders, cfg)
