@@ -271,18 +271,26 @@ def modality_accuracies(
     num_classes: int,
     modalities: tuple[str, ...],
     *,
+    mode: str = "only",
     fill: str = "zero",
     means: Mapping[str, torch.Tensor] | None = None,
     device: torch.device | str = "cpu",
 ) -> dict[str, float]:
-    """Per modality m, the fused model's accuracy with every other modality masked."""
+    """Per modality m, the fused model's accuracy with inputs masked (``zero`` or ``mean``).
+
+    ``mode="only"``: every modality but m is masked (what the model gets from m alone).
+    ``mode="without"``: only m is masked (what is left when m is missing at test time).
+    """
+    if mode not in ("only", "without"):
+        raise ValueError(f"mode must be 'only' or 'without', got {mode!r}")
     out = {}
     for m in modalities:
+        keep = [m] if mode == "only" else [o for o in modalities if o != m]
 
-        def keep_m(b: Batch, m: str = m) -> Batch:
-            return mask_batch(b, [m], fill=fill, means=means)
+        def transform(b: Batch, keep: list[str] = keep) -> Batch:
+            return mask_batch(b, keep, fill=fill, means=means)
 
-        out[m] = accuracy(model, dataset, num_classes, device=device, transform=keep_m)
+        out[m] = accuracy(model, dataset, num_classes, device=device, transform=transform)
     return out
 
 

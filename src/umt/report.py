@@ -43,6 +43,23 @@ def accuracy_table(summary: dict[str, Any]) -> str:
     return _table(header, rows)
 
 
+def missing_table(summary: dict[str, Any]) -> str:
+    """One row per fused model: test accuracy (%) with each modality missing, and the drop."""
+    mods = summary["data"]["modalities"]
+    header = ["method", "all modalities"] + [f"without {m} (drop)" for m in mods]
+    rows = []
+    for stage, entry in summary["methods"].items():
+        if "missing_test_acc" not in entry:
+            continue
+        full = entry["test_acc"]["mean"]
+        cells = []
+        for m in mods:
+            miss = entry["missing_test_acc"][m]
+            cells.append(f"{pm(miss)} ({100 * (miss['mean'] - full):+.2f})")
+        rows.append([_ROW_NAMES.get(stage, stage), pm(entry["test_acc"]), *cells])
+    return _table(header, rows)
+
+
 def probe_table(summary: dict[str, Any]) -> str:
     """One row per modality: linear-probe test accuracy (%) of each model's encoder."""
     owners: list[str] = []
@@ -136,6 +153,10 @@ def markdown(summary: dict[str, Any]) -> str:
             "below its teacher's has learned less of its modality alone: modality failure.",
             probe_table(summary),
             "![probe accuracies](figures/probes.png)",
+            "## Missing modalities at test time",
+            f"Each modality in turn is removed (inputs set to {summary.get('mask_fill', 'zero')} "
+            "value) from the test split; the drop is against the full test accuracy.",
+            missing_table(summary),
             "## UMT or UME",
             choice_text(summary),
         ]

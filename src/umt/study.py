@@ -201,15 +201,17 @@ class _Runner:
         result["val_acc"] = accuracy(model, data.val, k, device=self.device)
         result["test_acc"] = accuracy(model, data.test, k, device=self.device)  # read once, here
         if len(data.modalities) > 1:
-            result["modality_test_acc"] = modality_accuracies(
-                model,
-                data.test,
-                k,
-                data.modalities,
-                fill=self.cfg.mask_fill,
-                means=self.means,
-                device=self.device,
-            )
+            for mode, key in (("only", "modality_test_acc"), ("without", "missing_test_acc")):
+                result[key] = modality_accuracies(
+                    model,
+                    data.test,
+                    k,
+                    data.modalities,
+                    mode=mode,
+                    fill=self.cfg.mask_fill,
+                    means=self.means,
+                    device=self.device,
+                )
         return result
 
     def probe_stage(
@@ -306,10 +308,9 @@ def summarize(
             "val_acc": _stats([r["val_acc"] for r in rows]),
             "test_acc": _stats([r["test_acc"] for r in rows]),
         }
-        if "modality_test_acc" in rows[0]:
-            entry["modality_test_acc"] = {
-                m: _stats([r["modality_test_acc"][m] for r in rows]) for m in data.modalities
-            }
+        for key in ("modality_test_acc", "missing_test_acc"):
+            if key in rows[0]:
+                entry[key] = {m: _stats([r[key][m] for r in rows]) for m in data.modalities}
         if "train_seconds" in rows[0]:
             entry["train_seconds"] = _stats([r["train_seconds"] for r in rows])
         methods[stage] = entry
@@ -345,6 +346,7 @@ def summarize(
             "sizes": {s: len(data.split(s)) for s in ("train", "val", "test")},
         },
         "seeds": seeds,
+        "mask_fill": cfg.mask_fill,
         "methods": methods,
         "probes": probes,
         "choice": choice,
