@@ -14,6 +14,7 @@ def tiny_overrides() -> list[str]:
     return [
         "seeds=[0]",
         "train.epochs=2",
+        "train.lr=0.01",
         "train.progress=false",
         "train.threads=1",
         "data.synthetic.n_train=200",

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from umt.cli import main
-from umt.study import load_config, run_study
+from umt.study import StudyResult, load_config, run_study
 
 
 def _quiet(_: str) -> None:
@@ -100,3 +100,24 @@ def test_cli_run_prints_tables(
     assert "| UMT |" in out
     assert "Chosen:" in out
     assert (tmp_path / "default" / "summary.json").is_file()
+
+
+def test_same_config_and_seed_give_the_same_numbers(
+    tmp_path: Path, tiny_overrides: list[str]
+) -> None:
+    overrides = [*tiny_overrides, "data.synthetic.n_train=600", "train.epochs=5"]
+    a = run_study(load_config(overrides=overrides), tmp_path / "a", log=_quiet, report=False)
+    b = run_study(load_config(overrides=overrides), tmp_path / "b", log=_quiet, report=False)
+
+    def numbers(result: StudyResult) -> dict[str, object]:
+        methods = {
+            name: {k: v for k, v in entry.items() if k != "train_seconds"}  # timing varies
+            for name, entry in result.summary["methods"].items()
+        }
+        return {"methods": methods, "probes": result.summary["probes"]}
+
+    assert numbers(a) == numbers(b)  # bit-identical on CPU
+    assert a.summary["methods"]["umt"]["test_acc"]["mean"] > 0.3  # it learned something
+    other_seed = [*overrides, "seeds=[1]"]
+    c = run_study(load_config(overrides=other_seed), tmp_path / "c", log=_quiet, report=False)
+    assert numbers(c) != numbers(a)
