@@ -119,8 +119,8 @@ class UMT:
         return self
 
     def step(self, model: MultimodalModel, batch: Batch) -> dict[str, torch.Tensor]:
-        features = model.encode(batch)  # {m: (B, D_m)}
-        logits = model.fuse(features)
+        features, tokens = model.encode_all(batch)  # {m: (B, D_m)}; tokens for token fusions
+        logits = model.fuse(features, tokens)
         task = F.cross_entropy(logits, batch["label"])
         with torch.no_grad():
             targets = {m: t.eval()(batch[m]) for m, t in self.teachers.items()}

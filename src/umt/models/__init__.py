@@ -1,17 +1,29 @@
-"""Models: encoders, fusion modules and the late-fusion model."""
+"""Models: encoders, fusion modules and the fusion model."""
 
 from umt.models.encoders import CNNEncoder, EncoderConfig, MLPEncoder, build_encoder
-from umt.models.fusion import FUSIONS, ConcatFusion, build_fusion
+from umt.models.fusion import (
+    FUSIONS,
+    AttentionFusion,
+    ConcatFusion,
+    FiLMFusion,
+    GatedFusion,
+    SumFusion,
+    build_fusion,
+)
 from umt.models.multimodal import ModelConfig, MultimodalModel, build_model, mask_batch
 
 __all__ = [
     "FUSIONS",
+    "AttentionFusion",
     "CNNEncoder",
     "ConcatFusion",
     "EncoderConfig",
+    "FiLMFusion",
+    "GatedFusion",
     "MLPEncoder",
     "ModelConfig",
     "MultimodalModel",
+    "SumFusion",
     "build_encoder",
     "build_fusion",
     "build_model",

@@ -2,6 +2,14 @@
 
 Any ``nn.Module`` with a ``feature_dim`` attribute (or wrapped by the Python API with one) can
 serve as an encoder; the probe and the distillation use only its output.
+
+An encoder may also expose a token sequence for intermediate (attention) fusion:
+``forward_tokens(x) -> (pooled, tokens)`` computes the pooled ``(B, D)`` vector, exactly as
+``forward`` does, together with tokens ``(B, T, D)`` in one pass; ``tokens(x)`` returns the tokens
+alone. Ours need no extra parameters for it: the tokens are additive parts of the pre-activation
+feature, so ``pooled == relu(reduce(tokens))`` (a mean over positions for the CNN, a sum over
+groups of hidden units for the MLP). An encoder without ``forward_tokens`` gives its pooled vector
+as a single token (see ``umt.models.multimodal.MultimodalModel.encode_all``).
 """
 
 from __future__ import annotations
@@ -24,6 +32,14 @@ class Encoder(Protocol):
     def __call__(self, x: torch.Tensor) -> torch.Tensor: ...  # (B, *shape) -> (B, feature_dim)
 
 
+class TokenEncoder(Encoder, Protocol):
+    """An encoder that also gives a token sequence (for the attention fusion)."""
+
+    def forward_tokens(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(pooled (B, feature_dim), tokens (B, T, feature_dim))`` from one pass."""
+        ...
+
+
 @dataclass(frozen=True)
 class EncoderConfig:
     """Encoder architecture, the same for every modality unless a study overrides it.
@@ -34,6 +50,8 @@ class EncoderConfig:
         hidden: MLP hidden width / CNN base width.
         depth: MLP hidden layers / CNN conv stages.
         dropout: dropout before the feature layer (MLP).
+        tokens: number of tokens the MLP gives the attention fusion (groups of its last hidden
+            layer); the CNN's tokens are the positions of its last feature map.
     """
 
     name: str = "auto"
@@ -41,15 +59,20 @@ class EncoderConfig:
     hidden: int = 128
     depth: int = 2
     dropout: float = 0.0
+    tokens: int = 4
 
 
 class MLPEncoder(nn.Module):
     """Flatten, then ``depth`` x (Linear, BatchNorm, ReLU), then Linear to ``feature_dim``.
 
+    Tokens: the last hidden layer's ``hidden`` units are split into ``tokens`` contiguous groups;
+    token j is group j's contribution to the last Linear, ``W[:, g_j] h[g_j] + b / tokens``, so the
+    tokens sum to the pre-activation feature and ``forward(x) == relu(tokens(x).sum(1))``.
+
     Example:
-        >>> enc = MLPEncoder(in_shape=(6,), feature_dim=4)
-        >>> tuple(enc(torch.zeros(3, 6)).shape)
-        (3, 4)
+        >>> enc = MLPEncoder(in_shape=(6,), feature_dim=4, tokens=3)
+        >>> tuple(enc(torch.zeros(3, 6)).shape), tuple(enc.tokens(torch.zeros(3, 6)).shape)
+        ((3, 4), (3, 3, 4))
     """
 
     def __init__(
@@ -60,8 +83,13 @@ class MLPEncoder(nn.Module):
         hidden: int = 128,
         depth: int = 2,
         dropout: float = 0.0,
+        tokens: int = 4,
     ) -> None:
         super().__init__()
+        if tokens < 1:
+            raise UMTError(
+                f"the MLP encoder needs tokens >= 1 (model.encoder.tokens); got {tokens}"
+            )
         layers: list[nn.Module] = [nn.Flatten()]
         width = math.prod(in_shape)
         for _ in range(depth):
@@ -72,19 +100,40 @@ class MLPEncoder(nn.Module):
         layers += [nn.Linear(width, feature_dim), nn.ReLU()]
         self.net = nn.Sequential(*layers)
         self.feature_dim = feature_dim
+        self.num_tokens = min(tokens, width)  # no empty group
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)  # (B, D)
+
+    def forward_tokens(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pooled features ``(B, D)`` and ``num_tokens`` tokens ``(B, k, D)``, in one pass."""
+        h = self.net[:-2](x)  # (B, W): the last hidden layer
+        last: nn.Linear = self.net[-2]  # type: ignore[assignment]
+        pooled = self.net[-1](last(h))  # (B, D), as forward
+        k, width = self.num_tokens, h.shape[1]
+        group = torch.arange(width, device=h.device) * k // width  # (W,) group of each unit
+        mask = (group == torch.arange(k, device=h.device)[:, None]).to(h.dtype)  # (k, W)
+        tokens = (h[:, None, :] * mask) @ last.weight.T + last.bias / k  # (B, k, D)
+        return pooled, tokens
+
+    def tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, num_tokens, D)``: see the class docstring."""
+        return self.forward_tokens(x)[1]
 
 
 class CNNEncoder(nn.Module):
     """A small CNN for ``(C, H, W)`` inputs (images, spectrograms): ``depth`` stages of
     (Conv3x3, BatchNorm, ReLU, MaxPool2) doubling the width, global average pool, Linear.
 
+    Tokens: each spatial position of the last feature map ``(C', H', W')``, projected to D by the
+    feature Linear (before its ReLU), in row-major order; ``forward(x) == relu(tokens(x).mean(1))``.
+
     Example:
         >>> enc = CNNEncoder(in_shape=(1, 16, 16), feature_dim=8, width=4)
         >>> tuple(enc(torch.zeros(2, 1, 16, 16)).shape)
         (2, 8)
+        >>> tuple(enc.tokens(torch.zeros(2, 1, 16, 16)).shape)  # 16 / 2**3 = 2: 2 x 2 positions
+        (2, 4, 8)
     """
 
     def __init__(
@@ -111,6 +160,17 @@ class CNNEncoder(nn.Module):
         h = self.features(x)  # (B, C', H', W')
         return self.proj(h.mean(dim=(2, 3)))  # (B, D)
 
+    def forward_tokens(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pooled features ``(B, D)`` and one token per position ``(B, H'W', D)``."""
+        h = self.features(x)  # (B, C', H', W')
+        pooled = self.proj(h.mean(dim=(2, 3)))  # (B, D), as forward
+        tokens = self.proj[0](h.flatten(2).transpose(1, 2))  # (B, H'W', D)
+        return pooled, tokens
+
+    def tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, H'W', D)``: see the class docstring."""
+        return self.forward_tokens(x)[1]
+
 
 def build_encoder(cfg: EncoderConfig, in_shape: tuple[int, ...]) -> nn.Module:
     """The encoder ``cfg`` names for inputs of shape ``in_shape`` (no batch dimension)."""
@@ -124,6 +184,7 @@ def build_encoder(cfg: EncoderConfig, in_shape: tuple[int, ...]) -> nn.Module:
             hidden=cfg.hidden,
             depth=cfg.depth,
             dropout=cfg.dropout,
+            tokens=cfg.tokens,
         )
     if name == "cnn":
         return CNNEncoder(in_shape, feature_dim=cfg.feature_dim, width=cfg.hidden, depth=cfg.depth)

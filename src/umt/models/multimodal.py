@@ -1,7 +1,9 @@
-"""The late-fusion model: encoders per modality, a fusion module, a head.
+"""The fusion model: encoders per modality, a fusion module, a head.
 
 ``encode(batch) -> {m: z_m}`` and ``fuse(features) -> logits`` are the seam that distillation,
-probing, masking and ensembling all use.
+probing, masking and ensembling all use. A fusion that mixes token sequences (``attention``) also
+needs each encoder's tokens: ``encode_all(batch) -> (features, tokens)`` computes both in one pass
+of each encoder, and ``fuse(features, tokens)`` takes them; ``model(batch)`` does both.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import torch
 from torch import nn
 
 from umt.models.encoders import EncoderConfig, build_encoder
-from umt.models.fusion import build_fusion
+from umt.models.fusion import FUSIONS, build_fusion
 
 
 @dataclass(frozen=True)
@@ -22,22 +24,37 @@ class ModelConfig:
 
     Attributes:
         encoder: encoder architecture (the same kind for the teacher and the student).
-        fusion: a key of ``umt.models.fusion.FUSIONS``.
+        fusion: a key of ``umt.models.fusion.FUSIONS``: ``concat``, ``sum``, ``gated``,
+            ``film`` or ``attention``. A one-modality model (a teacher) always concatenates,
+            i.e. is its encoder plus the head.
         head_hidden: hidden width of the fusion head; 0 for a linear head. A hidden layer lets
             the fused model learn paired (cross-modal) features from late-fused vectors.
+        fusion_dim: output width of the ``sum``, ``gated``, ``film`` and ``attention`` fusions
+            (the common width the modalities are projected to).
+        film_condition: the modality whose features scale and shift the others' in the ``film``
+            fusion; ``None`` for the first modality of the data.
+        attention_layers: transformer layers of the ``attention`` fusion.
+        attention_heads: attention heads of the ``attention`` fusion (``fusion_dim`` must be a
+            multiple of it).
     """
 
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     fusion: str = "concat"
     head_hidden: int = 128
+    fusion_dim: int = 64
+    film_condition: str | None = None
+    attention_layers: int = 1
+    attention_heads: int = 4
 
 
 class MultimodalModel(nn.Module):
     """Encoders per modality, a fusion module and a head; one modality makes a uni-modal model.
 
     Args:
-        encoders: modality name -> encoder with ``feature_dim``.
-        fusion: module mapping ``{m: (B, D_m)}`` to ``(B, fusion.output_dim)``.
+        encoders: modality name -> encoder with ``feature_dim`` (and ``forward_tokens`` where
+            the fusion uses tokens; an encoder without it gives its features as one token).
+        fusion: module mapping ``{m: (B, D_m)}`` to ``(B, fusion.output_dim)``; with
+            ``needs_tokens = True`` it is called ``fusion(features, tokens)``.
         head: module mapping fused features to logits.
 
     Example:
@@ -59,14 +76,58 @@ class MultimodalModel(nn.Module):
     def modalities(self) -> tuple[str, ...]:
         return tuple(self.encoders.keys())
 
+    @property
+    def needs_tokens(self) -> bool:
+        """Whether the fusion mixes token sequences (and ``fuse`` needs ``tokens``)."""
+        return bool(getattr(self.fusion, "needs_tokens", False))
+
     def encode(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Each encoder's pooled features ``{m: (B, D_m)}`` (what probes and UMT distil)."""
         return {m: enc(batch[m]) for m, enc in self.encoders.items()}  # {m: (B, D_m)}
 
-    def fuse(self, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    def encode_all(
+        self, batch: Mapping[str, torch.Tensor]
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
+        """``encode(batch)``, plus the tokens ``{m: (B, T_m, D_m)}`` if the fusion needs them.
+
+        Each encoder runs once: ``forward_tokens`` gives both; an encoder without it gives its
+        pooled features as a single token. ``tokens`` is ``None`` for a fusion without tokens.
+
+        Example:
+            >>> from umt.models.encoders import MLPEncoder
+            >>> enc = nn.ModuleDict({"a": MLPEncoder((3,), feature_dim=4, tokens=2)})
+            >>> fusion = build_fusion("attention", {"a": 4}, dim=8, heads=2)
+            >>> model = MultimodalModel(enc, fusion, nn.Linear(8, 2))
+            >>> features, tokens = model.encode_all({"a": torch.zeros(5, 3)})
+            >>> tuple(features["a"].shape), tuple(tokens["a"].shape)
+            ((5, 4), (5, 2, 4))
+            >>> tuple(model.fuse(features, tokens).shape)
+            (5, 2)
+        """
+        if not self.needs_tokens:
+            return self.encode(batch), None
+        features, tokens = {}, {}
+        for m, enc in self.encoders.items():
+            forward_tokens = getattr(enc, "forward_tokens", None)
+            if callable(forward_tokens):
+                features[m], tokens[m] = forward_tokens(batch[m])  # (B, D_m), (B, T_m, D_m)
+            else:
+                features[m] = enc(batch[m])
+                tokens[m] = features[m].unsqueeze(1)  # (B, 1, D_m)
+        return features, tokens
+
+    def fuse(
+        self,
+        features: Mapping[str, torch.Tensor],
+        tokens: Mapping[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Logits ``(B, K)`` from the features (and, for a token fusion, the tokens)."""
+        if self.needs_tokens:
+            return self.head(self.fusion(features, tokens))  # (B, K)
         return self.head(self.fusion(features))  # (B, K)
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return self.fuse(self.encode(batch))
+        return self.fuse(*self.encode_all(batch))
 
 
 def build_model(
@@ -83,10 +144,30 @@ def build_model(
         input_shapes: modality -> per-sample input shape.
         num_classes: K.
         linear_head: force a linear head (uni-modal models: encoder + linear head, as the paper).
+
+    Example:
+        >>> cfg = ModelConfig(EncoderConfig(feature_dim=8, hidden=8), fusion="film",
+        ...                   fusion_dim=16, film_condition="b")
+        >>> model = build_model(cfg, {"a": (3,), "b": (1, 8, 8)}, num_classes=2)
+        >>> model.fusion.condition, tuple(model({"a": torch.zeros(4, 3),
+        ...                                      "b": torch.zeros(4, 1, 8, 8)}).shape)
+        ('b', (4, 2))
+        >>> type(build_model(cfg, {"a": (3,)}, 2, linear_head=True).fusion).__name__
+        'ConcatFusion'
     """
     encoders = nn.ModuleDict({m: build_encoder(cfg.encoder, s) for m, s in input_shapes.items()})
     dims = {m: int(e.feature_dim) for m, e in encoders.items()}  # type: ignore[arg-type]
-    fusion = build_fusion(cfg.fusion, dims)
+    if cfg.fusion not in FUSIONS:  # checked for teachers too, before anything trains
+        build_fusion(cfg.fusion, dims)  # raises the error that lists the valid names
+    # Fusing one modality means nothing: a uni-modal model is its encoder plus the head.
+    fusion = build_fusion(
+        cfg.fusion if len(dims) > 1 else "concat",
+        dims,
+        dim=cfg.fusion_dim,
+        condition=cfg.film_condition,
+        layers=cfg.attention_layers,
+        heads=cfg.attention_heads,
+    )
     width = int(fusion.output_dim)  # type: ignore[arg-type]
     head: nn.Module
     if linear_head or cfg.head_hidden == 0:

@@ -1,0 +1,198 @@
+"""Fusion modules behind one interface: shapes, gradients, modality counts, token encoders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from umt.errors import UMTError
+from umt.methods.umt import UMT, UMTConfig
+from umt.models import (
+    FUSIONS,
+    CNNEncoder,
+    EncoderConfig,
+    MLPEncoder,
+    ModelConfig,
+    MultimodalModel,
+    build_fusion,
+    build_model,
+)
+from umt.study import load_config, run_study
+
+NAMES = ("concat", "sum", "gated", "film", "attention")
+SHAPES = {"a": (5,), "b": (7,), "c": (3,)}
+IMAGES = {"a": (1, 8, 8), "b": (1, 8, 8)}
+
+
+def _cfg(fusion: str, **kw: object) -> ModelConfig:
+    enc = EncoderConfig(feature_dim=8, hidden=8, depth=2, tokens=3)
+    return ModelConfig(enc, fusion=fusion, head_hidden=8, fusion_dim=12, attention_heads=2, **kw)  # type: ignore[arg-type]
+
+
+def _batch(shapes: dict[str, tuple[int, ...]], n: int = 6) -> dict[str, torch.Tensor]:
+    batch = {m: torch.randn(n, *s) for m, s in shapes.items()}
+    batch["label"] = torch.randint(0, 3, (n,))
+    return batch
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def _assert_every_encoder_learns(model: MultimodalModel, logits: torch.Tensor) -> None:
+    model.zero_grad()
+    logits.square().sum().backward()
+    for m, enc in model.encoders.items():
+        for name, p in enc.named_parameters():
+            assert p.grad is not None and p.grad.abs().sum() > 0, f"{m}: {name}"
+
+
+def test_registry_names() -> None:
+    assert tuple(FUSIONS) == NAMES
+
+
+@pytest.mark.parametrize("n", [2, 3])
+@pytest.mark.parametrize("name", NAMES)
+def test_fusion_shapes_and_gradients(name: str, n: int) -> None:
+    torch.manual_seed(0)
+    shapes = dict(list(SHAPES.items())[:n])
+    model = build_model(_cfg(name), shapes, num_classes=3)
+    batch = _batch(shapes)
+    features, tokens = model.encode_all(batch)
+    assert (tokens is not None) == (name == "attention")
+    fused = model.fusion(features, tokens) if tokens is not None else model.fusion(features)
+    expected = 8 * n if name == "concat" else 12
+    assert model.fusion.output_dim == expected
+    assert tuple(fused.shape) == (6, expected)
+    logits = model(batch)
+    assert tuple(logits.shape) == (6, 3)
+    _assert_every_encoder_learns(model, logits)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_one_modality_model_is_encoder_plus_head(name: str) -> None:
+    model = build_model(_cfg(name), {"a": (5,)}, num_classes=3, linear_head=True)
+    assert type(model.fusion).__name__ == "ConcatFusion"
+    assert isinstance(model.head, nn.Linear)
+
+
+def test_fusions_that_need_two_modalities_say_so() -> None:
+    with pytest.raises(UMTError, match="film fusion supports 2 or more modalities; got 1"):
+        build_fusion("film", {"a": 4})
+    with pytest.raises(UMTError, match="sum fusion supports 1 or more modalities; got 0"):
+        build_fusion("sum", {})
+
+
+def test_unknown_fusion_fails_before_teachers_train() -> None:
+    with pytest.raises(UMTError, match=r"unknown fusion 'mean' \(model.fusion\).*'attention'"):
+        build_model(_cfg("mean"), {"a": (5,)}, num_classes=3, linear_head=True)
+
+
+def test_film_condition_is_configurable() -> None:
+    torch.manual_seed(0)
+    model = build_model(_cfg("film", film_condition="c"), SHAPES, num_classes=3)
+    assert model.fusion.condition == "c" and model.fusion.targets == ("a", "b")
+    default = build_model(_cfg("film"), SHAPES, num_classes=3)
+    assert default.fusion.condition == "a" and default.fusion.targets == ("b", "c")
+    # The conditioning modality changes the output through gamma and beta.
+    batch = _batch(SHAPES)
+    model.eval()
+    other = dict(batch, c=torch.randn(6, 3))
+    assert not torch.allclose(model(batch), model(other))
+    with pytest.raises(UMTError, match=r"'d' \(model.film_condition\).*\['a', 'b', 'c'\]"):
+        build_model(_cfg("film", film_condition="d"), SHAPES, num_classes=3)
+
+
+def test_gates_are_per_modality_and_channel_in_unit_interval() -> None:
+    fusion = build_fusion("gated", {"a": 2, "b": 3}, dim=4)
+    g = fusion.gates({"a": torch.randn(5, 2), "b": torch.randn(5, 3)})  # type: ignore[operator]
+    assert tuple(g.shape) == (5, 2, 4)
+    assert bool(((g > 0) & (g < 1)).all())
+
+
+def test_attention_width_must_divide_by_heads() -> None:
+    with pytest.raises(UMTError, match=r"width 10 \(model.fusion_dim\).*heads 4"):
+        build_fusion("attention", {"a": 4, "b": 4}, dim=10, heads=4)
+
+
+def test_attention_fuse_without_tokens_is_a_clear_error() -> None:
+    model = build_model(_cfg("attention"), SHAPES, num_classes=3)
+    with pytest.raises(UMTError, match="encode_all"):
+        model.fuse(model.encode(_batch(SHAPES)))
+
+
+@pytest.mark.parametrize("shapes", [IMAGES, {"a": (1, 8, 8), "b": (5,)}], ids=["cnn", "cnn+mlp"])
+def test_attention_with_cnn_encoders(shapes: dict[str, tuple[int, ...]]) -> None:
+    torch.manual_seed(0)
+    model = build_model(_cfg("attention", attention_layers=2), shapes, num_classes=3)
+    assert isinstance(model.encoders["a"], CNNEncoder)
+    batch = _batch(shapes)
+    features, tokens = model.encode_all(batch)
+    assert tokens is not None
+    assert tuple(tokens["a"].shape) == (6, 4, 8)  # 8x8 -> two pooling stages -> 2x2 positions
+    if "b" in shapes and len(shapes["b"]) == 1:
+        assert tuple(tokens["b"].shape) == (6, 3, 8)  # model.encoder.tokens=3
+    logits = model(batch)
+    assert tuple(logits.shape) == (6, 3)
+    _assert_every_encoder_learns(model, logits)
+
+
+def test_encoder_tokens_reduce_to_the_pooled_features() -> None:
+    torch.manual_seed(0)
+    cnn = CNNEncoder((1, 8, 8), feature_dim=8, width=4, depth=2).eval()
+    x = torch.randn(3, 1, 8, 8)
+    pooled, tokens = cnn.forward_tokens(x)
+    assert torch.equal(pooled, cnn(x))
+    torch.testing.assert_close(torch.relu(tokens.mean(1)), pooled)
+
+    mlp = MLPEncoder((5,), feature_dim=6, hidden=10, tokens=4).eval()  # groups of 3, 3, 2, 2
+    x = torch.randn(3, 5)
+    pooled, tokens = mlp.forward_tokens(x)
+    assert torch.equal(pooled, mlp(x)) and tuple(tokens.shape) == (3, 4, 6)
+    torch.testing.assert_close(torch.relu(tokens.sum(1)), pooled)
+    assert MLPEncoder((2,), hidden=2, depth=1, tokens=8).num_tokens == 2  # no empty group
+
+
+def test_an_encoder_without_tokens_gives_one_token() -> None:
+    plain = nn.Sequential(nn.Linear(5, 4))
+    plain.feature_dim = 4  # type: ignore[assignment]
+    encoders = nn.ModuleDict({"a": plain, "b": MLPEncoder((7,), feature_dim=4, tokens=2)})
+    fusion = build_fusion("attention", {"a": 4, "b": 4}, dim=8, heads=2)
+    model = MultimodalModel(encoders, fusion, nn.Linear(8, 3))
+    features, tokens = model.encode_all(_batch({"a": (5,), "b": (7,)}))
+    assert tokens is not None
+    assert tuple(tokens["a"].shape) == (6, 1, 4) and tuple(tokens["b"].shape) == (6, 2, 4)
+    torch.testing.assert_close(tokens["a"][:, 0], features["a"])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_umt_step_distils_pooled_features_for_every_fusion(name: str) -> None:
+    torch.manual_seed(0)
+    shapes = {"a": (5,), "b": (1, 8, 8)}
+    model = build_model(_cfg(name), shapes, num_classes=3)
+    teachers = {m: build_model(_cfg(name), {m: s}, 3).encoders[m] for m, s in shapes.items()}
+    out = UMT(teachers, UMTConfig()).step(model, _batch(shapes))
+    assert tuple(out["logits"].shape) == (6, 3)
+    assert set(out) >= {"distill_a", "distill_b"}
+    _assert_every_encoder_learns(model, out["loss"].reshape(1))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_tiny_study_with_each_fusion(name: str, tmp_path: Path, tiny_overrides: list[str]) -> None:
+    overrides = [
+        *tiny_overrides,
+        "train.epochs=1",
+        "methods=[joint,umt]",
+        f"model.fusion={name}",
+        "model.fusion_dim=16",
+        "model.attention_heads=2",
+    ]
+    summary = run_study(
+        load_config(overrides=overrides), tmp_path, log=_quiet, report=False
+    ).summary
+    assert set(summary["methods"]) == {"teacher-strong", "teacher-weak", "joint", "umt"}
+    for entry in summary["methods"].values():
+        assert 0.0 <= entry["test_acc"]["mean"] <= 1.0
