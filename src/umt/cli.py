@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -121,6 +122,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.overrides)
     start = time.perf_counter()
+    signal.signal(signal.SIGTERM, _terminate)  # a polite kill: stop like Ctrl-C, resumable
     result = run_study(cfg, args.out)
     print()
     print(tables(result.summary))
@@ -130,7 +132,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         f"Run directory: {result.run_dir} (report.md, report.html, summary.json); "
         f"{trained} stage(s) trained, the rest cached; {time.perf_counter() - start:.1f} s."
     )
+    if result.summary["failed"]:
+        print(f"umt: {len(result.summary['failed'])} stage(s) failed (see above)", file=sys.stderr)
+        return 1
     return 0
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _cmd_config(args: argparse.Namespace) -> int:

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import logging
 import math
+import random
+import shutil
 import time
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -24,6 +28,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from umt.data.base import ArrayDataset, Batch, DataBundle, make_loader
 from umt.errors import UMTError
+from umt.faults import fault_active, fault_point
 from umt.io import save_torch
 from umt.methods.base import Method
 from umt.models.multimodal import MultimodalModel, mask_batch
@@ -69,6 +74,10 @@ class TrainConfig:
     threads: int = 0
 
 
+class DivergenceError(UMTError):
+    """The loss became NaN or infinite; the stage stops, its last good checkpoint is kept."""
+
+
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("none", "cosine", "step")
 
@@ -91,6 +100,25 @@ class StageModule(L.LightningModule):
     def on_fit_start(self) -> None:
         self.method.to(self.device)
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # The random generators, so that a resumed run draws what an uninterrupted one would.
+        kind, keys, pos, has_gauss, gauss = np.random.get_state(legacy=True)
+        keys_t = torch.from_numpy(np.asarray(keys).astype(np.int64))
+        checkpoint["umt_rng"] = {  # plain types and tensors only: loadable with weights_only
+            "torch": torch.get_rng_state(),
+            "numpy": [kind, keys_t, pos, has_gauss, gauss],
+            "python": random.getstate(),
+        }
+        fault_point(f"checkpoint:{self.stage}:{self.current_epoch}")
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        rng = checkpoint.get("umt_rng")
+        if rng is not None:
+            torch.set_rng_state(rng["torch"])
+            kind, keys, pos, has_gauss, gauss = rng["numpy"]
+            np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+            random.setstate(rng["python"])
+
     def on_train_epoch_start(self) -> None:
         hook = getattr(self.method, "on_train_epoch_start", None)
         if hook is not None:
@@ -104,10 +132,14 @@ class StageModule(L.LightningModule):
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         out = self.method.step(self.model, batch)
         loss = out["loss"]
+        fault_point(f"step:{self.stage}:{self.global_step}")
+        if fault_active(f"nan:{self.stage}:{self.global_step}"):
+            loss = loss * float("nan")
         if not torch.isfinite(loss):
-            raise UMTError(
+            raise DivergenceError(
                 f"stage {self.stage!r}: the loss became {loss.item()} at epoch {self.current_epoch}, "
-                f"step {batch_idx}; lower train.lr or check the inputs for NaN/inf"
+                f"step {self.global_step} (batch {batch_idx} of the epoch); the last good "
+                "checkpoint is kept. Lower train.lr or check the inputs for NaN/inf"
             )
         n = len(batch["label"])
         logs = {f"train/{k}": v.detach() for k, v in out.items() if k != "logits" and v.ndim == 0}
@@ -214,6 +246,11 @@ def fit(
     )
     val_loader = make_loader(data.val, batch_size=cfg.batch_size * 4, shuffle=False)
     last = ckpt_dir / "last.ckpt"
+    if last.is_file() and not _readable(last):
+        warnings.warn(
+            f"{last} is unreadable (cut off by a crash?); restarting stage {stage!r}", stacklevel=2
+        )
+        shutil.rmtree(ckpt_dir)
     start = time.perf_counter()
     trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if last.is_file() else None)
     seconds = time.perf_counter() - start
@@ -234,6 +271,14 @@ def fit(
         epochs=cfg.epochs,
         seconds=seconds,
     )
+
+
+def _readable(path: Path) -> bool:
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return False
+    return True
 
 
 def eval_device(cfg: TrainConfig) -> torch.device:

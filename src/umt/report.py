@@ -80,6 +80,14 @@ def probe_table(summary: dict[str, Any]) -> str:
     return _table(header, rows)
 
 
+def failed_text(summary: dict[str, Any]) -> str:
+    failed = summary.get("failed") or {}
+    if not failed:
+        return ""
+    lines = [f"- `{stage}`: {msg}" for stage, msg in failed.items()]
+    return "**Failed stages** (left out of every table):\n" + "\n".join(lines)
+
+
 def choice_text(summary: dict[str, Any]) -> str:
     choice = summary.get("choice")
     if not choice:
@@ -97,8 +105,9 @@ def tables(summary: dict[str, Any]) -> str:
             "Linear-probe test accuracy (%) of each frozen encoder:",
             probe_table(summary),
             choice_text(summary),
+            failed_text(summary),
         ]
-    )
+    ).rstrip()
 
 
 def probe_figure(summary: dict[str, Any]) -> bytes:
@@ -159,8 +168,9 @@ def markdown(summary: dict[str, Any]) -> str:
             missing_table(summary),
             "## UMT or UME",
             choice_text(summary),
+            failed_text(summary),
         ]
-    )
+    ).rstrip()
 
 
 def write_report(summary: dict[str, Any], run_dir: Path) -> None:

@@ -26,8 +26,17 @@ import yaml
 
 from umt.config import apply_overrides, config_hash, from_dict, read_yaml, to_dict
 from umt.data import DataBundle, DataConfig, load_data
-from umt.engine import TrainConfig, accuracy, eval_device, fit, modality_accuracies, save_model
+from umt.engine import (
+    DivergenceError,
+    TrainConfig,
+    accuracy,
+    eval_device,
+    fit,
+    modality_accuracies,
+    save_model,
+)
 from umt.errors import UMTError
+from umt.faults import fault_point
 from umt.io import read_json, write_json, write_text
 from umt.methods import (
     METHODS,
@@ -169,16 +178,20 @@ class _Runner:
             self.data_key, _hash_train(self.cfg.train), self.cfg.model, seed, key_parts
         )
         done = self._cached(stage_dir, key)
-        if done is not None and (stage_dir / "model.pt").is_file():
-            state = torch.load(stage_dir / "model.pt", map_location="cpu", weights_only=True)
-            model.load_state_dict(state)
+        if done is not None and self._load(model, stage_dir / "model.pt"):
             self.log(
                 f"[seed {seed}] {name}: cached (val {done['val_acc']:.4f}, test {done['test_acc']:.4f})"
             )
             return model, done
         self.log(f"[seed {seed}] {name}: training ({self.cfg.train.epochs} epochs)")
         self._begin(stage_dir, key, {"stage": name, "seed": seed, **to_dict(key_parts)})
-        fitted = fit(model, method, data, self.cfg.train, stage_dir, seed=seed, stage=name)
+        try:
+            fitted = fit(model, method, data, self.cfg.train, stage_dir, seed=seed, stage=name)
+        except DivergenceError as e:
+            write_json(stage_dir / "failed.json", {"key": key, "error": str(e)})
+            self.log(f"[seed {seed}] {name}: FAILED: {e}")
+            raise StageFailed(f"seed{seed}/{name}", str(e)) from e
+        (stage_dir / "failed.json").unlink(missing_ok=True)
         result = self._evaluate(model, data, key, name, seed)
         result.update(
             best_epoch=fitted.best_epoch,
@@ -187,11 +200,24 @@ class _Runner:
         )
         save_model(model, stage_dir / "model.pt")
         write_json(stage_dir / "result.json", result)  # written last: marks the stage finished
+        fault_point(f"done:seed{seed}/{name}")
         self.trained.append(f"seed{seed}/{name}")
         self.log(
             f"[seed {seed}] {name}: val {result['val_acc']:.4f}, test {result['test_acc']:.4f}"
         )
         return model, result
+
+    def _load(self, model: MultimodalModel, path: Path) -> bool:
+        """Load a finished stage's weights; False (and the stage retrains) if they are unusable."""
+        if not path.is_file():
+            return False
+        try:
+            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        except Exception as e:  # a cut-off file, or weights of another architecture
+            self.log(f"  {path} is unusable ({type(e).__name__}); retraining that stage")
+            path.unlink()
+            return False
+        return True
 
     def _evaluate(
         self, model: torch.nn.Module, data: DataBundle, key: str, name: str, seed: int
@@ -248,7 +274,7 @@ class _Runner:
 
     def run_seed(self, seed: int) -> dict[str, Any]:
         cfg, data = self.cfg, self.data
-        out: dict[str, Any] = {"stages": {}, "probes": {}}
+        out: dict[str, Any] = {"stages": {}, "probes": {}, "failed": {}}
         teachers: dict[str, MultimodalModel] = {}
         teacher_keys = []
         for m in data.modalities:
@@ -257,20 +283,24 @@ class _Runner:
             model = build_model(
                 cfg.model, {m: data.input_shapes[m]}, data.num_classes, linear_head=True
             )
-            model, result = self.train_stage(
-                seed,
-                name,
-                model,
-                Joint(),
-                data.restrict([m]),
-                {"method": "unimodal", "modality": m},
-            )
+            parts = {"method": "unimodal", "modality": m}
+            try:
+                model, result = self.train_stage(
+                    seed, name, model, Joint(), data.restrict([m]), parts
+                )
+            except StageFailed as e:
+                out["failed"][name] = e.message
+                continue
             teachers[m] = model
             teacher_keys.append(result["key"])
             out["stages"][name] = result
             out["probes"][name] = self.probe_stage(seed, name, model, result["key"])
+        missing = [f"teacher-{m}" for m in data.modalities if m not in teachers]
         for method in cfg.methods:
             spec = METHODS[method]
+            if spec.uses_teachers and missing:
+                out["failed"][method] = f"skipped: it needs {', '.join(missing)}, which failed"
+                continue
             if spec.build is None:  # UME: combines the teachers, trains nothing
                 out["stages"][method] = self.ume_stage(seed, teachers, teacher_keys)
                 continue
@@ -278,13 +308,25 @@ class _Runner:
             model = build_model(cfg.model, data.input_shapes, data.num_classes)
             settings = getattr(cfg, method, None)
             step = spec.build(MethodContext(settings, model, teachers, data, seed))
-            parts: dict[str, Any] = {"method": method, "settings": to_dict(settings)}
+            method_parts: dict[str, Any] = {"method": method, "settings": to_dict(settings)}
             if spec.uses_teachers:
-                parts["teachers"] = teacher_keys
-            model, result = self.train_stage(seed, method, model, step, data, parts)
+                method_parts["teachers"] = teacher_keys
+            try:
+                model, result = self.train_stage(seed, method, model, step, data, method_parts)
+            except StageFailed as e:
+                out["failed"][method] = e.message
+                continue
             out["stages"][method] = result
             out["probes"][method] = self.probe_stage(seed, method, model, result["key"])
         return out
+
+
+class StageFailed(Exception):
+    """A stage stopped (e.g. diverged); the study goes on with what does not depend on it."""
+
+    def __init__(self, stage: str, message: str) -> None:
+        super().__init__(f"{stage}: {message}")
+        self.stage, self.message = stage, message
 
 
 def _stats(values: Sequence[float]) -> dict[str, Any]:
@@ -300,7 +342,11 @@ def summarize(
 ) -> dict[str, Any]:
     """Aggregate the seeds: accuracy per stage, probe per encoder, the UMT/UME choice."""
     seeds = list(per_seed)
-    stages = list(per_seed[seeds[0]]["stages"])
+    # A stage counts where it finished in every seed; failures are listed, never averaged in.
+    stages = [
+        st for st in per_seed[seeds[0]]["stages"] if all(st in per_seed[s]["stages"] for s in seeds)
+    ]
+    failed = {f"seed{s}/{st}": msg for s in seeds for st, msg in per_seed[s]["failed"].items()}
     methods: dict[str, Any] = {}
     for stage in stages:
         rows = [per_seed[s]["stages"][stage] for s in seeds]
@@ -317,7 +363,9 @@ def summarize(
     probes: dict[str, Any] = {}
     for m in data.modalities:
         probes[m] = {}
-        for stage in per_seed[seeds[0]]["probes"]:
+        for stage in stages:
+            if stage not in per_seed[seeds[0]]["probes"]:
+                continue
             if stage.startswith("teacher-") and stage != f"teacher-{m}":
                 continue
             owner = "teacher" if stage.startswith("teacher-") else stage
@@ -350,6 +398,7 @@ def summarize(
         "methods": methods,
         "probes": probes,
         "choice": choice,
+        "failed": failed,
         "per_seed": {str(s): per_seed[s] for s in seeds},
     }
 

@@ -52,7 +52,9 @@ def load_data(cfg: DataConfig) -> DataBundle:
         UMTError: the name is unknown (the message lists the valid names).
     """
     if cfg.name not in DATASETS:
-        raise UMTError(f"unknown data set {cfg.name!r} (data.name); expected one of {sorted(DATASETS)}")
+        raise UMTError(
+            f"unknown data set {cfg.name!r} (data.name); expected one of {sorted(DATASETS)}"
+        )
     return DATASETS[cfg.name][0](cfg)
 
 

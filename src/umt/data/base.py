@@ -107,8 +107,18 @@ class DataBundle:
                     f"but 'train' has {list(mods)}"
                 )
         for split in SPLITS:
-            if len(getattr(self, split)) == 0:
+            ds = getattr(self, split)
+            if len(ds) == 0:
                 raise UMTError(f"data set {self.name!r}: split {split!r} is empty")
+            if self.task == "classification":
+                lo, hi = int(ds.labels.min()), int(ds.labels.max())
+                if lo < 0 or hi >= self.num_classes:
+                    bad = int(np.flatnonzero((ds.labels < 0) | (ds.labels >= self.num_classes))[0])
+                    raise UMTError(
+                        f"data set {self.name!r}: split {split!r} has label "
+                        f"{int(ds.labels[bad])} at index {bad}; labels must be in "
+                        f"0..{self.num_classes - 1}"
+                    )
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -154,6 +164,25 @@ class DataBundle:
         return out
 
 
+class EpochBatchSampler(BatchSampler):
+    """Shuffled batches whose order depends only on ``(seed, epoch)``.
+
+    The trainer calls ``set_epoch`` before each epoch, so a run resumed at epoch k sees the same
+    batches as an uninterrupted one (a single generator would restart at epoch 0's order).
+    """
+
+    def __init__(self, n: int, batch_size: int, *, seed: int, drop_last: bool = False) -> None:
+        self.generator = torch.Generator()
+        super().__init__(
+            RandomSampler(range(n), generator=self.generator), batch_size, drop_last=drop_last
+        )
+        self.seed = seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.generator.manual_seed(self.seed * 100_003 + epoch)
+
+
 def make_loader(
     dataset: ArrayDataset,
     *,
@@ -170,9 +199,11 @@ def make_loader(
         >>> [len(b["label"]) for b in make_loader(ds, batch_size=2, shuffle=False)]
         [2, 2, 1]
     """
-    gen = torch.Generator().manual_seed(seed)
-    base = RandomSampler(dataset, generator=gen) if shuffle else SequentialSampler(dataset)
-    sampler = BatchSampler(base, batch_size=batch_size, drop_last=drop_last)
+    sampler: BatchSampler
+    if shuffle:
+        sampler = EpochBatchSampler(len(dataset), batch_size, seed=seed, drop_last=drop_last)
+    else:
+        sampler = BatchSampler(SequentialSampler(dataset), batch_size, drop_last=drop_last)
     return DataLoader(
         dataset,
         sampler=sampler,

@@ -162,7 +162,7 @@ def load_synthetic(cfg: SyntheticConfig) -> DataBundle:
     Example:
         >>> data = load_synthetic(SyntheticConfig(preset="imbalanced", n_train=8, n_val=4, n_test=4))
         >>> data.modalities, data.input_shapes["weak"], len(data.train)
-        (('strong', 'weak'), (32,), 8)
+        (('strong', 'weak'), (64,), 8)
     """
     spec = resolve(cfg)
     rng = np.random.default_rng(spec.seed)

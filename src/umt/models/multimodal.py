@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from umt.errors import UMTError
 from umt.models.encoders import EncoderConfig, build_encoder
 from umt.models.fusion import FUSIONS, build_fusion
 
@@ -83,7 +84,16 @@ class MultimodalModel(nn.Module):
 
     def encode(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Each encoder's pooled features ``{m: (B, D_m)}`` (what probes and UMT distil)."""
+        self._check(batch)
         return {m: enc(batch[m]) for m, enc in self.encoders.items()}  # {m: (B, D_m)}
+
+    def _check(self, batch: Mapping[str, torch.Tensor]) -> None:
+        missing = [m for m in self.encoders if m not in batch]
+        if missing:
+            raise UMTError(
+                f"the batch has no modality {missing} (it has {sorted(batch)}); the model "
+                f"expects {list(self.encoders)}"
+            )
 
     def encode_all(
         self, batch: Mapping[str, torch.Tensor]
@@ -106,6 +116,7 @@ class MultimodalModel(nn.Module):
         """
         if not self.needs_tokens:
             return self.encode(batch), None
+        self._check(batch)
         features, tokens = {}, {}
         for m, enc in self.encoders.items():
             forward_tokens = getattr(enc, "forward_tokens", None)

@@ -1,0 +1,181 @@
+"""Crash and resume, divergence, and bad input: nothing finished is lost, errors say what to do."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from umt.data import ArrayDataset, DataBundle
+from umt.errors import UMTError
+from umt.models import ModelConfig, build_model
+from umt.study import load_config, run_study
+
+# Small enough to run in seconds, long enough (4 epochs of 10 steps) to be killed mid-stage.
+RESUME = [
+    "seeds=[0]",
+    "train.epochs=4",
+    "train.lr=0.01",
+    "train.progress=false",
+    "train.threads=1",
+    "data.synthetic.n_train=600",
+    "data.synthetic.n_val=100",
+    "data.synthetic.n_test=100",
+    "model.encoder.hidden=32",
+    "model.encoder.feature_dim=16",
+    "model.head_hidden=16",
+    "probe.max_iter=20",
+]
+
+
+def _numbers(summary: dict[str, Any]) -> dict[str, Any]:
+    """The summary without timings (which differ between any two runs)."""
+    methods = {
+        name: {k: v for k, v in entry.items() if k != "train_seconds"}
+        for name, entry in summary["methods"].items()
+    }
+    per_seed = {
+        seed: {
+            stage: {k: v for k, v in r.items() if k not in ("train_seconds",)}
+            for stage, r in run["stages"].items()
+        }
+        for seed, run in summary["per_seed"].items()
+    }
+    return {
+        "methods": methods,
+        "probes": summary["probes"],
+        "choice": summary["choice"],
+        "per_seed": per_seed,
+    }
+
+
+def _umt_run(
+    out: Path, fault: str | None = None, sig: str = "KILL"
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "UMT_FAULT_SIGNAL": sig}
+    env.pop("UMT_FAULT", None)
+    if fault:
+        env["UMT_FAULT"] = fault
+    args = [sys.executable, "-m", "umt.cli", "run", "--out", str(out)]
+    for o in RESUME:
+        args += ["--set", o]
+    return subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("whole")
+    done = _umt_run(out)
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads((out / "default" / "summary.json").read_text()))
+
+
+@pytest.mark.parametrize(
+    ("fault", "sig", "reused"),
+    [
+        ("step:joint:25", "KILL", 2),  # mid-epoch 3 of joint: both teachers reused
+        ("checkpoint:umt:1", "KILL", 3),  # while umt's epoch-1 checkpoint is written
+        ("done:seed0/teacher-weak", "KILL", 2),  # between stages, right after one finished
+        ("step:umt:15", "TERM", 3),  # a polite kill mid-epoch
+    ],
+)
+def test_killed_run_resumes_to_the_uninterrupted_result(
+    tmp_path: Path, uninterrupted: dict[str, Any], fault: str, sig: str, reused: int
+) -> None:
+    killed = _umt_run(tmp_path, fault, sig)
+    assert killed.returncode != 0
+    assert not (tmp_path / "default" / "summary.json").exists()
+
+    resumed = _umt_run(tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{4 - reused} stage(s) trained" in resumed.stdout
+    summary = json.loads((tmp_path / "default" / "summary.json").read_text())
+    assert _numbers(summary) == _numbers(uninterrupted)  # bit-identical on CPU
+
+
+def test_divergence_fails_the_stage_and_the_rest_still_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UMT_FAULT", "nan:joint:25")  # epoch 2, after two good checkpoints
+    result = run_study(load_config(overrides=RESUME), tmp_path, log=lambda _: None)
+    summary = result.summary
+    assert set(summary["failed"]) == {"seed0/joint"}
+    message = summary["failed"]["seed0/joint"]
+    assert "'joint'" in message and "epoch 2" in message and "step 25" in message
+    assert "joint" not in summary["methods"]
+    assert {"umt", "ume", "teacher-weak"} <= set(summary["methods"])
+    assert summary["choice"] is None  # the rule compares with joint, which failed
+    stage = tmp_path / "default" / "seed0" / "joint"
+    assert (stage / "failed.json").is_file() and not (stage / "result.json").exists()
+    state = torch.load(stage / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert state["epoch"] == 1  # the last good checkpoint: saved at the end of epoch 1
+    assert "Failed stages" in (tmp_path / "default" / "report.md").read_text()
+
+    monkeypatch.delenv("UMT_FAULT")  # the next run retries the failed stage only
+    again = run_study(load_config(overrides=RESUME), tmp_path, log=lambda _: None)
+    assert again.trained == ["seed0/joint"]
+    assert again.summary["failed"] == {}
+
+
+def test_corrupt_model_file_is_retrained_not_trusted(tmp_path: Path) -> None:
+    cfg = load_config(overrides=RESUME)
+    first = run_study(cfg, tmp_path, log=lambda _: None, report=False)
+    model_file = tmp_path / "default" / "seed0" / "joint" / "model.pt"
+    model_file.write_bytes(model_file.read_bytes()[:100])  # cut off
+    again = run_study(cfg, tmp_path, log=lambda _: None, report=False)
+    assert again.trained == ["seed0/joint"]
+    assert _numbers(again.summary) == _numbers(first.summary)
+
+
+def test_cut_off_last_checkpoint_restarts_the_stage(tmp_path: Path) -> None:
+    killed = _umt_run(tmp_path, "step:joint:25")
+    assert killed.returncode != 0
+    last = tmp_path / "default" / "seed0" / "joint" / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:50])
+    resumed = _umt_run(tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "2 stage(s) trained" in resumed.stdout
+
+
+def _bundle(labels: np.ndarray, n_classes: int = 3) -> DataBundle:
+    ds = ArrayDataset({"a": np.zeros((len(labels), 2))}, labels)
+    return DataBundle("toy", ds, ds, ds, num_classes=n_classes)
+
+
+def test_labels_out_of_range_are_refused_with_the_index() -> None:
+    with pytest.raises(UMTError, match=r"label 7 at index 2; labels must be in 0..2"):
+        _bundle(np.array([0, 1, 7, 2]))
+
+
+def test_empty_split_is_refused() -> None:
+    empty = ArrayDataset({"a": np.zeros((0, 2))}, np.zeros(0, dtype=int))
+    full = ArrayDataset({"a": np.zeros((3, 2))}, np.zeros(3, dtype=int))
+    with pytest.raises(UMTError, match="split 'val' is empty"):
+        DataBundle("toy", full, empty, full, num_classes=2)
+
+
+def test_a_modality_missing_from_the_batch_is_named() -> None:
+    model = build_model(ModelConfig(), {"audio": (4,), "visual": (4,)}, 3)
+    with pytest.raises(UMTError, match=r"no modality \['visual'\].*expects \['audio', 'visual'\]"):
+        model({"audio": torch.zeros(2, 4), "label": torch.zeros(2)})
+
+
+def test_missing_data_root_is_named(tmp_path: Path) -> None:
+    cfg = load_config(overrides=["data.name=folder", f"data.root={tmp_path / 'nowhere'}"])
+    with pytest.raises(UMTError, match="nowhere"):
+        run_study(cfg, tmp_path, log=lambda _: None)
+
+
+def test_cli_shows_errors_without_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    from umt.cli import main
+
+    assert main(["run", "--set", "data.name=folder", "--set", "data.root=/no/such/dir"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("umt: error:") and "Traceback" not in err
