@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from umt.cli import main
+from umt.errors import UMTError
 from umt.study import StudyResult, load_config, run_study
 
 
@@ -121,3 +122,26 @@ def test_same_config_and_seed_give_the_same_numbers(
     other_seed = [*overrides, "seeds=[1]"]
     c = run_study(load_config(overrides=other_seed), tmp_path / "c", log=_quiet, report=False)
     assert numbers(c) != numbers(a)
+
+
+def test_fusion_sweep_runs_each_method_per_fusion(
+    tmp_path: Path, tiny_overrides: list[str]
+) -> None:
+    cfg = load_config(overrides=[*tiny_overrides, "fusion=[concat,sum,attention]"])
+    result = run_study(cfg, tmp_path, log=_quiet)
+    methods = result.summary["methods"]
+    for f in ("concat", "sum", "attention"):
+        assert f"joint-{f}" in methods and f"umt-{f}" in methods
+        assert f"umt-{f}" in result.summary["probes"]["weak"]
+    assert "ume" in methods and "ume-sum" not in methods  # UME has no fusion module
+    assert (
+        result.summary["choice"]["joint-concat_acc"] == methods["joint-concat"]["val_acc"]["mean"]
+    )
+    report = (tmp_path / "default" / "report.md").read_text()
+    assert "## UMT across fusion modules" in report
+    assert "| attention |" in report
+
+
+def test_unknown_fusion_in_a_sweep_is_refused_before_training(tiny_overrides: list[str]) -> None:
+    with pytest.raises(UMTError, match=r"fusion: unknown \['fim'\]"):
+        load_config(overrides=[*tiny_overrides, "fusion=[concat,fim]"])

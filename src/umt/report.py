@@ -12,6 +12,14 @@ from umt.io import write_bytes, write_text
 _ROW_NAMES = {"joint": "joint (naive fusion)", "umt": "UMT", "ume": "UME"}
 
 
+def _name(stage: str) -> str:
+    """A stage's row name: ``teacher-audio`` -> ``uni-modal audio (teacher)``, ``umt`` -> ``UMT``."""
+    if stage.startswith("teacher-"):
+        return f"uni-modal {stage.removeprefix('teacher-')} (teacher)"
+    method, _, fusion = stage.partition("-")
+    return _ROW_NAMES.get(method, method) + (f" [{fusion}]" if fusion else "")
+
+
 def pm(stats: dict[str, Any], scale: float = 100.0) -> str:
     """``mean ± std`` in percent.
 
@@ -34,12 +42,37 @@ def accuracy_table(summary: dict[str, Any]) -> str:
     header = ["method", "val acc", "test acc"] + [f"test acc, {m} only" for m in mods]
     rows = []
     for stage, entry in summary["methods"].items():
-        name = _ROW_NAMES.get(stage, stage.replace("teacher-", "uni-modal ") + " (teacher)")
+        name = _name(stage)
         per = entry.get("modality_test_acc", {})
         rows.append(
             [name, pm(entry["val_acc"]), pm(entry["test_acc"])]
             + [pm(per[m]) if m in per else "" for m in mods]
         )
+    return _table(header, rows)
+
+
+def fusion_rows(summary: dict[str, Any]) -> list[str]:
+    """The fusion modules of a sweep (stages ``joint-<f>``/``umt-<f>``), in run order."""
+    return [s.split("-", 1)[1] for s in summary["methods"] if s.startswith("joint-")]
+
+
+def fusion_table(summary: dict[str, Any]) -> str:
+    """One row per fusion module: joint vs UMT test accuracy, the gain, and encoder probes."""
+    mods = summary["data"]["modalities"]
+    header = ["fusion", "joint", "UMT", "gain"]
+    header += [f"{m} probe: joint / UMT" for m in mods]
+    rows = []
+    for f in fusion_rows(summary):
+        j, u = summary["methods"].get(f"joint-{f}"), summary["methods"].get(f"umt-{f}")
+        if j is None or u is None:
+            continue
+        gain = 100 * (u["test_acc"]["mean"] - j["test_acc"]["mean"])
+        cells = [f, pm(j["test_acc"]), pm(u["test_acc"]), f"{gain:+.2f}"]
+        for m in mods:
+            pj = summary["probes"][m].get(f"joint-{f}")
+            pu = summary["probes"][m].get(f"umt-{f}")
+            cells.append(f"{pm(pj)} / {pm(pu)}" if pj and pu else "")
+        rows.append(cells)
     return _table(header, rows)
 
 
@@ -56,7 +89,7 @@ def missing_table(summary: dict[str, Any]) -> str:
         for m in mods:
             miss = entry["missing_test_acc"][m]
             cells.append(f"{pm(miss)} ({100 * (miss['mean'] - full):+.2f})")
-        rows.append([_ROW_NAMES.get(stage, stage), pm(entry["test_acc"]), *cells])
+        rows.append([_name(stage), pm(entry["test_acc"]), *cells])
     return _table(header, rows)
 
 
@@ -65,9 +98,9 @@ def probe_table(summary: dict[str, Any]) -> str:
     owners: list[str] = []
     for per in summary["probes"].values():
         owners += [o for o in per if o not in owners]
-    header = ["encoder"] + [_ROW_NAMES.get(o, o) for o in owners]
+    header = ["encoder"] + [_name(o) for o in owners]
     if "teacher" in owners:
-        header += [f"{_ROW_NAMES.get(o, o)} − teacher" for o in owners if o != "teacher"]
+        header += [f"{_name(o)} − teacher" for o in owners if o != "teacher"]
     rows = []
     for m, per in summary["probes"].items():
         row = [m] + [pm(per[o]) if o in per else "" for o in owners]
@@ -104,6 +137,11 @@ def tables(summary: dict[str, Any]) -> str:
             accuracy_table(summary),
             "Linear-probe test accuracy (%) of each frozen encoder:",
             probe_table(summary),
+            *(
+                ["UMT across fusion modules (%):", fusion_table(summary)]
+                if fusion_rows(summary)
+                else []
+            ),
             choice_text(summary),
             failed_text(summary),
         ]
@@ -130,7 +168,7 @@ def probe_figure(summary: dict[str, Any]) -> bytes:
         xs = [j + (i - (len(owners) - 1) / 2) * width for j in range(len(mods))]
         means = [100 * probes[m][owner]["mean"] if owner in probes[m] else 0 for m in mods]
         stds = [100 * probes[m][owner]["std"] if owner in probes[m] else 0 for m in mods]
-        ax.bar(xs, means, width, yerr=stds, capsize=3, label=_ROW_NAMES.get(owner, owner))
+        ax.bar(xs, means, width, yerr=stds, capsize=3, label=_name(owner))
     ax.set_xticks(range(len(mods)), mods)
     ax.set_ylabel("linear-probe test accuracy (%)")
     ax.set_title(f"Encoders of {summary['data']['name']}: modality failure and its fix")
@@ -162,6 +200,17 @@ def markdown(summary: dict[str, Any]) -> str:
             "below its teacher's has learned less of its modality alone: modality failure.",
             probe_table(summary),
             "![probe accuracies](figures/probes.png)",
+            *(
+                [
+                    "## UMT across fusion modules",
+                    "Test accuracy (%) of joint training and UMT with each fusion module, and the "
+                    "linear-probe accuracy (%) of each encoder. UME does not depend on the fusion "
+                    "module: it is the one row `UME` above.",
+                    fusion_table(summary),
+                ]
+                if fusion_rows(summary)
+                else []
+            ),
             "## Missing modalities at test time",
             f"Each modality in turn is removed (inputs set to {summary.get('mask_fill', 'zero')} "
             "value) from the test split; the drop is against the full test accuracy.",

@@ -17,7 +17,7 @@ import shutil
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ from umt.methods import (
     UMTConfig,
     choose,
 )
-from umt.models import ModelConfig, MultimodalModel, build_model
+from umt.models import FUSIONS, ModelConfig, MultimodalModel, build_model
 from umt.probe import ProbeConfig, probe
 
 MASK_FILLS = ("zero", "mean")
@@ -67,6 +67,9 @@ class StudyConfig:
         umt, ume, probe, choice: the methods' settings, the linear probe, the UMT/UME rule.
         mask_fill: how a modality is removed to measure a fused model per modality
             (``zero`` or its training ``mean``).
+        fusion: a sweep over fusion modules (e.g. ``[concat, sum, gated, film, attention]``):
+            each trained method runs once per fusion, as stage ``<method>-<fusion>``. Empty:
+            ``model.fusion`` alone, stages named ``<method>``.
     """
 
     name: str = "default"
@@ -80,6 +83,7 @@ class StudyConfig:
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     choice: ChoiceConfig = field(default_factory=ChoiceConfig)
     mask_fill: str = "zero"
+    fusion: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.methods if m not in METHODS]
@@ -95,6 +99,9 @@ class StudyConfig:
             raise UMTError("choice.split: the rule must not look at the test split; use 'val'")
         if self.choice.split not in ("train", "val"):
             raise UMTError(f"choice.split: expected 'val' (or 'train'), got {self.choice.split!r}")
+        bad = [f for f in (*self.fusion, self.model.fusion) if f not in FUSIONS]
+        if bad:
+            raise UMTError(f"fusion: unknown {bad}; expected some of {sorted(FUSIONS)}")
         if self.train.epochs < 1:
             raise UMTError(f"train.epochs: expected at least 1, got {self.train.epochs}")
 
@@ -296,28 +303,36 @@ class _Runner:
             out["stages"][name] = result
             out["probes"][name] = self.probe_stage(seed, name, model, result["key"])
         missing = [f"teacher-{m}" for m in data.modalities if m not in teachers]
+        fusions = cfg.fusion or (cfg.model.fusion,)
         for method in cfg.methods:
             spec = METHODS[method]
             if spec.uses_teachers and missing:
                 out["failed"][method] = f"skipped: it needs {', '.join(missing)}, which failed"
                 continue
-            if spec.build is None:  # UME: combines the teachers, trains nothing
+            if spec.build is None:  # UME: combines the teachers, trains nothing, has no fusion
                 out["stages"][method] = self.ume_stage(seed, teachers, teacher_keys)
                 continue
-            torch.manual_seed(seed)
-            model = build_model(cfg.model, data.input_shapes, data.num_classes)
-            settings = getattr(cfg, method, None)
-            step = spec.build(MethodContext(settings, model, teachers, data, seed))
-            method_parts: dict[str, Any] = {"method": method, "settings": to_dict(settings)}
-            if spec.uses_teachers:
-                method_parts["teachers"] = teacher_keys
-            try:
-                model, result = self.train_stage(seed, method, model, step, data, method_parts)
-            except StageFailed as e:
-                out["failed"][method] = e.message
-                continue
-            out["stages"][method] = result
-            out["probes"][method] = self.probe_stage(seed, method, model, result["key"])
+            for fusion in fusions:
+                name = method if len(fusions) == 1 else f"{method}-{fusion}"
+                torch.manual_seed(seed)
+                model_cfg = replace(cfg.model, fusion=fusion)
+                model = build_model(model_cfg, data.input_shapes, data.num_classes)
+                settings = getattr(cfg, method, None)
+                step = spec.build(MethodContext(settings, model, teachers, data, seed))
+                key_parts: dict[str, Any] = {
+                    "method": method,
+                    "settings": to_dict(settings),
+                    "fusion": fusion,
+                }
+                if spec.uses_teachers:
+                    key_parts["teachers"] = teacher_keys
+                try:
+                    model, result = self.train_stage(seed, name, model, step, data, key_parts)
+                except StageFailed as e:
+                    out["failed"][name] = e.message
+                    continue
+                out["stages"][name] = result
+                out["probes"][name] = self.probe_stage(seed, name, model, result["key"])
         return out
 
 
@@ -373,6 +388,8 @@ def summarize(
     choice = None
     split = cfg.choice.split
     compare = cfg.choice.compare
+    if compare not in methods and f"{compare}-{cfg.model.fusion}" in methods:
+        compare = f"{compare}-{cfg.model.fusion}"  # in a fusion sweep: the model.fusion one
     if "ume" in methods and compare in methods:
         ume_acc = methods["ume"][f"{split}_acc"]["mean"]
         other = methods[compare][f"{split}_acc"]["mean"]
