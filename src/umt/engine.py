@@ -241,8 +241,9 @@ def fit(
         num_sanity_val_steps=0,
         log_every_n_steps=1,
     )
+    train_set = data.train.indexed() if getattr(method, "needs_index", False) else data.train
     train_loader = make_loader(
-        data.train, batch_size=cfg.batch_size, shuffle=True, seed=seed, num_workers=cfg.num_workers
+        train_set, batch_size=cfg.batch_size, shuffle=True, seed=seed, num_workers=cfg.num_workers
     )
     val_loader = make_loader(data.val, batch_size=cfg.batch_size * 4, shuffle=False)
     last = ckpt_dir / "last.ckpt"

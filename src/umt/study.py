@@ -13,6 +13,7 @@ again reuses finished stages; changing a setting retrains only the stages that d
 
 from __future__ import annotations
 
+import io
 import shutil
 import statistics
 import time
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 
@@ -37,20 +39,24 @@ from umt.engine import (
 )
 from umt.errors import UMTError
 from umt.faults import fault_point
-from umt.io import read_json, write_json, write_text
+from umt.io import read_json, write_bytes, write_json, write_text
 from umt.methods import (
     METHODS,
     ChoiceConfig,
     Ensemble,
+    GBlendConfig,
     Joint,
     Method,
     MethodContext,
+    MLAConfig,
+    MMParetoConfig,
+    OGMGEConfig,
     UMEConfig,
     UMTConfig,
     choose,
 )
 from umt.models import FUSIONS, ModelConfig, MultimodalModel, build_model
-from umt.probe import ProbeConfig, probe
+from umt.probe import ProbeConfig, extract_features, probe
 
 MASK_FILLS = ("zero", "mean")
 
@@ -62,9 +68,11 @@ class StudyConfig:
     Attributes:
         name: the run directory's name under ``--out``.
         seeds: training seeds; every number is reported as mean ± std over them.
-        methods: which of ``joint``, ``umt``, ``ume`` to run (teachers always run).
+        methods: which of ``umt.methods.METHODS`` to run (``joint``, ``umt``, ``ume``, and the
+            peers ``gblend``, ``ogm_ge``, ``mmpareto``, ``mla``); teachers always run.
         data, model, train: the data set, the architecture, the training recipe.
-        umt, ume, probe, choice: the methods' settings, the linear probe, the UMT/UME rule.
+        umt, ume, gblend, ogm_ge, mmpareto, mla: the methods' settings (each named as its method).
+        probe, choice: the linear probe, the UMT/UME rule.
         mask_fill: how a modality is removed to measure a fused model per modality
             (``zero`` or its training ``mean``).
         fusion: a sweep over fusion modules (e.g. ``[concat, sum, gated, film, attention]``):
@@ -79,6 +87,10 @@ class StudyConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     umt: UMTConfig = field(default_factory=UMTConfig)
+    gblend: GBlendConfig = field(default_factory=GBlendConfig)
+    ogm_ge: OGMGEConfig = field(default_factory=OGMGEConfig)
+    mmpareto: MMParetoConfig = field(default_factory=MMParetoConfig)
+    mla: MLAConfig = field(default_factory=MLAConfig)
     ume: UMEConfig = field(default_factory=UMEConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     choice: ChoiceConfig = field(default_factory=ChoiceConfig)
@@ -265,6 +277,26 @@ class _Runner:
         self.log(f"[seed {seed}] {name}: probe test accuracy {shown}")
         return encoders
 
+    def teacher_features(
+        self, seed: int, modality: str, teacher: MultimodalModel, teacher_key: str
+    ) -> np.ndarray:
+        """The teacher encoder's features of every training sample, computed once per teacher
+        and kept memory-mapped beside it (``features-train.npy``)."""
+        stage_dir = self.run_dir / f"seed{seed}" / f"teacher-{modality}"
+        path, meta = stage_dir / "features-train.npy", stage_dir / "features-train.json"
+        if not (path.is_file() and meta.is_file() and read_json(meta).get("key") == teacher_key):
+            feats, _ = extract_features(
+                teacher.encoders[modality], self.data.train, modality, device=self.device
+            )
+            buf = io.BytesIO()
+            np.save(buf, feats.numpy())
+            write_bytes(path, buf.getvalue())
+            write_json(meta, {"key": teacher_key, "shape": list(feats.shape)})
+            self.log(
+                f"[seed {seed}] teacher-{modality}: cached {tuple(feats.shape)} train features"
+            )
+        return np.load(path, mmap_mode="r")
+
     def ume_stage(
         self, seed: int, teachers: dict[str, MultimodalModel], teacher_keys: list[str]
     ) -> dict[str, Any]:
@@ -303,6 +335,11 @@ class _Runner:
             out["stages"][name] = result
             out["probes"][name] = self.probe_stage(seed, name, model, result["key"])
         missing = [f"teacher-{m}" for m in data.modalities if m not in teachers]
+        keys = dict(zip(teachers, teacher_keys, strict=True))
+
+        def teacher_features(m: str) -> np.ndarray:
+            return self.teacher_features(seed, m, teachers[m], keys[m])
+
         fusions = cfg.fusion or (cfg.model.fusion,)
         for method in cfg.methods:
             spec = METHODS[method]
@@ -318,7 +355,9 @@ class _Runner:
                 model_cfg = replace(cfg.model, fusion=fusion)
                 model = build_model(model_cfg, data.input_shapes, data.num_classes)
                 settings = getattr(cfg, method, None)
-                step = spec.build(MethodContext(settings, model, teachers, data, seed))
+                step = spec.build(
+                    MethodContext(settings, model, teachers, data, seed, teacher_features)
+                )
                 key_parts: dict[str, Any] = {
                     "method": method,
                     "settings": to_dict(settings),

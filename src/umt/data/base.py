@@ -23,6 +23,8 @@ from umt.errors import UMTError
 
 Batch = dict[str, torch.Tensor]
 SPLITS = ("train", "val", "test")
+#: Batch keys that are not modalities.
+NON_MODALITY_KEYS = frozenset({"label", "index"})
 
 
 class ArrayDataset(Dataset[Batch]):
@@ -42,7 +44,14 @@ class ArrayDataset(Dataset[Batch]):
         (['a', 'b', 'label'], (2, 3), [0, 2])
     """
 
-    def __init__(self, arrays: Mapping[str, np.ndarray], labels: np.ndarray) -> None:
+    def __init__(
+        self,
+        arrays: Mapping[str, np.ndarray],
+        labels: np.ndarray,
+        *,
+        with_index: bool = False,
+        augmented: bool = False,
+    ) -> None:
         if not arrays:
             raise UMTError("a data set needs at least one modality; got none")
         n = len(labels)
@@ -54,6 +63,8 @@ class ArrayDataset(Dataset[Batch]):
                 )
         self.arrays = dict(arrays)
         self.labels = np.asarray(labels)
+        self.with_index = with_index  # batches carry "index": each sample's position (B,)
+        self.augmented = augmented  # inputs differ between epochs (random augmentation)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -65,6 +76,8 @@ class ArrayDataset(Dataset[Batch]):
             for name, arr in self.arrays.items()
         }
         batch["label"] = torch.from_numpy(self.labels[idx].astype(np.int64))
+        if self.with_index:
+            batch["index"] = torch.from_numpy(idx.astype(np.int64))
         return batch
 
     @property
@@ -73,7 +86,16 @@ class ArrayDataset(Dataset[Batch]):
 
     def subset(self, modalities: Sequence[str]) -> ArrayDataset:
         """The same samples with only the given modalities."""
-        return ArrayDataset({m: self.arrays[m] for m in modalities}, self.labels)
+        return ArrayDataset(
+            {m: self.arrays[m] for m in modalities},
+            self.labels,
+            with_index=self.with_index,
+            augmented=self.augmented,
+        )
+
+    def indexed(self) -> ArrayDataset:
+        """The same samples, with each batch carrying ``"index"`` (for per-sample caches)."""
+        return ArrayDataset(self.arrays, self.labels, with_index=True, augmented=self.augmented)
 
 
 @dataclass(frozen=True)

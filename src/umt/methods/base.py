@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 
 from umt.data.base import Batch, DataBundle
@@ -25,6 +26,9 @@ class Method(Protocol):
       heads); they are optimised, checkpointed and wrapped by DDP together with the model.
     - ``on_train_epoch_start(model, epoch)``: e.g. re-estimate blending weights.
     - ``on_after_backward(model)``: e.g. modulate the encoders' gradients before the step.
+
+    A method with ``needs_index = True`` gets training batches with ``"index"`` (each sample's
+    position in the train split), e.g. to look up cached teacher features.
     """
 
     def step(self, model: MultimodalModel, batch: Batch) -> dict[str, torch.Tensor]: ...
@@ -42,6 +46,8 @@ class MethodContext:
         teachers: the trained uni-modal models by modality (frozen; use ``.encoders[m]``).
         data: the study's data set (e.g. for a held-out split of the method's own).
         seed: the training seed.
+        teacher_features: per modality, the teacher encoder's features of every training sample
+            ``(N, D)``, computed once and memory-mapped (for methods that cache them).
     """
 
     settings: Any
@@ -49,6 +55,7 @@ class MethodContext:
     teachers: Mapping[str, MultimodalModel]
     data: DataBundle
     seed: int
+    teacher_features: Callable[[str], np.ndarray] | None = None
 
 
 @dataclass(frozen=True)

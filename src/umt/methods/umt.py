@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -37,12 +38,16 @@ class UMTConfig:
         loss: feature distance: ``mse`` (the paper), ``l1`` or ``cosine``.
         init_from_teacher: start each student encoder from its teacher's weights (the paper
             trains students from scratch).
+        cache_teachers: compute each teacher's features of the training samples once and read
+            them back instead of running the teachers in every step. Only valid when the
+            training inputs are the same every epoch (no random augmentation); refused otherwise.
     """
 
     weight: float = 5.0
     weights: dict[str, float] = field(default_factory=dict)
     loss: str = "mse"
     init_from_teacher: bool = False
+    cache_teachers: bool = False
 
     def weight_of(self, modality: str) -> float:
         return self.weights.get(modality, self.weight)
@@ -106,9 +111,17 @@ def umt_distill_loss(
 class UMT:
     """The UMT training step. ``teachers`` maps a modality to its frozen teacher encoder."""
 
-    def __init__(self, teachers: Mapping[str, nn.Module], cfg: UMTConfig) -> None:
+    def __init__(
+        self,
+        teachers: Mapping[str, nn.Module],
+        cfg: UMTConfig,
+        *,
+        cached: Mapping[str, np.ndarray] | None = None,
+    ) -> None:
         self.teachers = dict(teachers)
         self.cfg = cfg
+        self.cached = dict(cached) if cached is not None else None  # {m: (N, D)} train features
+        self.needs_index = self.cached is not None
         for teacher in self.teachers.values():
             teacher.eval()
             teacher.requires_grad_(False)
@@ -118,12 +131,22 @@ class UMT:
             teacher.to(device).eval()
         return self
 
+    @torch.no_grad()
+    def teacher_targets(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """The frozen teachers' features of the batch: looked up if cached, else computed."""
+        if self.cached is None:
+            return {m: t.eval()(batch[m]) for m, t in self.teachers.items()}
+        rows = batch["index"].cpu().numpy()
+        return {
+            m: torch.from_numpy(np.asarray(feats[rows])).to(batch[m].device)
+            for m, feats in self.cached.items()
+        }
+
     def step(self, model: MultimodalModel, batch: Batch) -> dict[str, torch.Tensor]:
         features, tokens = model.encode_all(batch)  # {m: (B, D_m)}; tokens for token fusions
         logits = model.fuse(features, tokens)
         task = F.cross_entropy(logits, batch["label"])
-        with torch.no_grad():
-            targets = {m: t.eval()(batch[m]) for m, t in self.teachers.items()}
+        targets = self.teacher_targets(batch)
         weights = {m: self.cfg.weight_of(m) for m in self.teachers}
         distill, per = umt_distill_loss(features, targets, weights, self.cfg.loss)
         out = {"loss": task + distill.to(task), "logits": logits, "task_loss": task}
@@ -139,4 +162,15 @@ def build_umt(ctx: MethodContext) -> UMT:
     if cfg.init_from_teacher:
         for m, enc in encoders.items():
             ctx.model.encoders[m].load_state_dict(enc.state_dict())
-    return UMT(encoders, cfg)
+    cached = None
+    if cfg.cache_teachers:
+        if ctx.data.train.augmented:
+            raise UMTError(
+                "umt.cache_teachers: the training inputs of this data set are randomly "
+                "augmented, so each epoch's teacher features differ; cached features would be "
+                "wrong. Set umt.cache_teachers=false (teachers then run online)."
+            )
+        if ctx.teacher_features is None:
+            raise UMTError("umt.cache_teachers needs the study's teacher-feature cache")
+        cached = {m: ctx.teacher_features(m) for m in encoders}
+    return UMT(encoders, cfg, cached=cached)
