@@ -130,13 +130,6 @@ def test_umt_debug_environment_variable_shows_the_exception(
         main(["config", "--set", "train.epoch=3"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: `umt --debug COMMAND` (the placement `umt --help` documents) is ignored: each "
-    "sub-parser's hidden --debug (default False) overwrites the top-level flag in the namespace, "
-    "so the error is printed without a traceback and the exit status is 2; a fix is "
-    "default=argparse.SUPPRESS on the sub-parsers' --debug",
-)
 def test_debug_before_the_command_shows_the_exception() -> None:
     with pytest.raises(UMTError, match="train.epoch"):
         main(["--debug", "config", "--set", "train.epoch=3"])

@@ -245,12 +245,6 @@ def test_load_config_unknown_key_in_a_file_is_refused(tmp_path: Path) -> None:
         load_config(path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: apply_overrides deep-copies the YAML data through json.dumps, so a YAML date "
-    "(e.g. `name: 2024-05-01`) raises TypeError 'Object of type date is not JSON serializable' "
-    "instead of a UMTError naming the key (the CLI then shows a traceback)",
-)
 def test_yaml_date_value_gives_a_config_error_not_a_crash(tmp_path: Path) -> None:
     path = tmp_path / "study.yaml"
     path.write_text("name: 2024-05-01\n")

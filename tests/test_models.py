@@ -235,12 +235,6 @@ def test_mask_batch_mean_fill_needs_the_means() -> None:
         mask_batch(_mask_input(), ["a"], fill="mean", means={"a": torch.zeros(2)})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="STYLE 14 (one project exception type): mask_batch raises ValueError, not UMTError, "
-    "for an unknown fill or a missing mean; through the Python API (mask_batch, "
-    "engine.modality_accuracies) the message also does not name the config key mask_fill",
-)
 def test_mask_batch_errors_are_umt_errors() -> None:
     with pytest.raises(UMTError):
         mask_batch(_mask_input(), ["a"], fill="median")

@@ -64,7 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--out", default="runs", metavar="DIR", help="parent of run directories (default: runs)"
     )
-    run.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    run.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
 
     cfg = sub.add_parser(
         "config",
@@ -73,14 +75,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     cfg.add_argument("--config", metavar="FILE", help="YAML study configuration")
     cfg.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    cfg.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    cfg.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
 
     data = sub.add_parser(
         "data",
         help="check a data folder, or export a data set as one",
         description="Work with the umt-folder on-disk format (see README, 'Your own data').",
     )
-    data.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    data.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
     data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     check = data_sub.add_parser(
         "check",
@@ -89,7 +95,9 @@ def _parser() -> argparse.ArgumentParser:
         "dtypes, sample counts, label range, NaN/inf. Exits 1 if an error is found.",
     )
     check.add_argument("path", metavar="PATH")
-    check.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    check.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
     export = data_sub.add_parser(
         "export",
         help="write a data set (e.g. avdigits) as a umt-folder",
@@ -107,12 +115,16 @@ def _parser() -> argparse.ArgumentParser:
         help="data settings, e.g. synthetic.preset=paired",
     )
     export.add_argument("--overwrite", action="store_true", help="replace an existing umt-folder")
-    export.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    export.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
 
     ds = sub.add_parser(
         "datasets", help="list the available data sets", description="List data sets."
     )
-    ds.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    ds.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
     return p
 
 

@@ -6,6 +6,7 @@ The dataclasses live beside their consumers (``StudyConfig`` in ``study.py``, ``
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import hashlib
@@ -171,7 +172,7 @@ def _looks_numeric(text: str) -> bool:
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """A copy of ``raw`` with each ``key=value`` override set (nested keys by dots)."""
-    out = json.loads(json.dumps(raw))  # deep copy of plain data
+    out = copy.deepcopy(raw)  # YAML may hold dates etc.: no JSON round trip
     for text in overrides:
         path, value = parse_override(text)
         node = out

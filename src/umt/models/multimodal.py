@@ -216,8 +216,8 @@ def mask_batch(
             out[m] = torch.zeros_like(x)
         elif fill == "mean":
             if means is None or m not in means:
-                raise ValueError(f"mask fill 'mean' needs the training mean of modality {m!r}")
+                raise UMTError(f"mask fill 'mean' needs the training mean of modality {m!r}")
             out[m] = means[m].to(x).expand_as(x)
         else:
-            raise ValueError(f"unknown mask fill {fill!r}; expected 'zero' or 'mean'")
+            raise UMTError(f"unknown mask fill {fill!r} (mask_fill); expected 'zero' or 'mean'")
     return out
