@@ -193,7 +193,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise UMTError(f"config file {str(p)!r} does not exist")
     try:
-        data = yaml.safe_load(p.read_text())
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise UMTError(f"config file {str(p)!r} is not UTF-8 text: {e}") from e
     except yaml.YAMLError as e:
         raise UMTError(f"config file {str(p)!r} is not valid YAML: {e}") from e
     if data is None:
