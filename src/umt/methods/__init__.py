@@ -1,7 +1,11 @@
 """Training methods, one file each. ``METHODS`` lists the ones a study can name."""
 
 from umt.methods.base import Method, MethodContext, MethodSpec
+from umt.methods.gblend import GBlendConfig, build_gblend
 from umt.methods.joint import Joint
+from umt.methods.mla import MLAConfig, build_mla
+from umt.methods.mmpareto import MMParetoConfig, build_mmpareto
+from umt.methods.ogm_ge import OGMGEConfig, build_ogm_ge
 from umt.methods.ume import Choice, ChoiceConfig, Ensemble, UMEConfig, choose, ume_combine
 from umt.methods.umt import UMT, UMTConfig, build_umt, feature_distance, umt_distill_loss
 
@@ -22,6 +26,22 @@ METHODS: dict[str, MethodSpec] = {
         build=None,
         uses_teachers=True,
     ),
+    "gblend": MethodSpec(
+        "G-Blending (Wang et al. 2020): uni-modal heads + fused head, weighted by their OGR",
+        build=build_gblend,
+    ),
+    "ogm_ge": MethodSpec(
+        "OGM-GE (Peng et al. 2022): dominant encoder's gradient scaled down, plus Gaussian noise",
+        build=build_ogm_ge,
+    ),
+    "mmpareto": MethodSpec(
+        "MMPareto (Wei & Hu 2024): fused and uni-modal gradients combined per encoder, Pareto",
+        build=build_mmpareto,
+    ),
+    "mla": MethodSpec(
+        "MLA (Zhang et al. 2024): alternating uni-modal steps, shared head, entropy-weighted fusion",
+        build=build_mla,
+    ),
 }
 
 __all__ = [
@@ -30,10 +50,14 @@ __all__ = [
     "Choice",
     "ChoiceConfig",
     "Ensemble",
+    "GBlendConfig",
     "Joint",
+    "MLAConfig",
+    "MMParetoConfig",
     "Method",
     "MethodContext",
     "MethodSpec",
+    "OGMGEConfig",
     "UMEConfig",
     "UMTConfig",
     "choose",
