@@ -18,12 +18,13 @@ from umt.methods.gblend import GBlend, GBlendConfig, GBlendHeads, gblend_weights
 from umt.methods.mla import MLA, MLAConfig, build_mla, entropy_weights, owm_update
 from umt.methods.mmpareto import MMPareto, MMParetoConfig, mmpareto_combine, pareto_weights
 from umt.methods.ogm_ge import OGMGE, OGMGEConfig, modulate_, ogm_coefficients, true_class_score
+from umt.methods.pmr import PMR, PMRConfig, Prototypes, class_prototypes, pmr_coefficients
 from umt.models.encoders import MLPEncoder
 from umt.models.fusion import build_fusion
 from umt.models.multimodal import MultimodalModel
 from umt.study import load_config, run_study
 
-PEERS = ("gblend", "ogm_ge", "mmpareto", "mla")
+PEERS = ("gblend", "ogm_ge", "mmpareto", "mla", "pmr")
 
 
 def _model(dims: dict[str, int], num_classes: int = 3, feature_dim: int = 4) -> MultimodalModel:
@@ -160,6 +161,25 @@ def test_gblend_estimates_weights_and_blends_the_heads() -> None:
     assert out["loss"].item() == pytest.approx(expected.item(), rel=1e-6)
 
 
+def test_gblend_never_trains_on_its_held_out_samples() -> None:
+    data, model = _bundle(), _model({"a": 5, "v": 6})
+    method = GBlend(GBlendHeads({"a": 4, "v": 4}, 3), data.train, GBlendConfig(), seed=0)
+    assert method.needs_index and len(method.held_rows) == 12  # 20 % of 60
+    rows = [*method.held_rows[:3].tolist(), *method.fit_rows[:5].tolist()]
+    batch = data.train[rows]
+    batch["index"] = torch.tensor(sorted(rows))
+    kept, any_left = method.without_held_out(batch)
+    assert any_left and set(kept["index"].tolist()) == set(method.fit_rows[:5].tolist())
+    only_fit = data.train[method.fit_rows[:5].tolist()]
+    model.eval()  # batch statistics would differ between the two batches
+    assert method.step(model, batch)["loss"].item() == pytest.approx(
+        method.step(model, only_fit)["loss"].item()
+    )
+    held = data.train[method.held_rows[:4].tolist()]
+    held["index"] = torch.tensor(sorted(method.held_rows[:4].tolist()))
+    assert method.step(model, held)["loss"].item() == 0.0
+
+
 # -- MMPareto -----------------------------------------------------------------------------------
 
 
@@ -267,6 +287,64 @@ def test_mla_needs_one_feature_width() -> None:
     model.encoders["v"] = MLPEncoder((6,), feature_dim=7, hidden=8)
     with pytest.raises(UMTError, match="feature width"):
         build_mla(MethodContext(MLAConfig(), model, {}, _bundle(), 0))
+
+
+# -- PMR ----------------------------------------------------------------------------------------
+
+
+def test_pmr_coefficients_boost_the_modality_behind_and_slow_the_one_ahead() -> None:
+    beta, gamma = pmr_coefficients({"a": 30.0, "v": 20.0})  # rho_a = 1.5, rho_v = 2/3
+    assert beta == {"a": 0.0, "v": pytest.approx(0.5)} and gamma == {"a": 0.5, "v": 0.0}
+    beta, gamma = pmr_coefficients({"a": 10.0, "v": 40.0})  # rho_a = 1/4: both clipped at 1
+    assert beta == {"a": 1.0, "v": 0.0} and gamma == {"a": 0.0, "v": 1.0}
+    beta, gamma = pmr_coefficients({"a": 12.0, "b": 8.0, "c": 8.0})  # rho_a = 1.5, rho_b = 0.8
+    assert gamma["a"] == pytest.approx(0.5) and beta["b"] == pytest.approx(0.25) == beta["c"]
+
+
+def test_pmr_prototypes_are_class_means_with_momentum() -> None:
+    f = torch.tensor([[1.0, 0.0], [3.0, 0.0], [0.0, 5.0]])
+    protos, counts = class_prototypes(f, torch.tensor([1, 1, 0]), 3)
+    assert protos.tolist() == [[0.0, 5.0], [2.0, 0.0], [0.0, 0.0]] and counts.tolist() == [1, 2, 0]
+    data, model = _bundle(), _model({"a": 5, "v": 6})
+    protos_mod = Prototypes({"a": 4, "v": 4}, 3)
+    method = PMR(protos_mod, data.train, 3, PMRConfig(proto_share=1.0, momentum=0.25), seed=0)
+    method.on_train_epoch_start(model, 0)
+    model.eval()
+    feats = model.encode(data.train[list(range(60))])
+    first, _ = class_prototypes(feats["a"], torch.from_numpy(data.train.labels), 3)
+    assert torch.allclose(protos_mod.get("a"), first, atol=1e-5)
+    with torch.no_grad():
+        model.encoders["a"].net[-2].bias.add_(1.0)  # the features move
+    method.on_train_epoch_start(model, 1)
+    model.eval()
+    now, _ = class_prototypes(
+        model.encode(data.train[list(range(60))])["a"], torch.from_numpy(data.train.labels), 3
+    )
+    assert torch.allclose(protos_mod.get("a"), 0.75 * now + 0.25 * first, atol=1e-5)
+
+
+def test_pmr_loss_adds_the_prototypical_terms() -> None:
+    data, model, batch = _bundle(), _model({"a": 5, "v": 6}), _batch()
+    protos = Prototypes({"a": 4, "v": 4}, 3)
+    cfg = PMRConfig(alpha=2.0, mu=0.5, entropy_epochs=1, proto_share=1.0)
+    method = PMR(protos, data.train, 3, cfg, seed=0)
+    for epoch in (0, 1):  # the entropy term only in the first entropy_epochs epochs
+        method.on_train_epoch_start(model, epoch)
+        model.train()
+        out = method.step(model, batch)
+        features, y = model.encode(batch), batch["label"]
+        sims = {m: -torch.cdist(features[m], protos.get(m)) for m in ("a", "v")}
+        beta, gamma = pmr_coefficients(
+            {m: true_class_score(s.detach(), y) for m, s in sims.items()}
+        )
+        assert max(beta.values()) > 0 and max(gamma.values()) > 0  # one modality is ahead
+        expected = F.cross_entropy(model.fuse(features), y)
+        for m, sim in sims.items():
+            expected = expected + 2.0 * beta[m] * F.cross_entropy(sim, y)
+            if epoch == 0:
+                logp = sim.log_softmax(-1)
+                expected = expected + 0.5 * gamma[m] * (logp.exp() * logp).sum(-1).mean()
+        assert out["loss"].item() == pytest.approx(expected.item(), rel=1e-5)
 
 
 # -- Every peer through a study -----------------------------------------------------------------

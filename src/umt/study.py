@@ -51,6 +51,7 @@ from umt.methods import (
     MLAConfig,
     MMParetoConfig,
     OGMGEConfig,
+    PMRConfig,
     UMEConfig,
     UMTConfig,
     choose,
@@ -69,9 +70,10 @@ class StudyConfig:
         name: the run directory's name under ``--out``.
         seeds: training seeds; every number is reported as mean ± std over them.
         methods: which of ``umt.methods.METHODS`` to run (``joint``, ``umt``, ``ume``, and the
-            peers ``gblend``, ``ogm_ge``, ``mmpareto``, ``mla``); teachers always run.
+            peers ``gblend``, ``ogm_ge``, ``mmpareto``, ``mla``, ``pmr``); teachers always run.
         data, model, train: the data set, the architecture, the training recipe.
-        umt, ume, gblend, ogm_ge, mmpareto, mla: the methods' settings (each named as its method).
+        umt, ume, gblend, ogm_ge, mmpareto, mla, pmr: the methods' settings (each named as its
+            method).
         probe, choice: the linear probe, the UMT/UME rule.
         mask_fill: how a modality is removed to measure a fused model per modality
             (``zero`` or its training ``mean``).
@@ -91,6 +93,7 @@ class StudyConfig:
     ogm_ge: OGMGEConfig = field(default_factory=OGMGEConfig)
     mmpareto: MMParetoConfig = field(default_factory=MMParetoConfig)
     mla: MLAConfig = field(default_factory=MLAConfig)
+    pmr: PMRConfig = field(default_factory=PMRConfig)
     ume: UMEConfig = field(default_factory=UMEConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     choice: ChoiceConfig = field(default_factory=ChoiceConfig)

@@ -6,6 +6,7 @@ from umt.methods.joint import Joint
 from umt.methods.mla import MLAConfig, build_mla
 from umt.methods.mmpareto import MMParetoConfig, build_mmpareto
 from umt.methods.ogm_ge import OGMGEConfig, build_ogm_ge
+from umt.methods.pmr import PMRConfig, build_pmr
 from umt.methods.ume import Choice, ChoiceConfig, Ensemble, UMEConfig, choose, ume_combine
 from umt.methods.umt import UMT, UMTConfig, build_umt, feature_distance, umt_distill_loss
 
@@ -42,6 +43,10 @@ METHODS: dict[str, MethodSpec] = {
         "MLA (Zhang et al. 2024): alternating uni-modal steps, shared head, entropy-weighted fusion",
         build=build_mla,
     ),
+    "pmr": MethodSpec(
+        "PMR (Fan et al. 2023): prototypical cross-entropy boosts the modality behind",
+        build=build_pmr,
+    ),
 }
 
 __all__ = [
@@ -58,6 +63,7 @@ __all__ = [
     "MethodContext",
     "MethodSpec",
     "OGMGEConfig",
+    "PMRConfig",
     "UMEConfig",
     "UMTConfig",
     "choose",

@@ -30,10 +30,9 @@ Choices where the paper leaves room:
   super-epoch), the previous weights are kept (uniform before the first estimate);
 - ``L^T`` is measured by an evaluation pass over T (eval mode), not as the running training loss;
 - V is ``holdout`` of the training split, drawn with the training seed (never the val or test
-  split). The engine trains the blended model on the whole training split, V included (there is
-  no hook for a method to narrow it); the branch copies are trained on T only, so ``dG``/``dO``
-  are measured on data those ``n`` epochs never saw, though the copies start from parameters that
-  have seen V.
+  split), and stays held out throughout: the method asks for each training sample's index
+  (``needs_index``) and drops V's samples from every training batch before the forward pass, so
+  neither the blended model nor the branch copies ever train on V.
 
 The weights live in a buffer of the method's trainable module, so they are checkpointed and a
 resumed stage continues with them.
@@ -168,6 +167,8 @@ def _batches(
 class GBlend:
     """Online Gradient-Blending: the blended loss, re-weighted every ``cfg.every`` epochs."""
 
+    needs_index = True  # training batches carry "index", to leave the held-out set V out
+
     def __init__(
         self,
         heads: GBlendHeads,
@@ -182,6 +183,7 @@ class GBlend:
         self.cfg = cfg
         self.seed = seed
         self.fit_rows, self.held_rows = split_holdout(len(train), cfg.holdout, seed)
+        self._held = torch.from_numpy(self.held_rows)
 
     def trainable(self) -> nn.Module:
         return self.heads
@@ -238,7 +240,21 @@ class GBlend:
             weights = self.estimate(model, epoch)
             self.heads.weights.copy_(weights.to(self.heads.weights.device))
 
+    def without_held_out(self, batch: Batch) -> tuple[Batch, bool]:
+        """The batch without V's samples, and whether any sample is left.
+
+        A batch without ``index`` is returned whole; one made only of V's samples (vanishingly
+        rare) is returned whole with ``False``, and the step then contributes nothing.
+        """
+        if "index" not in batch:
+            return batch, True
+        keep = ~torch.isin(batch["index"], self._held.to(batch["index"].device))
+        if bool(keep.all()) or not bool(keep.any()):
+            return batch, bool(keep.any())
+        return {k: v[keep] for k, v in batch.items()}, True
+
     def step(self, model: MultimodalModel, batch: Batch) -> dict[str, torch.Tensor]:
+        batch, kept = self.without_held_out(batch)
         features, tokens = model.encode_all(batch)  # {m: (B, D_m)}
         logits = model.fuse(features, tokens)  # (B, K)
         labels = batch["label"]
@@ -248,6 +264,8 @@ class GBlend:
         loss = sum(
             (w[i] * losses[k] for i, k in enumerate(self.heads.branches)), logits.new_zeros(())
         )
+        if not kept:
+            loss = loss * 0.0  # only V's samples: no gradient from them
         out = {"loss": loss, "logits": logits}
         for i, k in enumerate(self.heads.branches):
             out[f"loss_{k}"] = losses[k].detach()
