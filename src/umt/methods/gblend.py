@@ -1,11 +1,11 @@
-"""Gradient-Blending (G-Blend): per-modality heads blended by their overfitting-to-generalisation ratio.
+"""Gradient-Blending (G-Blend): uni-modal and fused heads blended by how each one overfits.
 
 Wang, Tran, Feiszli, *What Makes Training Multi-modal Classification Networks Hard?*, CVPR 2020
 (arXiv 1905.12681). No official code is public.
 
 Each encoder gets its own linear head beside the fused head, and the model is trained on
 
-    L_blend = sum_k w_k * CE(head_k, y),   k in {each modality, the fused head}     (Sec. 4)
+    L_blend = sum_k w_k * CE(head_k, y),   k in {each modality, the fused head}
 
 Each weight comes from how branch k generalises and overfits over ``n`` epochs trained alone from
 the current parameters, measured on a held-out set V carved from the training split (loss
@@ -14,14 +14,14 @@ the current parameters, measured on a held-out set V carved from the training sp
     O_N  = L^V_N - L^T_N                     overfitting at epoch N
     dG_k = L^V_N - L^V_{N+n}                 generalisation gained over n epochs
     dO_k = O_{N+n} - O_N                     overfitting gained over n epochs
-    w_k  = (dG_k / dO_k^2) / Z,  Z = sum_k dG_k / dO_k^2                 (Proposition 1, Eq. 7)
+    w_k  = (dG_k / dO_k^2) / Z,  Z = sum_k dG_k / dO_k^2   (the optimal blend)
 
-This is the paper's *online* G-Blend (its Algorithm 2): every ``every`` epochs (the super-epoch
-``n``) the weights are re-estimated with its Algorithm 1 — a copy of each uni-modal branch (encoder
-plus its head) and of the fused model is trained for ``n`` epochs on T with that branch's loss
-alone (Adam, ``lr``), and its losses on T and V before and after give ``dG_k`` and ``dO_k``. The
-blended model is then trained for ``n`` epochs with those weights. Prediction is the fused head's,
-``model(batch)``.
+This is the paper's *online* G-Blend: every ``every`` epochs (the super-epoch ``n``) the weights
+are re-estimated as its offline estimate does, from the current parameters: a copy of each
+uni-modal branch (encoder plus its head) and of the fused model is trained for ``n`` epochs on T
+with that branch's loss alone (Adam, ``lr``), and its losses on T and V before and after give
+``dG_k`` and ``dO_k``. The blended model is then trained for ``n`` epochs with those weights.
+Prediction is the fused head's, ``model(batch)``.
 
 Choices where the paper leaves room:
 
@@ -35,7 +35,8 @@ Choices where the paper leaves room:
   neither the blended model nor the branch copies ever train on V.
 
 The weights live in a buffer of the method's trainable module, so they are checkpointed and a
-resumed stage continues with them.
+resumed stage continues with them. (Equation numbers are left out: we wrote the maths out
+rather than cite numbers we could not check against the paper.)
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def gblend_weights(
     *,
     eps: float = 1e-12,
 ) -> torch.Tensor:
-    """Blending weights ``w_k ∝ dG_k / dO_k^2``, summing to 1 (Proposition 1, Eq. 7).
+    """Blending weights ``w_k ∝ dG_k / dO_k^2``, summing to 1 (the paper's optimal blend).
 
     Args:
         train_before, val_before: ``(K,)`` losses of each branch on T and V at epoch N.
@@ -95,7 +96,8 @@ def gblend_weights(
 
     Example:
         >>> t = lambda *x: torch.tensor(x, dtype=torch.float64)
-        >>> before_t, before_v, after_t, after_v = t(2.0, 2.0), t(2.2, 2.2), t(1.0, 0.5), t(1.4, 1.5)
+        >>> before_t, before_v = t(2.0, 2.0), t(2.2, 2.2)
+        >>> after_t, after_v = t(1.0, 0.5), t(1.4, 1.5)
         >>> # dG = [0.8, 0.7], dO = [0.2, 0.8]: raw = [20, 1.09375]
         >>> gblend_weights(before_t, before_v, after_t, after_v).round(decimals=4).tolist()
         [0.9481, 0.0519]
@@ -204,7 +206,7 @@ class GBlend:
         return total / len(rows)
 
     def estimate(self, model: MultimodalModel, epoch: int) -> torch.Tensor:
-        """The weights from ``n = every`` epochs of each branch trained alone (Algorithm 1).
+        """The weights from ``n = every`` epochs of each branch trained alone.
 
         The current weights if no branch's held-out loss went down.
         """

@@ -5,13 +5,13 @@ Adaptation*, CVPR 2024 (arXiv 2311.10707); the authors' code is
 ``Cecile-hi/Multimodal-Learning-with-Alternating-Unimodal-Adaptation``.
 
 There is no fusion module. Every encoder feeds the same linear head ``h``, and training alternates
-between modalities, each step a uni-modal one (Sec. 3.1):
+between modalities, each step a uni-modal one:
 
     step t:  m = modalities[t mod M],   L = CE(h(phi_m(x_m)), y)
 
 so the encoders never compete inside one loss. Because the head is shared, a step on modality m
 could overwrite what it learnt from the others; the head's weight gradient is therefore projected
-orthogonally to the feature directions already seen (Sec. 3.2, "gradient modification", after
+orthogonally to the feature directions already seen ("gradient modification", after
 OWM, Zeng et al. 2019). With ``r`` the mean feature of the current batch and ``P`` (``D x D``,
 initially ``I``):
 
@@ -19,10 +19,11 @@ initially ``I``):
 
 (the authors' ``GSPlugin``; like it, the first step is not projected and the bias is left alone).
 At test time the modalities' predictions are fused with weights from their uncertainty
-(Sec. 3.3, "test-time dynamic fusion"): per sample, with ``e_m`` the entropy of
+("test-time dynamic fusion"): per sample, with ``e_m`` the entropy of
 ``softmax(h(phi_m(x_m)))``,
 
-    lambda_m = exp(max_j e_j - e_m) / sum_i exp(max_j e_j - e_i),   out = sum_m lambda_m h(phi_m(x_m))
+    lambda_m = exp(max_j e_j - e_m) / sum_i exp(max_j e_j - e_i)
+    out      = sum_m lambda_m h(phi_m(x_m))
 
 so a confident modality counts more. ``build_mla`` replaces the model's fusion module and head by
 :class:`StackFusion` and :class:`SharedHead`, so ``model(batch)`` *is* this prediction: the study
@@ -66,10 +67,10 @@ class MLAConfig:
     """MLA's settings.
 
     Attributes:
-        project: modify the shared head's gradient (orthogonal projection, Sec. 3.2).
+        project: modify the shared head's gradient (orthogonal projection).
         alpha: the projection's regulariser ``alpha`` (the authors' code decays it from 0.1 to
             0.01 within each epoch).
-        fusion: test-time fusion: ``entropy`` (uncertainty-weighted, Sec. 3.3) or ``mean``
+        fusion: test-time fusion: ``entropy`` (uncertainty-weighted) or ``mean``
             (equal weights).
     """
 
@@ -79,7 +80,7 @@ class MLAConfig:
 
 
 def entropy_weights(logits: torch.Tensor) -> torch.Tensor:
-    """Per-sample fusion weights from each modality's prediction entropy (Sec. 3.3).
+    """Per-sample fusion weights from each modality's prediction entropy (test-time dynamic fusion).
 
     Args:
         logits: ``(B, M, K)``, each modality's logits from the shared head.
@@ -89,7 +90,8 @@ def entropy_weights(logits: torch.Tensor) -> torch.Tensor:
         ``softmax(-e)`` over the modalities, summing to 1 per sample.
 
     Example:
-        >>> logits = torch.tensor([[[0.0, 0.0], [100.0, 0.0]]], dtype=torch.float64)  # e = [ln 2, 0]
+        >>> logits = torch.tensor([[[0.0, 0.0], [100.0, 0.0]]], dtype=torch.float64)
+        >>> # entropies e = [ln 2, 0]
         >>> entropy_weights(logits).round(decimals=4).tolist()  # [1/2, 1] / (3/2)
         [[0.3333, 0.6667]]
     """
@@ -99,7 +101,7 @@ def entropy_weights(logits: torch.Tensor) -> torch.Tensor:
 
 
 def owm_update(projector: torch.Tensor, mean_feature: torch.Tensor, alpha: float) -> torch.Tensor:
-    """The projector after folding in one batch's mean feature (OWM recursion, Sec. 3.2).
+    """The projector after folding in one batch's mean feature (the OWM recursion).
 
     ``k = P r``, ``P - k k^T / (alpha + r^T k)``, normalised to unit Frobenius norm.
 
@@ -154,7 +156,7 @@ class SharedHead(nn.Module):
             raise UMTError(f"mla.fusion: expected one of {FUSIONS}, got {fusion!r}")
         self.classifier = nn.Linear(dim, num_classes)
         self.fusion = fusion
-        # The gradient projector P of training (Sec. 3.2): a buffer, so checkpoints keep it.
+        # The gradient projector P of training: a buffer, so checkpoints keep it.
         self.register_buffer("projector", torch.eye(dim))
 
     def forward(self, stacked: torch.Tensor) -> torch.Tensor:

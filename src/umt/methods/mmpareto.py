@@ -8,10 +8,10 @@ modality. For the parameters ``theta_m`` of encoder m, with ``g_mm = grad L_mm``
 ``g_m = grad L_m`` (flattened over the whole encoder):
 
 - if ``cos(g_mm, g_m) >= 0`` the two are combined with equal weights ``(1/2, 1/2)``;
-- otherwise with the min-norm (Pareto) weights of the two-gradient problem (Sec. 4.1,
-  the MGDA solution for two tasks):
+- otherwise with the min-norm (Pareto) weights of the two-gradient problem (the
+  MGDA solution for two tasks):
   ``a = clip((g_m - g_mm) . g_m / ||g_mm - g_m||^2, 0, 1)`` on ``g_mm`` and ``1 - a`` on ``g_m``;
-- the magnitude is then restored and enlarged (Sec. 4.2, "gradient integration"): per parameter
+- the magnitude is then restored and enlarged ("gradient integration"): per parameter
   tensor ``p``, ``d_p = 2 (a g_mm,p + (1 - a) g_m,p)``, rescaled up to ``||g_mm,p + g_m,p||``
   when it is shorter, times ``gamma`` (1.5 in the authors' code):
   ``g_p = gamma * max(1, ||g_mm,p + g_m,p|| / ||d_p||) * d_p``.
@@ -73,7 +73,7 @@ def pareto_weights(g1: torch.Tensor, g2: torch.Tensor) -> tuple[float, float]:
 def mmpareto_combine(
     g_mm: Sequence[torch.Tensor], g_uni: Sequence[torch.Tensor], gamma: float = 1.5
 ) -> tuple[list[torch.Tensor], float, tuple[float, float]]:
-    """One encoder's combined gradient per parameter tensor (Sec. 4).
+    """One encoder's combined gradient per parameter tensor.
 
     Args:
         g_mm: the multi-modal loss's gradient, one tensor per parameter of the encoder.

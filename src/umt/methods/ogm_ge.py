@@ -6,10 +6,10 @@ CVPR 2022 (arXiv 2203.15332); the authors' code is ``GeWu-Lab/OGM-GE_CVPR2022``.
 The fused model is trained with its usual cross-entropy. After each backward pass the gradient of
 every encoder is scaled down when its modality dominates the batch, and Gaussian noise is added:
 
-    s_m    = sum_i softmax(f_m(x_i))[y_i]                      (Eq. 8: contribution of modality m)
-    rho_m  = s_m / mean_{j != m} s_j                           (Eq. 9: discrepancy ratio)
+    s_m    = sum_i softmax(f_m(x_i))[y_i]                      (contribution of modality m)
+    rho_m  = s_m / mean_{j != m} s_j                           (discrepancy ratio)
     k_m    = 1 - tanh(alpha * rho_m)  if rho_m > 1,  else 1    (Eq. 10: modulation coefficient)
-    g_m   <- k_m * g_m + N(0, std(g_m)^2)                      (Eqs. 11-12: OGM, then GE)
+    g_m   <- k_m * g_m + N(0, std(g_m)^2)                      (OGM, then GE)
 
 for every weight tensor of encoder m, during the epochs ``start_epoch..end_epoch`` (inclusive, as
 in the authors' code). ``f_m(x)`` is what modality m alone contributes to the fused logits. The
@@ -23,9 +23,9 @@ cost of one more pass of every encoder per modality.
 
 Choices where the paper leaves room:
 
-- two modalities give ``rho_m = s_m / s_other`` exactly as Eq. 9; with more, a modality is compared
-  with the mean score of the others (the authors' code has only two; the BalanceBenchmark toolkit
-  divides by the smallest score), so several modalities may be slowed at once;
+- two modalities give ``rho_m = s_m / s_other``, exactly the paper's ratio; with more, a modality
+  is compared with the mean score of the others (the authors' code has only two; the
+  BalanceBenchmark toolkit divides by the smallest score), so several may be slowed at once;
 - like the authors' code (convolution weights of ResNets) the modulation touches the encoders'
   weight tensors (two or more dimensions), not biases or normalisation parameters, and the noise's
   standard deviation is that of the unmodulated gradient tensor, added to every encoder, dominant
@@ -34,7 +34,8 @@ Choices where the paper leaves room:
   paper's; Eq. 10 jumps from 1 to ``1 - tanh(alpha)`` at ``rho_m = 1``).
 
 Under DDP the scores are summed over the ranks, so every rank applies the same coefficients; the
-noise comes from the global generator, which Lightning seeds alike on every rank.
+noise comes from the global generator, which Lightning seeds alike on every rank. Eq. 10 is
+the number the authors' code quotes; the other steps are written out rather than numbered.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ class OGMGEConfig:
 def ogm_coefficients(
     scores: Mapping[str, float | torch.Tensor], alpha: float, *, shift: bool = False
 ) -> dict[str, float]:
-    """Modulation coefficient ``k_m`` per modality from the batch scores ``s_m`` (Eqs. 9-10).
+    """Modulation coefficient ``k_m`` per modality from the batch scores ``s_m`` (Eq. 10).
 
     Args:
         scores: ``s_m``, the summed softmax probability of the true class from modality m alone.
@@ -111,7 +112,7 @@ def ogm_coefficients(
 
 
 def true_class_score(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """``sum_i softmax(logits_i)[y_i]`` over the batch (Eq. 8).
+    """``sum_i softmax(logits_i)[y_i]`` over the batch (the modality's contribution).
 
     Example:
         >>> true_class_score(torch.tensor([[0.0, 0.0], [0.0, 100.0]]), torch.tensor([0, 1]))
@@ -121,7 +122,7 @@ def true_class_score(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
 
 
 def modulate_(grad: torch.Tensor, coefficient: float, *, noise: bool) -> torch.Tensor:
-    """``grad <- k * grad + N(0, std(grad)^2)`` in place (Eqs. 11-12); returns ``grad``.
+    """``grad <- k * grad + N(0, std(grad)^2)`` in place (OGM, then GE); returns ``grad``.
 
     The noise's standard deviation is the unmodulated gradient's (plus 1e-8, as the authors' code).
     """

@@ -5,18 +5,18 @@ CVPR 2023 (arXiv 2211.07089); the authors' code is ``fanyunfeng-bit/Modal-Imbala
 (``main_Prototype_grad.py``).
 
 Each modality m keeps one prototype per class, the mean encoder feature of the class,
-``c_k^m = mean{phi_m(x_i) : y_i = k}`` (Eq. 5), recomputed at the start of every epoch from a
+``c_k^m = mean{phi_m(x_i) : y_i = k}``, recomputed at the start of every epoch from a
 random share of the training split and smoothed with momentum,
 ``c <- (1 - momentum) c_new + momentum c_old``. A modality's prototypical prediction is the
 softmax of its negative Euclidean distances to its prototypes,
-``p_m(k | x) = softmax_k(-||phi_m(x_m) - c_k^m||)`` (Eq. 6), and the prototypical cross-entropy
-``PCE_m = CE(-d(phi_m(x_m), c^m), y)`` (Eq. 7) pulls the encoder towards class structure with no
+``p_m(k | x) = softmax_k(-||phi_m(x_m) - c_k^m||)``, and the prototypical cross-entropy
+``PCE_m = CE(-d(phi_m(x_m), c^m), y)`` pulls the encoder towards class structure with no
 help from the other modality. The prototypical scores tell which modality leads,
 
-    s_m   = sum_i p_m(y_i | x_i),        rho_m = s_m / mean_{j != m} s_j            (Eq. 8)
+    s_m   = sum_i p_m(y_i | x_i),        rho_m = s_m / mean_{j != m} s_j
     beta_m  = clip(1 / rho_m - 1, 0, 1)    (boost: non-zero for a modality behind)
-    gamma_m = clip(rho_m - 1, 0, 1)        (slow-down: non-zero for a modality ahead)      (Eq. 9)
-    L = CE(fused) + alpha sum_m beta_m PCE_m - mu sum_m gamma_m H(p_m)                    (Eq. 10)
+    gamma_m = clip(rho_m - 1, 0, 1)        (slow-down: non-zero for a modality ahead)
+    L = CE(fused) + alpha sum_m beta_m PCE_m - mu sum_m gamma_m H(p_m)
 
 where ``H(p_m)`` is the mean entropy of the leading modality's prototypical prediction (the
 prototype entropy regularisation, applied in the first ``entropy_epochs`` epochs only). With two
@@ -35,6 +35,8 @@ Choices where the paper leaves room, or the code and the paper differ:
   shuffled loader), drawn anew each epoch with the training seed, in eval mode; a class absent
   from that share keeps its previous prototype (the code would divide by zero);
 - the prototypes are buffers of the method's trainable module, so checkpoints keep them.
+
+The maths is written out rather than cited by equation number (we could not check the numbers).
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ class PMRConfig:
 def class_prototypes(
     features: torch.Tensor, labels: torch.Tensor, num_classes: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-class mean feature (Eq. 5) and the number of samples of each class.
+    """Per-class mean feature (the prototypes) and the number of samples of each class.
 
     Args:
         features: ``(N, D)``.
@@ -102,7 +104,7 @@ def class_prototypes(
 def pmr_coefficients(
     scores: Mapping[str, float | torch.Tensor],
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """The boost ``beta_m`` and slow-down ``gamma_m`` per modality from its score (Eqs. 8-9).
+    """The boost ``beta_m`` and slow-down ``gamma_m`` per modality from its score.
 
     Example:
         >>> beta, gamma = pmr_coefficients({"a": 30.0, "v": 20.0})  # rho_a = 1.5, rho_v = 2/3
