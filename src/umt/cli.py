@@ -136,6 +136,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     signal.signal(signal.SIGTERM, _terminate)  # a polite kill: stop like Ctrl-C, resumable
     result = run_study(cfg, args.out)
+    if not result.main:  # another process of a DDP run: the main one prints and writes
+        return 0
     print()
     print(tables(result.summary))
     print()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 import shutil
 import time
@@ -239,6 +240,7 @@ def fit(
         enable_model_summary=False,
         deterministic=cfg.deterministic,
         num_sanity_val_steps=0,
+        use_distributed_sampler=False,  # our batch sampler shards itself (exact eval metrics)
         log_every_n_steps=1,
     )
     train_set = data.train.indexed() if getattr(method, "needs_index", False) else data.train
@@ -282,6 +284,18 @@ def _readable(path: Path) -> bool:
     return True
 
 
+def is_main_process() -> bool:
+    """Whether this is global rank 0 (also before any multi-process launch): the writer.
+
+    Reads the launchers' variables: ``RANK`` (torchrun), ``SLURM_PROCID`` (SLURM), or Lightning's
+    ``NODE_RANK``/``LOCAL_RANK`` for the processes it starts itself.
+    """
+    for var in ("RANK", "SLURM_PROCID"):
+        if var in os.environ:
+            return int(os.environ[var]) == 0
+    return int(os.environ.get("NODE_RANK", 0)) == 0 and int(os.environ.get("LOCAL_RANK", 0)) == 0
+
+
 def eval_device(cfg: TrainConfig) -> torch.device:
     """The device evaluation runs on: a GPU when the config allows one and one is present."""
     if cfg.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
@@ -302,8 +316,10 @@ def accuracy(
     """Top-1 accuracy of ``predict`` (a model in eval mode) on ``dataset``."""
     if isinstance(predict, nn.Module):
         predict.eval().to(device)
-    metric = MulticlassAccuracy(num_classes=num_classes, average="micro").to(device)
-    for batch in make_loader(dataset, batch_size=batch_size, shuffle=False):
+    # Process-local: under DDP only the main process evaluates, on the whole split.
+    metric = MulticlassAccuracy(num_classes=num_classes, average="micro", sync_on_compute=False)
+    metric = metric.to(device)
+    for batch in make_loader(dataset, batch_size=batch_size, shuffle=False, shard=False):
         batch = {k: v.to(device) for k, v in batch.items()}
         if transform is not None:
             batch = transform(batch)

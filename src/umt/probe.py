@@ -59,7 +59,7 @@ def extract_features(
     was_training = encoder.training
     encoder.eval().to(device)
     feats, labels = [], []
-    for batch in make_loader(dataset, batch_size=batch_size, shuffle=False):
+    for batch in make_loader(dataset, batch_size=batch_size, shuffle=False, shard=False):
         feats.append(encoder(batch[modality].to(device)).flatten(1).float().cpu())
         labels.append(batch["label"])
     encoder.train(was_training)

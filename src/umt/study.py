@@ -34,6 +34,7 @@ from umt.engine import (
     accuracy,
     eval_device,
     fit,
+    is_main_process,
     modality_accuracies,
     save_model,
 )
@@ -148,9 +149,14 @@ class StudyResult:
     run_dir: Path
     summary: dict[str, Any]
     trained: list[str] = field(default_factory=list)  # stages trained by this call (not cached)
+    main: bool = True  # False in the other processes of a DDP run (their summary is empty)
 
 
 Log = Callable[[str], None]
+
+
+def _silent(_: str) -> None:
+    pass
 
 
 class _Runner:
@@ -158,6 +164,11 @@ class _Runner:
 
     def __init__(self, cfg: StudyConfig, data: DataBundle, run_dir: Path, log: Log) -> None:
         self.cfg, self.data, self.run_dir, self.log = cfg, data, run_dir, log
+        # Under DDP every process runs the study (each fit is collective); only the main one
+        # evaluates, probes and writes, so the run directory is written once.
+        self.main = is_main_process()
+        if not self.main:
+            self.log = _silent
         self.device = eval_device(cfg.train)
         self.means = data.modality_means() if cfg.mask_fill == "mean" else None
         self.trained: list[str] = []
@@ -176,10 +187,13 @@ class _Runner:
             if not (isinstance(old, dict) and old.get("key") == key):
                 # Settings changed since this directory was written: its checkpoints are stale.
                 self.log(f"  {stage_dir.name}: settings changed, retraining")
-                shutil.rmtree(stage_dir)
+                if self.main:
+                    shutil.rmtree(stage_dir)
         return None
 
     def _begin(self, stage_dir: Path, key: str, settings: dict[str, Any]) -> None:
+        if not self.main:
+            return
         stage_dir.mkdir(parents=True, exist_ok=True)
         write_text(
             stage_dir / "config.yaml", yaml.safe_dump({"key": key, **settings}, sort_keys=False)
@@ -210,12 +224,16 @@ class _Runner:
         try:
             fitted = fit(model, method, data, self.cfg.train, stage_dir, seed=seed, stage=name)
         except DivergenceError as e:
-            write_json(stage_dir / "failed.json", {"key": key, "error": str(e)})
+            if self.main:
+                write_json(stage_dir / "failed.json", {"key": key, "error": str(e)})
             self.log(f"[seed {seed}] {name}: FAILED: {e}")
             raise StageFailed(f"seed{seed}/{name}", str(e)) from e
+        if not self.main:
+            return model, {"key": key}
         (stage_dir / "failed.json").unlink(missing_ok=True)
         result = self._evaluate(model, data, key, name, seed)
         result.update(
+            fit_val_acc=fitted.best_val_acc,  # as logged in training (synced across processes)
             best_epoch=fitted.best_epoch,
             epochs=fitted.epochs,
             train_seconds=round(fitted.seconds, 3),
@@ -265,6 +283,8 @@ class _Runner:
     def probe_stage(
         self, seed: int, name: str, model: MultimodalModel, stage_key: str
     ) -> dict[str, Any]:
+        if not self.main:
+            return {}
         path = self.run_dir / f"seed{seed}" / name / "probe.json"
         key = config_hash(stage_key, self.cfg.probe)
         if path.is_file():
@@ -287,6 +307,9 @@ class _Runner:
         and kept memory-mapped beside it (``features-train.npy``)."""
         stage_dir = self.run_dir / f"seed{seed}" / f"teacher-{modality}"
         path, meta = stage_dir / "features-train.npy", stage_dir / "features-train.json"
+        if not self.main:  # other DDP processes compute their own copy, write nothing
+            enc = teacher.encoders[modality]
+            return extract_features(enc, self.data.train, modality, device=self.device)[0].numpy()
         if not (path.is_file() and meta.is_file() and read_json(meta).get("key") == teacher_key):
             feats, _ = extract_features(
                 teacher.encoders[modality], self.data.train, modality, device=self.device
@@ -303,6 +326,8 @@ class _Runner:
     def ume_stage(
         self, seed: int, teachers: dict[str, MultimodalModel], teacher_keys: list[str]
     ) -> dict[str, Any]:
+        if not self.main:
+            return {}
         stage_dir = self.run_dir / f"seed{seed}" / "ume"
         key = config_hash(teacher_keys, self.cfg.ume, self.cfg.mask_fill)
         done = self._cached(stage_dir, key)
@@ -482,10 +507,13 @@ def run_study(
             f"data set {data.name!r} is a {data.task} task; this study handles classification"
         )
     run_dir = Path(out) / cfg.name
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text(run_dir / "study.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     runner = _Runner(cfg, data, run_dir, log)
+    if runner.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text(run_dir / "study.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     per_seed = {seed: runner.run_seed(seed) for seed in cfg.seeds}
+    if not runner.main:
+        return StudyResult(run_dir=run_dir, summary={}, trained=runner.trained, main=False)
     summary = summarize(cfg, data, per_seed)
     summary["wall_seconds"] = round(time.perf_counter() - start, 2)
     write_json(run_dir / "summary.json", summary)

@@ -12,12 +12,12 @@ the same modalities. Nothing here knows a modality's name.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from umt.errors import UMTError
 
@@ -186,23 +186,66 @@ class DataBundle:
         return out
 
 
-class EpochBatchSampler(BatchSampler):
-    """Shuffled batches whose order depends only on ``(seed, epoch)``.
+class ShardedBatchSampler(Sampler[list[int]]):
+    """Batches of indices, shuffled by ``(seed, epoch)`` alone, sharded across DDP processes.
 
-    The trainer calls ``set_epoch`` before each epoch, so a run resumed at epoch k sees the same
-    batches as an uninterrupted one (a single generator would restart at epoch 0's order).
+    - The trainer calls ``set_epoch`` before each epoch, so a run resumed at epoch k sees the
+      same batches as an uninterrupted one.
+    - Under ``torch.distributed``, each process takes its shard: training shards are equal in
+      size (wrapping around, so every process takes the same number of steps); evaluation
+      shards are contiguous and disjoint, so metrics synced across processes count each sample
+      exactly once.
+
+    Example:
+        >>> list(ShardedBatchSampler(5, 2, shuffle=False))
+        [[0, 1], [2, 3], [4]]
     """
 
-    def __init__(self, n: int, batch_size: int, *, seed: int, drop_last: bool = False) -> None:
-        self.generator = torch.Generator()
-        super().__init__(
-            RandomSampler(range(n), generator=self.generator), batch_size, drop_last=drop_last
-        )
-        self.seed = seed
-        self.set_epoch(0)
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        seed: int = 0,
+        drop_last: bool = False,
+        shard: bool = True,
+    ) -> None:
+        self.n, self.batch_size, self.shuffle = n, batch_size, shuffle
+        self.seed, self.drop_last, self.epoch, self.shard = seed, drop_last, 0, shard
 
     def set_epoch(self, epoch: int) -> None:
-        self.generator.manual_seed(self.seed * 100_003 + epoch)
+        self.epoch = epoch
+
+    def _indices(self) -> np.ndarray:
+        if self.shuffle:
+            gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            order = torch.randperm(self.n, generator=gen).numpy()
+        else:
+            order = np.arange(self.n)
+        if not (
+            self.shard and torch.distributed.is_available() and torch.distributed.is_initialized()
+        ):
+            return order
+        rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        if self.shuffle:
+            total = -(-self.n // world) * world
+            order = np.concatenate([order, order[: total - self.n]])
+            return order[rank::world]
+        bounds = np.linspace(0, self.n, world + 1).astype(int)
+        return order[bounds[rank] : bounds[rank + 1]]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = self._indices()
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            if self.drop_last and len(batch) < self.batch_size:
+                return
+            yield batch.tolist()
+
+    def __len__(self) -> int:
+        n = len(self._indices())
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
 
 def make_loader(
@@ -213,19 +256,21 @@ def make_loader(
     seed: int = 0,
     num_workers: int = 0,
     drop_last: bool = False,
+    shard: bool = True,
 ) -> DataLoader[Batch]:
     """A DataLoader that fetches whole batches at once (see :class:`ArrayDataset`).
+
+    Under DDP each process reads its shard; ``shard=False`` reads the whole split (for work one
+    process does alone: final evaluation, probes, feature caches).
 
     Example:
         >>> ds = ArrayDataset({"a": np.zeros((5, 3))}, np.zeros(5, dtype=int))
         >>> [len(b["label"]) for b in make_loader(ds, batch_size=2, shuffle=False)]
         [2, 2, 1]
     """
-    sampler: BatchSampler
-    if shuffle:
-        sampler = EpochBatchSampler(len(dataset), batch_size, seed=seed, drop_last=drop_last)
-    else:
-        sampler = BatchSampler(SequentialSampler(dataset), batch_size, drop_last=drop_last)
+    sampler = ShardedBatchSampler(
+        len(dataset), batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last, shard=shard
+    )
     return DataLoader(
         dataset,
         sampler=sampler,
