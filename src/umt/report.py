@@ -9,7 +9,17 @@ from typing import Any
 
 from umt.io import write_bytes, write_text
 
-_ROW_NAMES = {"joint": "joint (naive fusion)", "umt": "UMT", "ume": "UME"}
+_ROW_NAMES = {
+    "joint": "joint (naive fusion)",
+    "umt": "UMT",
+    "ume": "UME",
+    "gblend": "G-Blending",
+    "ogm_ge": "OGM-GE",
+    "mmpareto": "MMPareto",
+    "mla": "MLA",
+    "pmr": "PMR",
+    "reconboost": "ReconBoost",
+}
 
 
 def _name(stage: str) -> str:
@@ -37,17 +47,23 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def accuracy_table(summary: dict[str, Any]) -> str:
-    """One row per stage: val and test accuracy (%), and each modality alone (others masked)."""
+    """One row per stage: val and test accuracy (%), each modality alone (others masked), and
+    training time relative to joint training's."""
     mods = summary["data"]["modalities"]
     header = ["method", "val acc", "test acc"] + [f"test acc, {m} only" for m in mods]
+    joint = next((e for s, e in summary["methods"].items() if s.split("-")[0] == "joint"), None)
+    base = joint["train_seconds"]["mean"] if joint and "train_seconds" in joint else None
+    if base:
+        header.append("train time vs joint")
     rows = []
     for stage, entry in summary["methods"].items():
-        name = _name(stage)
         per = entry.get("modality_test_acc", {})
-        rows.append(
-            [name, pm(entry["val_acc"]), pm(entry["test_acc"])]
-            + [pm(per[m]) if m in per else "" for m in mods]
-        )
+        row = [_name(stage), pm(entry["val_acc"]), pm(entry["test_acc"])]
+        row += [pm(per[m]) if m in per else "" for m in mods]
+        if base:
+            t = entry.get("train_seconds")
+            row.append(f"{t['mean'] / base:.2f}×" if t else "—")
+        rows.append(row)
     return _table(header, rows)
 
 
