@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from umt.data.avdigits import load_avdigits
 from umt.data.base import SPLITS, ArrayDataset, Batch, DataBundle, make_loader
 from umt.data.folder import load_folder
 from umt.data.synthetic import PRESETS, SyntheticConfig, load_synthetic
@@ -41,6 +42,11 @@ DATASETS: dict[str, tuple[Loader, str]] = {
         load_folder,
         "your own data: a folder in the umt-folder format at data.root "
         "(`umt data check PATH` validates it)",
+    ),
+    "avdigits": (
+        load_avdigits,
+        "embedded: spoken digits in noise (strong audio) + noisy, shifted 8x8 handwritten "
+        "digits (weak vision); an AV-MNIST-like stand-in for VGGSound",
     ),
 }
 
