@@ -1,0 +1,65 @@
+"""The benchmark suite runs end to end on tiny sizes and reports every section (no timing checks:
+numbers on a shared machine say nothing about correctness)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `benchmarks` lives beside `src`, not in the installed package
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.__main__ import main  # noqa: E402
+from benchmarks.suite import UMT_LOOPS  # noqa: E402
+
+#: Keys whose numbers are durations, rates or ratios of them: all must be positive.
+POSITIVE = {"median_s", "min_s", "max_s", "runs_s", "per_s", "runs_per_s", "ratio", "total_s"}
+
+
+def _numbers(node: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], float]]:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _numbers(v, (*path, str(k)))
+    elif isinstance(node, list):
+        for v in node:
+            yield from _numbers(v, path)
+    elif isinstance(node, int | float) and not isinstance(node, bool):
+        yield path, float(node)
+
+
+def test_quick_run_reports_every_section(tmp_path: Path, capsys: Any) -> None:
+    assert main(["--quick", "--out", str(tmp_path), "--threads", "1"]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    markdown = (tmp_path / "results.md").read_text()
+    assert capsys.readouterr().out.strip() == markdown.strip()
+    for n in range(1, 5):
+        assert f"## {n}." in markdown
+
+    setups = {"mlp", "cnn"}
+    assert set(results["setups"]) == setups
+    for section in ("overhead", "profile", "umt", "loading"):
+        assert set(results[section]) == setups, section
+    for name in setups:
+        over = results["overhead"][name]
+        for variant in ("bare", "fit", "fit_epoch_logging", "fit_checkpoint_at_end", "fit_both"):
+            assert over[variant]["per_s"] > 0
+        umt = results["umt"][name]
+        for loop in UMT_LOOPS:
+            assert set(umt[loop]["epoch_s"]) == {"joint", "umt_online", "umt_cached"}
+            assert set(umt[loop]["ratio"]) == {"umt_online", "umt_cached"}
+        assert set(results["loading"][name]["loader"]) == {"0", "1", "2"}
+        assert results["profile"][name]["parts_s"]["method.step (forward, loss)"] > 0
+    scaling = results["scaling"]["mlp"]
+    assert set(scaling["fit"]["ratio"]) == {"1", "2"}
+    assert results["meta"]["threads"] == 1 and results["meta"]["wall_s"] > 0
+
+    checked = 0
+    for path, value in _numbers(results):
+        if POSITIVE & set(path):
+            assert value > 0, "/".join(path)
+            checked += 1
+    assert checked > 100
