@@ -83,6 +83,29 @@ def to_markdown(results: dict[str, Any], command: str = "python -m benchmarks") 
         )
     header = ["setup", "steps/epoch", "bare ms/step (incl. val)", "fit extra ms/step"]
     lines += _table(header + ["of which logging ms/step", "checkpoints ms/epoch"], rows)
+    model = results["overhead_model"]["mlp"]
+    lines += [
+        "",
+        "The same at several batch sizes (mlp): fit's extra time per epoch = "
+        f"**{_ms(model['per_step_s'])} per training step + {_ms(model['per_epoch_s'])} per "
+        "epoch** (least squares; the per-epoch part includes the per-fit costs spread over the "
+        "epochs):",
+        "",
+    ]
+    rows = []
+    for bs, b in model["batches"].items():
+        rows.append(
+            [
+                bs,
+                str(b["steps_per_epoch"]),
+                _rate(b["bare"]["per_s"]),
+                _rate(b["fit"]["per_s"]),
+                _x(b["ratio"]),
+                _ms(b["extra_s_per_epoch"]),
+            ]
+        )
+    header = ["batch", "steps/epoch", "bare samples/s", "fit samples/s", "fit / bare"]
+    lines += _table(header + ["fit extra /epoch"], rows)
     lines += [
         "",
         "cProfile of one `fit` call: self time by package (sums to the call) and named parts "

@@ -6,7 +6,8 @@ Sections (keys of the results):
 
 - ``overhead``: ``umt.engine.fit`` against the plain loop of :mod:`benchmarks.bare`, plus
   variants of ``fit`` with one part changed (:mod:`benchmarks.variants`), and a cProfile of one
-  ``fit`` call (``profile``).
+  ``fit`` call (``profile``); ``overhead_model``: the overhead at several batch sizes, split into
+  a cost per step and a cost per epoch.
 - ``umt``: epoch time of UMT, with teachers run online and with cached teacher features, over
   joint training's.
 - ``loading``: ``make_loader`` alone with 0, 1, 2 workers, against the training step's rate.
@@ -62,12 +63,14 @@ class Sizes:
         batch_size: training batch size (validation: 4x, as in ``fit``).
         loader_epochs: timed passes over the training split per loader.
         scales: data-size multiples for the scaling section (MLP setup).
+        model_batches: batch sizes over which the MLP setup's overhead is split into a cost
+            per step and a cost per epoch.
     """
 
     epochs: int = 3
     warmup: int = 1
     repeats: int = 5
-    cnn_repeats: int = 3
+    cnn_repeats: int = 5
     mlp_train: int = 1500
     mlp_val: int = 1000
     mlp_hidden: int = 128
@@ -78,6 +81,7 @@ class Sizes:
     batch_size: int = 64
     loader_epochs: int = 5
     scales: tuple[int, ...] = (1, 2, 4)
+    model_batches: tuple[int, ...] = (32, 64, 256)
 
 
 FULL = Sizes()
@@ -96,6 +100,7 @@ QUICK = Sizes(  # a smoke test: no warm-up, tiny data and models
     batch_size=16,
     loader_epochs=2,
     scales=(1, 2),
+    model_batches=(8, 16),
 )
 
 
@@ -197,6 +202,9 @@ class Runs:
     def __init__(self, cfg: TrainConfig, scratch: Path) -> None:
         self.cfg, self.scratch, self._n = cfg, scratch, 0
 
+    def with_batch_size(self, batch_size: int) -> Runs:
+        return Runs(replace(self.cfg, batch_size=batch_size), self.scratch / f"bs{batch_size}")
+
     def _stage_dir(self) -> Path:
         self._n += 1
         path = self.scratch / f"run{self._n}"
@@ -272,6 +280,44 @@ def overhead(setup: Setup, runs: Runs, sizes: Sizes) -> dict[str, Any]:
     out["steps_per_epoch"] = steps
     out["samples"] = samples
     return out
+
+
+def overhead_model(setup: Setup, runs: Runs, sizes: Sizes) -> dict[str, Any]:
+    """``fit``'s extra time per epoch over the bare loop's, at several batch sizes, split by a
+    least-squares line into a cost per training step and a cost per epoch (the per-fit costs,
+    e.g. building the Trainer, are spread over the epochs)."""
+    variants = {}
+    steps = {}
+    for bs in sizes.model_batches:
+        r = runs.with_batch_size(bs)
+        variants[f"bare/{bs}"] = r.bare(setup, Joint)
+        variants[f"fit/{bs}"] = r.fit(setup, Joint)
+        steps[bs] = len(make_loader(setup.data.train, batch_size=bs, shuffle=True))
+    times = interleaved(variants, warmup=sizes.warmup, repeats=setup.repeats)
+    epochs = runs.cfg.epochs
+    extra = {
+        bs: (statistics.median(times[f"fit/{bs}"]) - statistics.median(times[f"bare/{bs}"]))
+        / epochs
+        for bs in sizes.model_batches
+    }
+    x = np.array([steps[bs] for bs in sizes.model_batches], dtype=float)
+    y = np.array([extra[bs] for bs in sizes.model_batches])
+    per_step, per_epoch = np.polyfit(x, y, 1)
+    return {
+        "batches": {
+            str(bs): {
+                "steps_per_epoch": steps[bs],
+                "extra_s_per_epoch": extra[bs],
+                "ratio": statistics.median(times[f"fit/{bs}"])
+                / statistics.median(times[f"bare/{bs}"]),
+                "bare": summary(times[f"bare/{bs}"], len(setup.data.train) * epochs),
+                "fit": summary(times[f"fit/{bs}"], len(setup.data.train) * epochs),
+            }
+            for bs in sizes.model_batches
+        },
+        "per_step_s": float(per_step),
+        "per_epoch_s": float(per_epoch),
+    }
 
 
 #: Where a ``fit`` call's time goes, by named functions (cumulative time; entries can nest:
@@ -493,6 +539,9 @@ def run_all(
                 t = time.perf_counter()
                 results[section][s.name] = measure(s)
                 log(f"  {section}/{s.name}: {time.perf_counter() - t:.1f} s")
+        t = time.perf_counter()
+        results["overhead_model"] = {"mlp": overhead_model(setups[0], runs, sizes)}
+        log(f"  overhead_model/mlp: {time.perf_counter() - t:.1f} s")
         t = time.perf_counter()
         results["scaling"] = {"mlp": scaling(sizes, runs)}
         log(f"  scaling/mlp: {time.perf_counter() - t:.1f} s")

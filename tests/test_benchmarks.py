@@ -53,6 +53,7 @@ def test_quick_run_reports_every_section(tmp_path: Path, capsys: Any) -> None:
             assert set(umt[loop]["ratio"]) == {"umt_online", "umt_cached"}
         assert set(results["loading"][name]["loader"]) == {"0", "1", "2"}
         assert results["profile"][name]["parts_s"]["method.step (forward, loss)"] > 0
+    assert set(results["overhead_model"]["mlp"]["batches"]) == {"8", "16"}
     scaling = results["scaling"]["mlp"]
     assert set(scaling["fit"]["ratio"]) == {"1", "2"}
     assert results["meta"]["threads"] == 1 and results["meta"]["wall_s"] > 0
