@@ -27,6 +27,7 @@ with a linear classifier, chooses between UMT and UME, and writes a report.
   umt run --config my_study.yaml --out runs
   umt config                                print the default configuration (all keys)
   umt datasets                              list the data sets
+  umt prepare vggsound --src RAW --out DATA decode a benchmark you have on disk
 """
 
 _RUN_EPILOG = """\
@@ -119,6 +120,37 @@ def _parser() -> argparse.ArgumentParser:
         "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
     )
 
+    prep = sub.add_parser(
+        "prepare",
+        help="decode a raw audio-visual benchmark (VGGSound, ...) into a data folder",
+        description="Decode a benchmark you have on disk (vggsound, kinetics-sounds, cremad, "
+        "ave) into the umt-folder format: log-mel audio and a few frames per clip. Resumable: "
+        "run it again to finish an interrupted run; unusable clips are listed in "
+        "OUT/skipped.csv. Then: umt run --config src/umt/configs/DATASET.yaml --set "
+        "data.root=OUT (the recipes ship with the package).",
+    )
+    prep.add_argument("dataset", metavar="DATASET", help="vggsound, kinetics-sounds, cremad or ave")
+    prep.add_argument("--src", required=True, metavar="RAW_DIR", help="the raw data set's folder")
+    prep.add_argument("--out", required=True, metavar="DIR", help="the data folder to write")
+    prep.add_argument("--workers", type=int, default=1, metavar="N", help="decoding processes")
+    prep.add_argument("--frames", type=int, default=3, help="frames kept per clip (default 3)")
+    prep.add_argument("--size", type=int, default=224, help="side of the square frames (224)")
+    prep.add_argument(
+        "--duration", type=float, metavar="S", help="seconds of audio per clip (10; CREMA-D 3)"
+    )
+    prep.add_argument("--n-mels", type=int, metavar="M", help="mel bands (default 128)")
+    prep.add_argument("--hop-length", type=int, metavar="H", help="STFT hop in samples (160)")
+    prep.add_argument(
+        "--val-fraction", type=float, default=0.1, help="share carved from train as val (0.1)"
+    )
+    prep.add_argument("--seed", type=int, default=0, help="seed of the carved splits")
+    prep.add_argument("--classes", metavar="FILE", help="class names, one per line")
+    prep.add_argument("--clean", action="store_true", help="delete the work folder when done")
+    prep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    prep.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
+
     ds = sub.add_parser(
         "datasets", help="list the available data sets", description="List data sets."
     )
@@ -182,6 +214,34 @@ def _cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from umt.data.prepare import BENCHMARKS, PrepareConfig, VideoSettings, prepare
+
+    audio = None
+    if args.dataset in BENCHMARKS:
+        given = {"duration": args.duration, "n_mels": args.n_mels, "hop_length": args.hop_length}
+        audio = replace(
+            BENCHMARKS[args.dataset].audio, **{k: v for k, v in given.items() if v is not None}
+        )
+    cfg = PrepareConfig(
+        dataset=args.dataset,
+        src=args.src,
+        out=args.out,
+        workers=args.workers,
+        video=VideoSettings(frames=args.frames, size=args.size),
+        audio=audio,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        classes=args.classes,
+        progress=not args.no_progress,
+        clean=args.clean,
+    )
+    prepare(cfg)
+    return 0
+
+
 def _cmd_datasets(args: argparse.Namespace) -> int:
     from umt.data import DATASETS
 
@@ -201,6 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "run": _cmd_run,
         "config": _cmd_config,
         "data": _cmd_data,
+        "prepare": _cmd_prepare,
         "datasets": _cmd_datasets,
     }
     try:

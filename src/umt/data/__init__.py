@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from umt.data.avdigits import load_avdigits
 from umt.data.base import SPLITS, ArrayDataset, Batch, DataBundle, make_loader
 from umt.data.folder import load_folder
+from umt.data.prepared import PreparedConfig, load_prepared
 from umt.data.synthetic import PRESETS, SyntheticConfig, load_synthetic
 from umt.errors import UMTError
 
@@ -23,11 +24,13 @@ class DataConfig:
         name: a key of ``DATASETS`` (``umt datasets`` lists them).
         root: folder of the data on disk, for data sets read from disk (``folder``, benchmarks).
         synthetic: the generator's settings, for ``name: synthetic``.
+        prepared: frames, crops and augmentation, for ``name: prepared`` (``umt prepare``).
     """
 
     name: str = "synthetic"
     root: str | None = None
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    prepared: PreparedConfig = field(default_factory=PreparedConfig)
 
 
 Loader = Callable[[DataConfig], DataBundle]
@@ -42,6 +45,11 @@ DATASETS: dict[str, tuple[Loader, str]] = {
         load_folder,
         "your own data: a folder in the umt-folder format at data.root "
         "(`umt data check PATH` validates it)",
+    ),
+    "prepared": (
+        load_prepared,
+        "a folder written by `umt prepare` (VGGSound, Kinetics-Sounds, CREMA-D, AVE) at "
+        "data.root, with training augmentation (data.prepared)",
     ),
     "avdigits": (
         load_avdigits,

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from umt.errors import UMTError
+from umt.models.resnet import build_resnet18
 
 
 class Encoder(Protocol):
@@ -45,13 +46,17 @@ class EncoderConfig:
     """Encoder architecture, the same for every modality unless a study overrides it.
 
     Attributes:
-        name: ``auto`` (MLP for vectors, CNN for ``(C, H, W)`` inputs), ``mlp`` or ``cnn``.
-        feature_dim: size D of the feature vector.
+        name: ``auto`` (MLP for vectors, CNN for ``(C, H, W)`` inputs, ResNet-18 for
+            ``(T, C, H, W)`` clips), ``mlp``, ``cnn`` or ``resnet18`` (see ``umt.models.resnet``).
+        feature_dim: size D of the feature vector (MLP, CNN; a ResNet-18's features are its pooled
+            last stage, ``512 * width``).
         hidden: MLP hidden width / CNN base width.
         depth: MLP hidden layers / CNN conv stages.
         dropout: dropout before the feature layer (MLP).
         tokens: number of tokens the MLP gives the attention fusion (groups of its last hidden
             layer); the CNN's tokens are the positions of its last feature map.
+        width: ResNet-18 width multiplier (1.0: the standard 64-channel base; 0.125 for tiny CPU
+            variants).
     """
 
     name: str = "auto"
@@ -60,6 +65,7 @@ class EncoderConfig:
     depth: int = 2
     dropout: float = 0.0
     tokens: int = 4
+    width: float = 1.0
 
 
 class MLPEncoder(nn.Module):
@@ -176,7 +182,7 @@ def build_encoder(cfg: EncoderConfig, in_shape: tuple[int, ...]) -> nn.Module:
     """The encoder ``cfg`` names for inputs of shape ``in_shape`` (no batch dimension)."""
     name = cfg.name
     if name == "auto":
-        name = "cnn" if len(in_shape) == 3 else "mlp"
+        name = {3: "cnn", 4: "resnet18"}.get(len(in_shape), "mlp")
     if name == "mlp":
         return MLPEncoder(
             in_shape,
@@ -188,4 +194,8 @@ def build_encoder(cfg: EncoderConfig, in_shape: tuple[int, ...]) -> nn.Module:
         )
     if name == "cnn":
         return CNNEncoder(in_shape, feature_dim=cfg.feature_dim, width=cfg.hidden, depth=cfg.depth)
-    raise UMTError(f"unknown encoder {cfg.name!r} (model.encoder.name); expected auto, mlp or cnn")
+    if name == "resnet18":
+        return build_resnet18(in_shape, width=cfg.width)
+    raise UMTError(
+        f"unknown encoder {cfg.name!r} (model.encoder.name); expected auto, mlp, cnn or resnet18"
+    )
