@@ -53,6 +53,7 @@ from umt.methods import (
     MMParetoConfig,
     OGMGEConfig,
     PMRConfig,
+    ReconBoostConfig,
     UMEConfig,
     UMTConfig,
     choose,
@@ -71,10 +72,11 @@ class StudyConfig:
         name: the run directory's name under ``--out``.
         seeds: training seeds; every number is reported as mean ± std over them.
         methods: which of ``umt.methods.METHODS`` to run (``joint``, ``umt``, ``ume``, and the
-            peers ``gblend``, ``ogm_ge``, ``mmpareto``, ``mla``, ``pmr``); teachers always run.
+            peers ``gblend``, ``ogm_ge``, ``mmpareto``, ``mla``, ``pmr``, ``reconboost``); teachers
+            always run.
         data, model, train: the data set, the architecture, the training recipe.
-        umt, ume, gblend, ogm_ge, mmpareto, mla, pmr: the methods' settings (each named as its
-            method).
+        umt, ume, gblend, ogm_ge, mmpareto, mla, pmr, reconboost: the methods' settings (each
+            named as its method).
         probe, choice: the linear probe, the UMT/UME rule.
         mask_fill: how a modality is removed to measure a fused model per modality
             (``zero`` or its training ``mean``).
@@ -95,6 +97,7 @@ class StudyConfig:
     mmpareto: MMParetoConfig = field(default_factory=MMParetoConfig)
     mla: MLAConfig = field(default_factory=MLAConfig)
     pmr: PMRConfig = field(default_factory=PMRConfig)
+    reconboost: ReconBoostConfig = field(default_factory=ReconBoostConfig)
     ume: UMEConfig = field(default_factory=UMEConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     choice: ChoiceConfig = field(default_factory=ChoiceConfig)

@@ -7,6 +7,7 @@ from umt.methods.mla import MLAConfig, build_mla
 from umt.methods.mmpareto import MMParetoConfig, build_mmpareto
 from umt.methods.ogm_ge import OGMGEConfig, build_ogm_ge
 from umt.methods.pmr import PMRConfig, build_pmr
+from umt.methods.reconboost import ReconBoostConfig, build_reconboost
 from umt.methods.ume import Choice, ChoiceConfig, Ensemble, UMEConfig, choose, ume_combine
 from umt.methods.umt import UMT, UMTConfig, build_umt, feature_distance, umt_distill_loss
 
@@ -47,6 +48,10 @@ METHODS: dict[str, MethodSpec] = {
         "PMR (Fan et al. 2023): prototypical cross-entropy boosts the modality behind",
         build=build_pmr,
     ),
+    "reconboost": MethodSpec(
+        "ReconBoost (Hua et al. 2024): alternating boosting of per-modality learners, rectified",
+        build=build_reconboost,
+    ),
 }
 
 __all__ = [
@@ -64,6 +69,7 @@ __all__ = [
     "MethodSpec",
     "OGMGEConfig",
     "PMRConfig",
+    "ReconBoostConfig",
     "UMEConfig",
     "UMTConfig",
     "choose",
