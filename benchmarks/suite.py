@@ -129,10 +129,10 @@ class Setup:
 
 
 def mlp_setup(sizes: Sizes, scale: int = 1) -> Setup:
-    """The synthetic data set (``DataConfig()``: preset ``imbalanced``) and the default MLPs."""
+    """The synthetic data set (preset ``imbalanced``) and the default MLPs."""
     n_train, n_val = sizes.mlp_train * scale, sizes.mlp_val * scale
     synthetic = SyntheticConfig(n_train=n_train, n_val=n_val, n_test=sizes.mlp_val)
-    data = load_data(DataConfig(synthetic=synthetic))
+    data = load_data(DataConfig(name="synthetic", synthetic=synthetic))
     enc = EncoderConfig(name="mlp", hidden=sizes.mlp_hidden)
     model = ModelConfig(encoder=enc, head_hidden=sizes.mlp_hidden)
     shape = data.input_shapes[data.modalities[0]]
@@ -155,7 +155,7 @@ def random_images(
 
 def cnn_setup(sizes: Sizes) -> Setup:
     data = random_images(sizes.cnn_train, sizes.cnn_val, sizes.cnn_side)
-    enc = EncoderConfig(name="cnn", hidden=sizes.cnn_width, depth=3)
+    enc = EncoderConfig(name="cnn", channels=sizes.cnn_width, stages=3)
     side = sizes.cnn_side
     desc = f"random images, 2 x (1, {side}, {side}), CNN width {sizes.cnn_width}"
     return Setup("cnn", desc, data, ModelConfig(encoder=enc), sizes.cnn_repeats)

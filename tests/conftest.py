@@ -13,6 +13,7 @@ def tiny_overrides() -> list[str]:
     """A study that trains in seconds: small synthetic data, two epochs, one seed."""
     return [
         "seeds=[0]",
+        "data.name=synthetic",
         "train.epochs=2",
         "train.lr=0.01",
         "train.progress=false",

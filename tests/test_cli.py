@@ -135,11 +135,14 @@ def test_debug_before_the_command_shows_the_exception() -> None:
         main(["--debug", "config", "--set", "train.epoch=3"])
 
 
-def test_datasets_lists_synthetic(capsys: pytest.CaptureFixture[str]) -> None:
+def test_datasets_lists_the_data_sets_and_marks_the_default(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     assert main(["datasets"]) == 0
-    names = [line.split()[0] for line in capsys.readouterr().out.splitlines() if line.strip()]
-    assert "synthetic" in names
-    assert "folder" in names
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
+    names = [line.split()[0] for line in lines]
+    assert {"synthetic", "folder", "avdigits"} <= set(names)
+    assert [line.split()[0] for line in lines if line.endswith("(default)")] == ["avdigits"]
 
 
 def test_data_export_then_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

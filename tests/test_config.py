@@ -14,6 +14,7 @@ from umt.config import (
     read_yaml,
     to_dict,
 )
+from umt.data import DataConfig
 from umt.engine import TrainConfig
 from umt.errors import UMTError
 from umt.study import StudyConfig, load_config
@@ -33,7 +34,7 @@ def test_from_dict_builds_nested_dataclasses() -> None:
     assert cfg.data.synthetic.n_train == 30
     # Keys left out keep their defaults, at every level.
     assert cfg.train.batch_size == TrainConfig().batch_size
-    assert cfg.data.name == "synthetic"
+    assert cfg.data.name == DataConfig().name == "avdigits"
 
 
 def test_from_dict_converts_int_to_float() -> None:

@@ -13,6 +13,7 @@ import pytest
 
 BASE = [
     "seeds=[0]",
+    "data.name=synthetic",
     "methods=[joint,umt]",
     "train.epochs=3",
     "train.lr=0.01",

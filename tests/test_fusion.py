@@ -28,7 +28,7 @@ IMAGES = {"a": (1, 8, 8), "b": (1, 8, 8)}
 
 
 def _cfg(fusion: str, **kw: object) -> ModelConfig:
-    enc = EncoderConfig(feature_dim=8, hidden=8, depth=2, tokens=3)
+    enc = EncoderConfig(feature_dim=8, hidden=8, channels=8, depth=2, stages=2, tokens=3)
     return ModelConfig(enc, fusion=fusion, head_hidden=8, fusion_dim=12, attention_heads=2, **kw)  # type: ignore[arg-type]
 
 

@@ -64,7 +64,7 @@ def test_build_encoder_by_name_passes_the_settings_through() -> None:
     assert isinstance(mlp, MLPEncoder)  # asked for by name, even for a 3-d input
     linears = [m for m in mlp.modules() if isinstance(m, nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linears] == [(16, 5), (5, 3)]
-    cnn = build_encoder(EncoderConfig(name="cnn", feature_dim=3, hidden=2, depth=2), (1, 4, 4))
+    cnn = build_encoder(EncoderConfig(name="cnn", feature_dim=3, channels=2, stages=2), (1, 4, 4))
     convs = [m for m in cnn.modules() if isinstance(m, nn.Conv2d)]
     assert [c.out_channels for c in convs] == [2, 4]  # base width, doubled per stage
 

@@ -474,7 +474,8 @@ def test_prepared_loader_augments_training_only(prepared: dict[str, Path]) -> No
         load_prepared(DataConfig(name="prepared", root=root, prepared=PreparedConfig(frames=5)))
     plain_folder = prepared["vggsound"].parent / "plain"
     export_folder(
-        load_data(DataConfig(synthetic=SyntheticConfig(n_train=8, n_val=4, n_test=4))), plain_folder
+        load_data(DataConfig("synthetic", synthetic=SyntheticConfig(n_train=8, n_val=4, n_test=4))),
+        plain_folder,
     )
     with pytest.raises(
         UMTError, match="has no prepared.json, so it was not written by `umt prepare`"

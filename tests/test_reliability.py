@@ -21,6 +21,7 @@ from umt.study import load_config, run_study
 # Small enough to run in seconds, long enough (4 epochs of 10 steps) to be killed mid-stage.
 RESUME = [
     "seeds=[0]",
+    "data.name=synthetic",
     "train.epochs=4",
     "train.lr=0.01",
     "train.progress=false",

@@ -13,7 +13,7 @@ import pytest
 
 from umt.study import load_config, run_study
 
-FAST = ["train.progress=false", "train.threads=1", "probe.max_iter=50"]
+FAST = ["data.name=synthetic", "train.progress=false", "train.threads=1", "probe.max_iter=50"]
 
 
 def _quiet(_: str) -> None:

@@ -18,7 +18,7 @@ from umt.study import load_config, run_study
 
 
 def test_cached_targets_equal_the_online_teachers() -> None:
-    data = load_data(DataConfig())
+    data = load_data(DataConfig(name="synthetic"))
     torch.manual_seed(0)
     teacher = build_model(ModelConfig(), {"weak": (64,)}, 10, linear_head=True).eval()
     batch = data.train.indexed()[[3, 7, 11, 500]]
@@ -35,7 +35,7 @@ def test_cached_targets_equal_the_online_teachers() -> None:
 
 
 def test_cache_is_refused_for_augmented_inputs() -> None:
-    data = load_data(DataConfig())
+    data = load_data(DataConfig(name="synthetic"))
     aug = ArrayDataset(data.train.arrays, data.train.labels, augmented=True)
     bundle = type(data)(data.name, aug, data.val, data.test, num_classes=data.num_classes)
     teacher = build_model(ModelConfig(), {"weak": (64,)}, 10, linear_head=True)

@@ -22,8 +22,8 @@ uni-modal model per modality (the teachers), naive joint fusion, UMT (joint fusi
 distillation from the frozen teachers) and UME (the teachers' ensemble); it probes every encoder
 with a linear classifier, chooses between UMT and UME, and writes a report.
 
-  umt run                                   the default study on an embedded data set
-  umt run --set data.synthetic.preset=paired --set seeds=[0]
+  umt run                                   the default study: avdigits (spoken + written digits)
+  umt run --set data.name=synthetic --set data.synthetic.preset=paired --set seeds=[0]
   umt run --config my_study.yaml --out runs
   umt config                                print the default configuration (all keys)
   umt datasets                              list the data sets
@@ -243,10 +243,12 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def _cmd_datasets(args: argparse.Namespace) -> int:
-    from umt.data import DATASETS
+    from umt.data import DATASETS, DataConfig
 
+    default = DataConfig().name
     for name, (_, description) in DATASETS.items():
-        print(f"{name:12s} {description}")
+        mark = " (default)" if name == default else ""
+        print(f"{name:12s} {description}{mark}")
     return 0
 
 

@@ -497,9 +497,9 @@ def run_study(
 
     Example::
 
-        cfg = umt.load_config(overrides=["data.synthetic.preset=imbalanced"])
+        cfg = umt.load_config(overrides=["seeds=[0]"])   # the default study: avdigits
         result = umt.run_study(cfg, "runs")
-        result.summary["probes"]["weak"]   # teacher / joint / umt probe accuracies
+        result.summary["probes"]["visual"]   # teacher / joint / umt probe accuracies
     """
     start = time.perf_counter()
     if cfg.train.threads > 0:

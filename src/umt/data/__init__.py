@@ -27,7 +27,7 @@ class DataConfig:
         prepared: frames, crops and augmentation, for ``name: prepared`` (``umt prepare``).
     """
 
-    name: str = "synthetic"
+    name: str = "avdigits"
     root: str | None = None
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     prepared: PreparedConfig = field(default_factory=PreparedConfig)

@@ -74,7 +74,7 @@ Example:
     >>> import tempfile
     >>> from umt.data import DataConfig, load_data
     >>> from umt.data.synthetic import SyntheticConfig
-    >>> data = load_data(DataConfig(synthetic=SyntheticConfig(n_train=8, n_val=4, n_test=4)))
+    >>> data = load_data(DataConfig("synthetic", synthetic=SyntheticConfig(n_train=8, n_val=4, n_test=4)))
     >>> with tempfile.TemporaryDirectory() as tmp:
     ...     export_folder(data, f"{tmp}/synth")
     ...     print(format_problems(check_folder(f"{tmp}/synth")))

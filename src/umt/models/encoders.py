@@ -50,8 +50,10 @@ class EncoderConfig:
             ``(T, C, H, W)`` clips), ``mlp``, ``cnn`` or ``resnet18`` (see ``umt.models.resnet``).
         feature_dim: size D of the feature vector (MLP, CNN; a ResNet-18's features are its pooled
             last stage, ``512 * width``).
-        hidden: MLP hidden width / CNN base width.
-        depth: MLP hidden layers / CNN conv stages.
+        hidden: MLP hidden width.
+        channels: CNN width of the first conv stage (doubled at each further stage).
+        depth: MLP hidden layers.
+        stages: CNN conv stages (each halves the resolution).
         dropout: dropout before the feature layer (MLP).
         tokens: number of tokens the MLP gives the attention fusion (groups of its last hidden
             layer); the CNN's tokens are the positions of its last feature map.
@@ -62,7 +64,9 @@ class EncoderConfig:
     name: str = "auto"
     feature_dim: int = 64
     hidden: int = 128
+    channels: int = 8
     depth: int = 2
+    stages: int = 3
     dropout: float = 0.0
     tokens: int = 4
     width: float = 1.0
@@ -193,7 +197,9 @@ def build_encoder(cfg: EncoderConfig, in_shape: tuple[int, ...]) -> nn.Module:
             tokens=cfg.tokens,
         )
     if name == "cnn":
-        return CNNEncoder(in_shape, feature_dim=cfg.feature_dim, width=cfg.hidden, depth=cfg.depth)
+        return CNNEncoder(
+            in_shape, feature_dim=cfg.feature_dim, width=cfg.channels, depth=cfg.stages
+        )
     if name == "resnet18":
         return build_resnet18(in_shape, width=cfg.width)
     raise UMTError(
