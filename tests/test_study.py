@@ -145,3 +145,43 @@ def test_fusion_sweep_runs_each_method_per_fusion(
 def test_unknown_fusion_in_a_sweep_is_refused_before_training(tiny_overrides: list[str]) -> None:
     with pytest.raises(UMTError, match=r"fusion: unknown \['fim'\]"):
         load_config(overrides=[*tiny_overrides, "fusion=[concat,fim]"])
+
+
+def test_compiled_encoders_train_to_the_same_numbers(
+    tmp_path: Path, tiny_overrides: list[str]
+) -> None:
+    # The 'eager' backend traces each encoder with TorchDynamo but runs it op by op, so the
+    # numbers must equal an uncompiled run's; 'inductor' (the real compiler) takes tens of seconds
+    # to compile on a CPU, too slow for a test.
+    overrides = [*tiny_overrides, "methods=[joint]"]
+    plain = run_study(load_config(overrides=overrides), tmp_path / "a", log=_quiet, report=False)
+    compiled = run_study(
+        load_config(overrides=[*overrides, "train.compile=eager"]),
+        tmp_path / "b",
+        log=_quiet,
+        report=False,
+    )
+    for stage in ("teacher-strong", "joint"):
+        assert (
+            compiled.summary["methods"][stage]["test_acc"]
+            == plain.summary["methods"][stage]["test_acc"]
+        )
+    assert compiled.summary["probes"] == plain.summary["probes"]
+
+
+def test_unknown_compile_backend_is_refused(tmp_path: Path, tiny_overrides: list[str]) -> None:
+    cfg = load_config(overrides=[*tiny_overrides, "train.compile=inductr"])
+    with pytest.raises(UMTError, match=r"train.compile: unknown backend 'inductr'.*'inductor'"):
+        run_study(cfg, tmp_path, log=_quiet)
+
+
+def test_compile_wraps_every_encoder_in_place() -> None:
+    from umt.engine import _compile_encoders
+    from umt.models import ModelConfig, build_model
+
+    model = build_model(ModelConfig(), {"a": (4,), "b": (1, 8, 8)}, 3)
+    keys = list(model.state_dict())
+    _compile_encoders(model, "eager")
+    for encoder in model.encoders.values():
+        assert encoder._compiled_call_impl is not None  # what nn.Module.compile sets
+    assert list(model.state_dict()) == keys  # checkpoints keep their keys
