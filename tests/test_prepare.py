@@ -504,6 +504,8 @@ def test_every_shipped_recipe_loads() -> None:
     assert {p.stem for p in recipes} >= {"vggsound", "kinetics_sounds", "cremad", "ave"}
     for path in recipes:
         cfg = load_config(path)  # unknown keys would fail here
+        if cfg.data.name in ("rgbd", "nyuv2"):  # segmentation: tests/test_segmentation*.py
+            continue
         assert cfg.data.name == "prepared" and cfg.data.root is None
         assert cfg.model.encoder.name == "resnet18" and cfg.train.optimizer == "sgd"
         assert set(cfg.methods) >= {"joint", "umt", "ume"}

@@ -28,6 +28,7 @@ with a linear classifier, chooses between UMT and UME, and writes a report.
   umt config                                print the default configuration (all keys)
   umt datasets                              list the data sets
   umt prepare vggsound --src RAW --out DATA decode a benchmark you have on disk
+  umt prepare nyuv2 --src RAW --out DATA    convert NYU Depth V2 (RGB-D segmentation)
 """
 
 _RUN_EPILOG = """\
@@ -122,14 +123,18 @@ def _parser() -> argparse.ArgumentParser:
 
     prep = sub.add_parser(
         "prepare",
-        help="decode a raw audio-visual benchmark (VGGSound, ...) into a data folder",
+        help="decode a raw benchmark (VGGSound, ..., NYU Depth V2) into a data folder",
         description="Decode a benchmark you have on disk (vggsound, kinetics-sounds, cremad, "
         "ave) into the umt-folder format: log-mel audio and a few frames per clip. Resumable: "
         "run it again to finish an interrupted run; unusable clips are listed in "
-        "OUT/skipped.csv. Then: umt run --config src/umt/configs/DATASET.yaml --set "
-        "data.root=OUT (the recipes ship with the package).",
+        "OUT/skipped.csv. nyuv2: RAW holds nyu_depth_v2_labeled.mat, splits.mat, "
+        "classMapping40.mat (and optionally class13Mapping.mat); images are kept at 480x640 "
+        "unless --height/--width are given. Then: umt run --config src/umt/configs/DATASET.yaml "
+        "--set data.root=OUT (the recipes ship with the package).",
     )
-    prep.add_argument("dataset", metavar="DATASET", help="vggsound, kinetics-sounds, cremad or ave")
+    prep.add_argument(
+        "dataset", metavar="DATASET", help="vggsound, kinetics-sounds, cremad, ave or nyuv2"
+    )
     prep.add_argument("--src", required=True, metavar="RAW_DIR", help="the raw data set's folder")
     prep.add_argument("--out", required=True, metavar="DIR", help="the data folder to write")
     prep.add_argument("--workers", type=int, default=1, metavar="N", help="decoding processes")
@@ -145,6 +150,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     prep.add_argument("--seed", type=int, default=0, help="seed of the carved splits")
     prep.add_argument("--classes", metavar="FILE", help="class names, one per line")
+    prep.add_argument("--height", type=int, metavar="H", help="nyuv2: resize images to H rows")
+    prep.add_argument("--width", type=int, metavar="W", help="nyuv2: resize images to W columns")
     prep.add_argument("--clean", action="store_true", help="delete the work folder when done")
     prep.add_argument("--no-progress", action="store_true", help="no progress bar")
     prep.add_argument(
@@ -219,6 +226,14 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 
     from umt.data.prepare import BENCHMARKS, PrepareConfig, VideoSettings, prepare
 
+    if args.dataset == "nyuv2":
+        from umt.data.nyuv2 import prepare_nyuv2
+
+        if (args.height is None) != (args.width is None):
+            raise UMTError("--height and --width: give both (or neither, to keep 480x640)")
+        size = (args.height, args.width) if args.height is not None else None
+        prepare_nyuv2(args.src, args.out, size=size, val_fraction=args.val_fraction, seed=args.seed)
+        return 0
     audio = None
     if args.dataset in BENCHMARKS:
         given = {"duration": args.duration, "n_mels": args.n_mels, "hop_length": args.hop_length}

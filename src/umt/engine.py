@@ -25,9 +25,10 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from torch import nn
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
 
 from umt.data.base import ArrayDataset, Batch, DataBundle, make_loader
+from umt.data.segmentation import IGNORE_INDEX
 from umt.errors import UMTError
 from umt.faults import fault_active, fault_point
 from umt.io import save_torch
@@ -89,10 +90,18 @@ SCHEDULERS = ("none", "cosine", "step")
 
 
 class StageModule(L.LightningModule):
-    """Lightning adapter: ``training_step`` is the method's ``step``; validation is accuracy."""
+    """Lightning adapter: ``training_step`` is the method's ``step``; validation is accuracy
+    (``val/acc``), or for segmentation the mean IoU (``val/miou``, unlabelled pixels ignored)."""
 
     def __init__(
-        self, model: MultimodalModel, method: Method, cfg: TrainConfig, num_classes: int, stage: str
+        self,
+        model: MultimodalModel,
+        method: Method,
+        cfg: TrainConfig,
+        num_classes: int,
+        stage: str,
+        *,
+        task: str = "classification",
     ) -> None:
         super().__init__()
         self.model = model
@@ -101,7 +110,12 @@ class StageModule(L.LightningModule):
         self.extra = trainable() if trainable is not None else None  # e.g. per-modality heads
         self.cfg = cfg
         self.stage = stage
+        self.val_acc: MulticlassAccuracy | MulticlassJaccardIndex
         self.val_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        self.val_name = "val/acc"
+        if task == "segmentation":
+            self.val_acc = MulticlassJaccardIndex(num_classes, ignore_index=IGNORE_INDEX)
+            self.val_name = "val/miou"
 
     def on_fit_start(self) -> None:
         self.method.to(self.device)
@@ -158,7 +172,7 @@ class StageModule(L.LightningModule):
         self.val_acc.update(logits, batch["label"])
         n = len(batch["label"])
         self.log("val/loss", loss, on_epoch=True, batch_size=n, sync_dist=True)
-        self.log("val/acc", self.val_acc, on_epoch=True, batch_size=n, prog_bar=True)
+        self.log(self.val_name, self.val_acc, on_epoch=True, batch_size=n, prog_bar=True)
 
     def configure_optimizers(self):  # type: ignore[no-untyped-def]
         cfg = self.cfg
@@ -234,7 +248,8 @@ def fit(
     seed: int,
     stage: str,
 ) -> FitResult:
-    """Train ``model`` with ``method``; keep the epoch with the best validation accuracy.
+    """Train ``model`` with ``method``; keep the epoch with the best validation accuracy (mean
+    IoU for segmentation).
 
     Writes ``stage_dir/metrics.csv`` and ``stage_dir/checkpoints/{best,last}.ckpt``. If
     ``last.ckpt`` exists (an interrupted run), training resumes from it. On return ``model``
@@ -243,10 +258,10 @@ def fit(
     _quiet_lightning()
     L.seed_everything(seed, workers=True, verbose=False)
     _compile_encoders(model, cfg.compile)
-    module = StageModule(model, method, cfg, data.num_classes, stage)
+    module = StageModule(model, method, cfg, data.num_classes, stage, task=data.task)
     ckpt_dir = stage_dir / "checkpoints"
     checkpoint = ModelCheckpoint(
-        dirpath=ckpt_dir, filename="best", monitor="val/acc", mode="max", save_last=True
+        dirpath=ckpt_dir, filename="best", monitor=module.val_name, mode="max", save_last=True
     )
     trainer = L.Trainer(
         max_epochs=cfg.epochs,
@@ -348,6 +363,42 @@ def accuracy(
     return float(metric.compute())
 
 
+@torch.no_grad()
+def segmentation_scores(
+    predict: Callable[[Batch], torch.Tensor] | nn.Module,
+    dataset: ArrayDataset,
+    num_classes: int,
+    *,
+    device: torch.device | str = "cpu",
+    batch_size: int = 64,
+    transform: Callable[[Batch], Batch] | None = None,
+) -> dict[str, Any]:
+    """Mean IoU, pixel accuracy and per-class IoU of ``predict`` (logits ``(B, K, H, W)``) on
+    ``dataset``, over all its pixels, unlabelled ones (``IGNORE_INDEX``) left out.
+
+    The mean IoU averages the classes present in the labels or the predictions of the split
+    (torchmetrics' ``macro``); ``iou`` lists every class (0 for an absent one).
+    """
+    if isinstance(predict, nn.Module):
+        predict.eval().to(device)
+    kw: dict[str, Any] = {"ignore_index": IGNORE_INDEX, "sync_on_compute": False}
+    miou = MulticlassJaccardIndex(num_classes, average="macro", **kw).to(device)
+    iou = MulticlassJaccardIndex(num_classes, average="none", **kw).to(device)
+    pixel = MulticlassAccuracy(num_classes, average="micro", **kw).to(device)
+    for batch in make_loader(dataset, batch_size=batch_size, shuffle=False, shard=False):
+        batch = {k: v.to(device) for k, v in batch.items()}
+        if transform is not None:
+            batch = transform(batch)
+        pred = predict(batch).argmax(1)  # (B, H, W)
+        for metric in (miou, iou, pixel):
+            metric.update(pred, batch["label"])
+    return {
+        "miou": float(miou.compute()),
+        "pixel_acc": float(pixel.compute()),
+        "iou": [float(v) for v in iou.compute()],
+    }
+
+
 def modality_accuracies(
     model: nn.Module,
     dataset: ArrayDataset,
@@ -358,11 +409,14 @@ def modality_accuracies(
     fill: str = "zero",
     means: Mapping[str, torch.Tensor] | None = None,
     device: torch.device | str = "cpu",
+    score: Callable[[dict[str, Any]], float] | None = None,
 ) -> dict[str, float]:
     """Per modality m, the fused model's accuracy with inputs masked (``zero`` or ``mean``).
 
     ``mode="only"``: every modality but m is masked (what the model gets from m alone).
     ``mode="without"``: only m is masked (what is left when m is missing at test time).
+    ``score``: for segmentation, picks a number from :func:`segmentation_scores`' dict (e.g.
+    the mean IoU) instead of computing accuracy.
     """
     if mode not in ("only", "without"):
         raise ValueError(f"mode must be 'only' or 'without', got {mode!r}")
@@ -373,6 +427,12 @@ def modality_accuracies(
         def transform(b: Batch, keep: list[str] = keep) -> Batch:
             return mask_batch(b, keep, fill=fill, means=means)
 
+        if score is not None:
+            scores = segmentation_scores(
+                model, dataset, num_classes, device=device, transform=transform
+            )
+            out[m] = score(scores)
+            continue
         out[m] = accuracy(model, dataset, num_classes, device=device, transform=transform)
     return out
 

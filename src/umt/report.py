@@ -1,4 +1,5 @@
-"""Tables, figures and the report of a study, built from its summary alone."""
+"""Tables, figures and the report of a study, built from its summary alone (but for the
+segmentation examples figure, which needs the models and is drawn by the study)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,13 @@ def _name(stage: str) -> str:
     return _ROW_NAMES.get(method, method) + (f" [{fusion}]" if fusion else "")
 
 
+def _metric(summary: dict[str, Any]) -> tuple[str, str]:
+    """The key suffix and the name of the score of the study's task: accuracy or mean IoU."""
+    if summary["data"].get("task", "classification") == "segmentation":
+        return "miou", "mIoU"
+    return "acc", "acc"
+
+
 def pm(stats: dict[str, Any], scale: float = 100.0) -> str:
     """``mean ± std`` in percent.
 
@@ -50,15 +58,20 @@ def accuracy_table(summary: dict[str, Any]) -> str:
     """One row per stage: val and test accuracy (%), each modality alone (others masked), and
     training time relative to joint training's."""
     mods = summary["data"]["modalities"]
-    header = ["method", "val acc", "test acc"] + [f"test acc, {m} only" for m in mods]
+    k, name = _metric(summary)
+    header = ["method", f"val {name}", f"test {name}"] + [f"test {name}, {m} only" for m in mods]
+    if k == "miou":
+        header.insert(3, "test pixel acc")
     joint = next((e for s, e in summary["methods"].items() if s.split("-")[0] == "joint"), None)
     base = joint["train_seconds"]["mean"] if joint and "train_seconds" in joint else None
     if base:
         header.append("train time vs joint")
     rows = []
     for stage, entry in summary["methods"].items():
-        per = entry.get("modality_test_acc", {})
-        row = [_name(stage), pm(entry["val_acc"]), pm(entry["test_acc"])]
+        per = entry.get(f"modality_test_{k}", {})
+        row = [_name(stage), pm(entry[f"val_{k}"]), pm(entry[f"test_{k}"])]
+        if k == "miou":
+            row.append(pm(entry["test_pixel_acc"]))
         row += [pm(per[m]) if m in per else "" for m in mods]
         if base:
             t = entry.get("train_seconds")
@@ -95,17 +108,31 @@ def fusion_table(summary: dict[str, Any]) -> str:
 def missing_table(summary: dict[str, Any]) -> str:
     """One row per fused model: test accuracy (%) with each modality missing, and the drop."""
     mods = summary["data"]["modalities"]
+    k, _ = _metric(summary)
     header = ["method", "all modalities"] + [f"without {m} (drop)" for m in mods]
     rows = []
     for stage, entry in summary["methods"].items():
-        if "missing_test_acc" not in entry:
+        if f"missing_test_{k}" not in entry:
             continue
-        full = entry["test_acc"]["mean"]
+        full = entry[f"test_{k}"]["mean"]
         cells = []
         for m in mods:
-            miss = entry["missing_test_acc"][m]
+            miss = entry[f"missing_test_{k}"][m]
             cells.append(f"{pm(miss)} ({100 * (miss['mean'] - full):+.2f})")
-        rows.append([_name(stage), pm(entry["test_acc"]), *cells])
+        rows.append([_name(stage), pm(entry[f"test_{k}"]), *cells])
+    return _table(header, rows)
+
+
+def class_iou_table(summary: dict[str, Any]) -> str:
+    """Segmentation: one row per class, the test IoU (%) of each stage."""
+    stages = [s for s, e in summary["methods"].items() if "test_iou" in e]
+    names = summary["data"].get("class_names") or []
+    k = summary["data"]["num_classes"]
+    header = ["class"] + [_name(s) for s in stages]
+    rows = []
+    for c in range(k):
+        label = f"{c} {names[c]}" if c < len(names) else str(c)
+        rows.append([label] + [pm(summary["methods"][s]["test_iou"][c]) for s in stages])
     return _table(header, rows)
 
 
@@ -147,11 +174,12 @@ def choice_text(summary: dict[str, Any]) -> str:
 def tables(summary: dict[str, Any]) -> str:
     """The text the CLI prints at the end of a study."""
     n = len(summary["seeds"])
+    what = "accuracy" if _metric(summary)[0] == "acc" else "mIoU"
     return "\n\n".join(
         [
-            f"Test accuracy (%), mean ± std over {n} seed(s):",
+            f"Test {what} (%), mean ± std over {n} seed(s):",
             accuracy_table(summary),
-            "Linear-probe test accuracy (%) of each frozen encoder:",
+            f"Linear-probe test {what} (%) of each frozen encoder:",
             probe_table(summary),
             *(
                 ["UMT across fusion modules (%):", fusion_table(summary)]
@@ -186,7 +214,7 @@ def probe_figure(summary: dict[str, Any]) -> bytes:
         stds = [100 * probes[m][owner]["std"] if owner in probes[m] else 0 for m in mods]
         ax.bar(xs, means, width, yerr=stds, capsize=3, label=_name(owner))
     ax.set_xticks(range(len(mods)), mods)
-    ax.set_ylabel("linear-probe test accuracy (%)")
+    ax.set_ylabel(f"linear-probe test {'accuracy' if _metric(summary)[0] == 'acc' else 'mIoU'} (%)")
     ax.set_title(f"Encoders of {summary['data']['name']}: modality failure and its fix")
     ax.legend(fontsize=8, loc="lower right")
     lo = min(100 * probes[m][o]["mean"] for m in mods for o in probes[m])
@@ -201,6 +229,8 @@ def probe_figure(summary: dict[str, Any]) -> bytes:
 
 def markdown(summary: dict[str, Any]) -> str:
     d = summary["data"]
+    if d.get("task") == "segmentation":
+        return segmentation_markdown(summary)
     sizes = ", ".join(f"{k} {v}" for k, v in d["sizes"].items())
     return "\n\n".join(
         [
@@ -238,24 +268,115 @@ def markdown(summary: dict[str, Any]) -> str:
     ).rstrip()
 
 
+def segmentation_markdown(summary: dict[str, Any]) -> str:
+    """The report of a segmentation study: mean IoU, pixel accuracy, per-class IoU, probes."""
+    d = summary["data"]
+    sizes = ", ".join(f"{k} {v}" for k, v in d["sizes"].items())
+    return "\n\n".join(
+        [
+            f"# Study `{summary['study']}`",
+            f"Data: **{d['name']}** ({d['description']}); modalities {', '.join(d['modalities'])}; "
+            f"{d['num_classes']} classes; {sizes} images. Seeds: {summary['seeds']}. Checkpoints "
+            "are selected on the validation mean IoU; the test split is read once per model. "
+            "Mean IoU averages the classes present; unlabelled pixels are ignored.",
+            "## Mean IoU",
+            accuracy_table(summary),
+            "## Per-class IoU (test, %)",
+            class_iou_table(summary),
+            "## Modality failure: linear probes of the frozen encoders",
+            "A 1x1 linear classifier is trained on each frozen encoder's last-stage feature map "
+            "(its logits upsampled to the labels; train split, L2 chosen on val mean IoU); the "
+            "table gives its test mean IoU. An encoder of the fused model below its teacher's has "
+            "learned less of its modality alone: modality failure. (A branch fed the fused map "
+            "(ESANet's RGB branch) is probed alone, its input from the other modality removed.)",
+            probe_table(summary),
+            "![probe accuracies](figures/probes.png)",
+            "## Examples (test images of the first seed)",
+            "![examples](figures/examples.png)",
+            "## Missing modalities at test time",
+            f"Each modality in turn is removed (inputs set to {summary.get('mask_fill', 'zero')} "
+            "value) from the test split; the drop is against the full test mean IoU.",
+            missing_table(summary),
+            "## UMT or UME",
+            choice_text(summary),
+            failed_text(summary),
+        ]
+    ).rstrip()
+
+
+def segmentation_examples(
+    models: dict[str, Any], data: Any, *, count: int = 4, device: Any = "cpu"
+) -> bytes:
+    """A PNG: for ``count`` test images, the inputs, the ground truth and each model's
+    prediction (rows: images; columns: modalities, ground truth, models)."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import torch
+
+    ds = data.test
+    rows = list(range(min(count, len(ds))))
+    batch = ds[rows]
+    preds = {}
+    with torch.no_grad():
+        for name, model in models.items():
+            model.eval().to(device)
+            inputs = {k: v.to(device) for k, v in batch.items()}
+            preds[name] = model(inputs).argmax(1).cpu().numpy()
+    label = batch["label"].numpy()
+    k = data.num_classes
+    cmap = plt.get_cmap("tab10" if k <= 10 else "tab20" if k <= 20 else "gist_ncar", k)
+    cols = [*data.modalities, "ground truth", *models]
+    fig, axes = plt.subplots(
+        len(rows), len(cols), figsize=(1.6 * len(cols), 1.6 * len(rows)), dpi=100, squeeze=False
+    )
+    for i in range(len(rows)):
+        for j, col in enumerate(cols):
+            ax = axes[i][j]
+            ax.axis("off")
+            if i == 0:
+                ax.set_title(_name(col) if col in models else col, fontsize=7)
+            if col in data.modalities:
+                x = batch[col][i].numpy()
+                x = (x - x.min()) / max(float(x.max() - x.min()), 1e-6)  # shown, not measured
+                ax.imshow(x.transpose(1, 2, 0) if x.shape[0] == 3 else x[0], cmap="gray")
+            else:
+                y = label[i] if col == "ground truth" else preds[col][i]
+                shown = np.ma.masked_less(y, 0)  # unlabelled pixels blank
+                ax.imshow(shown, cmap=cmap, vmin=0, vmax=k - 1, interpolation="nearest")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
 def write_report(summary: dict[str, Any], run_dir: Path) -> None:
-    """``report.md``, ``report.html`` (figure inlined) and ``figures/probes.png``."""
+    """``report.md``, ``report.html`` (figures inlined) and ``figures/probes.png``."""
     png = probe_figure(summary)
     write_bytes(run_dir / "figures" / "probes.png", png)
     md = markdown(summary)
     write_text(run_dir / "report.md", md + "\n")
-    write_text(run_dir / "report.html", _html(md, png))
+    figures = {"figures/probes.png": png}
+    examples = run_dir / "figures" / "examples.png"
+    if examples.is_file():
+        figures["figures/examples.png"] = examples.read_bytes()
+    write_text(run_dir / "report.html", _html(md, figures))
 
 
-def _html(md: str, png: bytes) -> str:
+def _html(md: str, figures: dict[str, bytes]) -> str:
     """A self-contained page from our own small Markdown (headings, tables, paragraphs)."""
     parts = []
-    img = (
-        f'<img alt="probe accuracies" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-    )
     for block in md.split("\n\n"):
         if block.startswith("!["):
-            parts.append(img)
+            alt, _, path = block[2:].rstrip(")").partition("](")
+            if path in figures:
+                data = base64.b64encode(figures[path]).decode()
+                parts.append(f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">')
         elif block.startswith("#"):
             level = len(block) - len(block.lstrip("#"))
             parts.append(f"<h{level}>{_inline(block.lstrip('# '))}</h{level}>")

@@ -37,6 +37,7 @@ from umt.engine import (
     is_main_process,
     modality_accuracies,
     save_model,
+    segmentation_scores,
 )
 from umt.errors import UMTError
 from umt.faults import fault_point
@@ -58,10 +59,12 @@ from umt.methods import (
     UMTConfig,
     choose,
 )
-from umt.models import FUSIONS, ModelConfig, MultimodalModel, build_model
+from umt.models import FUSIONS, ModelConfig, MultimodalModel, build_model, build_seg_model
 from umt.probe import ProbeConfig, extract_features, probe
 
 MASK_FILLS = ("zero", "mean")
+#: Methods a segmentation study can run (the others are written for pooled feature vectors).
+SEGMENTATION_METHODS = ("joint", "umt", "ume")
 
 
 @dataclass(frozen=True)
@@ -176,6 +179,9 @@ class _Runner:
         self.means = data.modality_means() if cfg.mask_fill == "mean" else None
         self.trained: list[str] = []
         self.data_key = config_hash(cfg.data)
+        # The score checkpoints, tables and the choice use: accuracy, or mean IoU (segmentation).
+        self.metric = "acc" if data.task == "classification" else "miou"
+        self.examples: dict[str, torch.nn.Module] = {}  # first seed's models, for the figure
 
     # -- caching ------------------------------------------------------------------------------
     def _cached(self, stage_dir: Path, key: str) -> dict[str, Any] | None:
@@ -218,8 +224,10 @@ class _Runner:
         )
         done = self._cached(stage_dir, key)
         if done is not None and self._load(model, stage_dir / "model.pt"):
+            k = self.metric
             self.log(
-                f"[seed {seed}] {name}: cached (val {done['val_acc']:.4f}, test {done['test_acc']:.4f})"
+                f"[seed {seed}] {name}: cached (val {done[f'val_{k}']:.4f}, "
+                f"test {done[f'test_{k}']:.4f})"
             )
             return model, done
         self.log(f"[seed {seed}] {name}: training ({self.cfg.train.epochs} epochs)")
@@ -236,7 +244,7 @@ class _Runner:
         (stage_dir / "failed.json").unlink(missing_ok=True)
         result = self._evaluate(model, data, key, name, seed)
         result.update(
-            fit_val_acc=fitted.best_val_acc,  # as logged in training (synced across processes)
+            **{f"fit_val_{self.metric}": fitted.best_val_acc},  # as logged in training (synced)
             best_epoch=fitted.best_epoch,
             epochs=fitted.epochs,
             train_seconds=round(fitted.seconds, 3),
@@ -245,8 +253,9 @@ class _Runner:
         write_json(stage_dir / "result.json", result)  # written last: marks the stage finished
         fault_point(f"done:seed{seed}/{name}")
         self.trained.append(f"seed{seed}/{name}")
+        k = self.metric
         self.log(
-            f"[seed {seed}] {name}: val {result['val_acc']:.4f}, test {result['test_acc']:.4f}"
+            f"[seed {seed}] {name}: val {result[f'val_{k}']:.4f}, test {result[f'test_{k}']:.4f}"
         )
         return model, result
 
@@ -267,6 +276,8 @@ class _Runner:
     ) -> dict[str, Any]:
         k = data.num_classes
         result: dict[str, Any] = {"key": key, "stage": name, "seed": seed}
+        if data.task == "segmentation":
+            return self._evaluate_segmentation(model, data, result)
         result["val_acc"] = accuracy(model, data.val, k, device=self.device)
         result["test_acc"] = accuracy(model, data.test, k, device=self.device)  # read once, here
         if len(data.modalities) > 1:
@@ -282,6 +293,43 @@ class _Runner:
                     device=self.device,
                 )
         return result
+
+    def _evaluate_segmentation(
+        self, model: torch.nn.Module, data: DataBundle, result: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Val/test mean IoU, pixel accuracy, per-class IoU; per modality alone and missing."""
+        k = data.num_classes
+        val = segmentation_scores(model, data.val, k, device=self.device)
+        test = segmentation_scores(model, data.test, k, device=self.device)  # read once, here
+        result.update(val_miou=val["miou"], val_pixel_acc=val["pixel_acc"])
+        result.update(
+            test_miou=test["miou"], test_pixel_acc=test["pixel_acc"], test_iou=test["iou"]
+        )
+        if len(data.modalities) > 1:
+            for mode, key in (("only", "modality_test_miou"), ("without", "missing_test_miou")):
+                result[key] = modality_accuracies(
+                    model,
+                    data.test,
+                    k,
+                    data.modalities,
+                    mode=mode,
+                    fill=self.cfg.mask_fill,
+                    means=self.means,
+                    device=self.device,
+                    score=lambda sc: float(sc["miou"]),
+                )
+        return result
+
+    def keep_example(self, name: str, model: torch.nn.Module) -> None:
+        """Segmentation: keep the first seed's models for the report's examples figure."""
+        if self.data.task == "segmentation" and self.main:
+            self.examples.setdefault(name, model)
+
+    def build(self, shapes: dict[str, tuple[int, ...]], *, uni: bool = False) -> Any:
+        """A fresh model for the data's task (``uni``: a uni-modal teacher / UME member)."""
+        if self.data.task == "segmentation":
+            return build_seg_model(self.cfg.model.seg, shapes, self.data.num_classes)
+        return build_model(self.cfg.model, shapes, self.data.num_classes, linear_head=uni)
 
     def probe_stage(
         self, seed: int, name: str, model: MultimodalModel, stage_key: str
@@ -299,8 +347,9 @@ class _Runner:
             for m, enc in model.encoders.items()
         }
         write_json(path, {"key": key, "encoders": encoders})
-        shown = ", ".join(f"{m} {r['test_acc']:.4f}" for m, r in encoders.items())
-        self.log(f"[seed {seed}] {name}: probe test accuracy {shown}")
+        shown = ", ".join(f"{m} {r[f'test_{self.metric}']:.4f}" for m, r in encoders.items())
+        what = "accuracy" if self.metric == "acc" else "mIoU"
+        self.log(f"[seed {seed}] {name}: probe test {what} {shown}")
         return encoders
 
     def teacher_features(
@@ -339,7 +388,8 @@ class _Runner:
         self._begin(stage_dir, key, {"stage": "ume", "seed": seed, "ume": to_dict(self.cfg.ume)})
         result = self._evaluate(Ensemble(teachers, self.cfg.ume), self.data, key, "ume", seed)
         write_json(stage_dir / "result.json", result)
-        self.log(f"[seed {seed}] ume: val {result['val_acc']:.4f}, test {result['test_acc']:.4f}")
+        k = self.metric
+        self.log(f"[seed {seed}] ume: val {result[f'val_{k}']:.4f}, test {result[f'test_{k}']:.4f}")
         return result
 
     def run_seed(self, seed: int) -> dict[str, Any]:
@@ -350,9 +400,7 @@ class _Runner:
         for m in data.modalities:
             name = f"teacher-{m}"
             torch.manual_seed(seed)
-            model = build_model(
-                cfg.model, {m: data.input_shapes[m]}, data.num_classes, linear_head=True
-            )
+            model = self.build({m: data.input_shapes[m]}, uni=True)
             parts = {"method": "unimodal", "modality": m}
             try:
                 model, result = self.train_stage(
@@ -362,6 +410,7 @@ class _Runner:
                 out["failed"][name] = e.message
                 continue
             teachers[m] = model
+            self.keep_example(name, model)
             teacher_keys.append(result["key"])
             out["stages"][name] = result
             out["probes"][name] = self.probe_stage(seed, name, model, result["key"])
@@ -379,12 +428,16 @@ class _Runner:
                 continue
             if spec.build is None:  # UME: combines the teachers, trains nothing, has no fusion
                 out["stages"][method] = self.ume_stage(seed, teachers, teacher_keys)
+                self.keep_example(method, Ensemble(teachers, cfg.ume))
                 continue
             for fusion in fusions:
                 name = method if len(fusions) == 1 else f"{method}-{fusion}"
                 torch.manual_seed(seed)
-                model_cfg = replace(cfg.model, fusion=fusion)
-                model = build_model(model_cfg, data.input_shapes, data.num_classes)
+                if data.task == "segmentation":
+                    model = self.build(data.input_shapes)
+                else:
+                    model_cfg = replace(cfg.model, fusion=fusion)
+                    model = build_model(model_cfg, data.input_shapes, data.num_classes)
                 settings = getattr(cfg, method, None)
                 step = spec.build(
                     MethodContext(settings, model, teachers, data, seed, teacher_features)
@@ -403,6 +456,7 @@ class _Runner:
                     continue
                 out["stages"][name] = result
                 out["probes"][name] = self.probe_stage(seed, name, model, result["key"])
+                self.keep_example(name, model)
         return out
 
 
@@ -425,8 +479,10 @@ def _stats(values: Sequence[float]) -> dict[str, Any]:
 def summarize(
     cfg: StudyConfig, data: DataBundle, per_seed: dict[int, dict[str, Any]]
 ) -> dict[str, Any]:
-    """Aggregate the seeds: accuracy per stage, probe per encoder, the UMT/UME choice."""
+    """Aggregate the seeds: accuracy (segmentation: mean IoU, pixel accuracy, per-class IoU) per
+    stage, probe per encoder, the UMT/UME choice."""
     seeds = list(per_seed)
+    k = "acc" if data.task == "classification" else "miou"
     # A stage counts where it finished in every seed; failures are listed, never averaged in.
     stages = [
         st for st in per_seed[seeds[0]]["stages"] if all(st in per_seed[s]["stages"] for s in seeds)
@@ -435,11 +491,16 @@ def summarize(
     methods: dict[str, Any] = {}
     for stage in stages:
         rows = [per_seed[s]["stages"][stage] for s in seeds]
-        entry = {
-            "val_acc": _stats([r["val_acc"] for r in rows]),
-            "test_acc": _stats([r["test_acc"] for r in rows]),
+        entry: dict[str, Any] = {
+            f"val_{k}": _stats([r[f"val_{k}"] for r in rows]),
+            f"test_{k}": _stats([r[f"test_{k}"] for r in rows]),
         }
-        for key in ("modality_test_acc", "missing_test_acc"):
+        if k == "miou":
+            entry["test_pixel_acc"] = _stats([r["test_pixel_acc"] for r in rows])
+            entry["test_iou"] = [
+                _stats(list(c)) for c in zip(*(r["test_iou"] for r in rows), strict=True)
+            ]
+        for key in (f"modality_test_{k}", f"missing_test_{k}"):
             if key in rows[0]:
                 entry[key] = {m: _stats([r[key][m] for r in rows]) for m in data.modalities}
         if "train_seconds" in rows[0]:
@@ -454,21 +515,22 @@ def summarize(
             if stage.startswith("teacher-") and stage != f"teacher-{m}":
                 continue
             owner = "teacher" if stage.startswith("teacher-") else stage
-            probes[m][owner] = _stats([per_seed[s]["probes"][stage][m]["test_acc"] for s in seeds])
+            probes[m][owner] = _stats([per_seed[s]["probes"][stage][m][f"test_{k}"] for s in seeds])
     choice = None
     split = cfg.choice.split
     compare = cfg.choice.compare
     if compare not in methods and f"{compare}-{cfg.model.fusion}" in methods:
         compare = f"{compare}-{cfg.model.fusion}"  # in a fusion sweep: the model.fusion one
     if "ume" in methods and compare in methods:
-        ume_acc = methods["ume"][f"{split}_acc"]["mean"]
-        other = methods[compare][f"{split}_acc"]["mean"]
-        c = choose(ume_acc, other, margin=cfg.choice.margin, label=split)
+        ume_acc = methods["ume"][f"{split}_{k}"]["mean"]
+        other = methods[compare][f"{split}_{k}"]["mean"]
+        metric = "accuracy" if k == "acc" else "mIoU"
+        c = choose(ume_acc, other, margin=cfg.choice.margin, label=split, metric=metric)
         choice = {
             "method": c.method,
             "reason": c.reason,
-            "ume_acc": ume_acc,
-            f"{compare}_acc": other,
+            f"ume_{k}": ume_acc,
+            f"{compare}_{k}": other,
             "split": split,
         }
     return {
@@ -479,6 +541,8 @@ def summarize(
             "modalities": list(data.modalities),
             "num_classes": data.num_classes,
             "sizes": {s: len(data.split(s)) for s in ("train", "val", "test")},
+            "task": data.task,
+            **({"class_names": data.info.get("class_names")} if k == "miou" else {}),
         },
         "seeds": seeds,
         "mask_fill": cfg.mask_fill,
@@ -505,10 +569,23 @@ def run_study(
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
     data = load_data(cfg.data)
-    if data.task != "classification":
+    if data.task not in ("classification", "segmentation"):
         raise UMTError(
-            f"data set {data.name!r} is a {data.task} task; this study handles classification"
+            f"data set {data.name!r} is a {data.task} task; a study handles classification and "
+            "segmentation"
         )
+    if data.task == "segmentation":
+        unsupported = [m for m in cfg.methods if m not in SEGMENTATION_METHODS]
+        if unsupported:
+            raise UMTError(
+                f"methods: {unsupported} do not support segmentation (data set {data.name!r}); "
+                f"choose among {list(SEGMENTATION_METHODS)}"
+            )
+        if cfg.fusion:
+            raise UMTError(
+                "fusion: the sweep is over classification fusion modules; a segmentation "
+                "model fuses per stage, set model.seg.fusion (add or attention) instead"
+            )
     run_dir = Path(out) / cfg.name
     runner = _Runner(cfg, data, run_dir, log)
     if runner.main:
@@ -520,6 +597,11 @@ def run_study(
     summary = summarize(cfg, data, per_seed)
     summary["wall_seconds"] = round(time.perf_counter() - start, 2)
     write_json(run_dir / "summary.json", summary)
+    if report and data.task == "segmentation" and runner.examples:
+        from umt.report import segmentation_examples
+
+        png = segmentation_examples(runner.examples, data, device=runner.device)
+        write_bytes(run_dir / "figures" / "examples.png", png)
     if report:
         from umt.report import write_report
 

@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from umt.data.avdigits import load_avdigits
 from umt.data.base import SPLITS, ArrayDataset, Batch, DataBundle, make_loader
 from umt.data.folder import load_folder
+from umt.data.nyuv2 import NYUv2Config, load_nyuv2
 from umt.data.prepared import PreparedConfig, load_prepared
+from umt.data.rgbd import RGBDConfig, load_rgbd
 from umt.data.synthetic import PRESETS, SyntheticConfig, load_synthetic
 from umt.errors import UMTError
 
@@ -25,12 +27,16 @@ class DataConfig:
         root: folder of the data on disk, for data sets read from disk (``folder``, benchmarks).
         synthetic: the generator's settings, for ``name: synthetic``.
         prepared: frames, crops and augmentation, for ``name: prepared`` (``umt prepare``).
+        rgbd: the generator's settings, for ``name: rgbd`` (embedded RGB-D segmentation).
+        nyuv2: classes and augmentation, for ``name: nyuv2`` (``umt prepare nyuv2``).
     """
 
     name: str = "avdigits"
     root: str | None = None
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     prepared: PreparedConfig = field(default_factory=PreparedConfig)
+    rgbd: RGBDConfig = field(default_factory=RGBDConfig)
+    nyuv2: NYUv2Config = field(default_factory=NYUv2Config)
 
 
 Loader = Callable[[DataConfig], DataBundle]
@@ -55,6 +61,16 @@ DATASETS: dict[str, tuple[Loader, str]] = {
         load_avdigits,
         "embedded: spoken digits in noise (strong audio) + noisy, shifted 8x8 handwritten "
         "digits (weak vision); an AV-MNIST-like stand-in for VGGSound",
+    ),
+    "rgbd": (
+        lambda cfg: load_rgbd(cfg.rgbd),
+        "embedded: procedural RGB-D scenes for semantic segmentation (colour separates most "
+        "classes, depth the rest); a NYU Depth V2 stand-in",
+    ),
+    "nyuv2": (
+        load_nyuv2,
+        "NYU Depth V2 RGB-D segmentation (40 or 13 classes): a folder written by "
+        "`umt prepare nyuv2` at data.root (data.nyuv2)",
     ),
 }
 

@@ -101,6 +101,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from umt.data.base import SPLITS, ArrayDataset, DataBundle
+from umt.data.segmentation import IGNORE_INDEX, SegmentationDataset
 from umt.errors import UMTError
 
 if TYPE_CHECKING:  # umt.data imports this module; at run time DataConfig is only duck-typed
@@ -847,8 +848,18 @@ def load_folder(cfg: DataConfig) -> DataBundle:
     meta = found.known.meta
     assert meta is not None  # no errors: meta.json is valid
 
+    ignore = meta.ignore_index
+
+    def to_batch_labels(y: np.ndarray) -> np.ndarray:
+        # Segmentation batches mark unlabelled pixels with IGNORE_INDEX, whatever is stored.
+        return np.where(y == ignore, IGNORE_INDEX, y.astype(np.int64))
+
     def split(name: str) -> ArrayDataset:
-        return ArrayDataset({m: found.arrays[name][m] for m in meta.modalities}, found.labels[name])
+        arrays = {m: found.arrays[name][m] for m in meta.modalities}
+        if meta.task == "segmentation":
+            mapping = to_batch_labels if ignore is not None and ignore != IGNORE_INDEX else None
+            return SegmentationDataset(arrays, found.labels[name], label_map=mapping)
+        return ArrayDataset(arrays, found.labels[name])
 
     return DataBundle(
         name=meta.name,

@@ -37,6 +37,8 @@ def ume_combine(
     """Weighted average of the uni-modal models' outputs, returned as logits.
 
     ``probs``: ``log(sum_m w_m softmax(l_m) / sum_m w_m)``; ``logits``: ``sum_m w_m l_m / sum w_m``.
+    Classes are dimension 1: logits ``(B, K)``, or per pixel ``(B, K, H, W)`` for segmentation
+    (the average is then taken at every pixel).
 
     Example:
         >>> l = {"a": torch.tensor([[2.0, 0.0]]), "b": torch.tensor([[0.0, 4.0]])}
@@ -52,7 +54,7 @@ def ume_combine(
     if combine == "logits":
         return sum(w[m] * x for m, x in logits.items()) / total  # type: ignore[return-value]
     if combine == "probs":
-        p = sum(w[m] * x.softmax(-1) for m, x in logits.items()) / total
+        p = sum(w[m] * x.softmax(1) for m, x in logits.items()) / total
         return p.clamp_min(1e-12).log()  # type: ignore[union-attr]
     raise UMTError(f"unknown UME combine {combine!r} (ume.combine); expected 'probs' or 'logits'")
 
@@ -96,13 +98,21 @@ class Choice:
     reason: str
 
 
-def choose(ume_acc: float, joint_acc: float, *, margin: float = 0.0, label: str = "val") -> Choice:
+def choose(
+    ume_acc: float,
+    joint_acc: float,
+    *,
+    margin: float = 0.0,
+    label: str = "val",
+    metric: str = "accuracy",
+) -> Choice:
     """The guiding strategy of Du et al. 2023 as we read it (PAPER.md, "Choosing").
 
     If the ensemble of independently trained uni-modal models is at least as accurate as joint
     training, cross-modal interaction adds little (few paired features): choose UME. Otherwise
     joint training learned something the uni-modal models cannot (paired features): choose UMT,
-    which keeps that and also learns the uni-modal features.
+    which keeps that and also learns the uni-modal features. ``metric`` names the compared
+    score in the reason (``accuracy``; ``mIoU`` for segmentation).
 
     Example:
         >>> choose(0.80, 0.75).method, choose(0.60, 0.75).method
@@ -111,11 +121,11 @@ def choose(ume_acc: float, joint_acc: float, *, margin: float = 0.0, label: str 
     if ume_acc >= joint_acc - margin:
         return Choice(
             "ume",
-            f"UME {label} accuracy {ume_acc:.4f} >= joint {joint_acc:.4f} - margin {margin}: "
+            f"UME {label} {metric} {ume_acc:.4f} >= joint {joint_acc:.4f} - margin {margin}: "
             "little is gained from cross-modal (paired) features, so the uni-modal ensemble suits",
         )
     return Choice(
         "umt",
-        f"UME {label} accuracy {ume_acc:.4f} < joint {joint_acc:.4f} - margin {margin}: joint "
+        f"UME {label} {metric} {ume_acc:.4f} < joint {joint_acc:.4f} - margin {margin}: joint "
         "training learns paired features the uni-modal models miss, so UMT suits",
     )

@@ -8,6 +8,13 @@ where ``phi_m`` is the student's encoder of modality m, ``phi_hat_m`` the frozen
 (trained alone on m), and ``D`` the mean squared error over feature elements (``l1`` and
 ``cosine`` are options). Teachers are in eval mode and under ``no_grad``: their BatchNorm
 statistics never move.
+
+Segmentation (2021 paper, NYU Depth V2): each branch of the two-branch encoder-decoder is distilled
+from the uni-modal segmentation teacher's encoder at the chosen encoder stages ``S`` (default all),
+
+    L = CE_pixels(logits, y) + sum_m lambda_m * mean_{k in S} D(r_m^k, r_hat_m^k)
+
+where ``r_m^k`` is branch m's own stage-k map (before fusion) in the fused model.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from umt.data.base import Batch
 from umt.errors import UMTError
 from umt.methods.base import MethodContext
 from umt.models.multimodal import MultimodalModel
+from umt.models.segmentation import SegmentationModel
 
 DISTILL_LOSSES = ("mse", "l1", "cosine")
 
@@ -41,6 +49,7 @@ class UMTConfig:
         cache_teachers: compute each teacher's features of the training samples once and read
             them back instead of running the teachers in every step. Only valid when the
             training inputs are the same every epoch (no random augmentation); refused otherwise.
+        stages: segmentation: the encoder stages distilled (0-based); empty: all of them.
     """
 
     weight: float = 5.0
@@ -48,6 +57,7 @@ class UMTConfig:
     loss: str = "mse"
     init_from_teacher: bool = False
     cache_teachers: bool = False
+    stages: tuple[int, ...] = ()
 
     def weight_of(self, modality: str) -> float:
         return self.weights.get(modality, self.weight)
@@ -108,6 +118,44 @@ def umt_distill_loss(
     return total, per
 
 
+def umt_stage_distill_loss(
+    student: Mapping[str, list[torch.Tensor]],
+    teacher: Mapping[str, list[torch.Tensor]],
+    weights: Mapping[str, float],
+    stages: tuple[int, ...] = (),
+    kind: str = "mse",
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """``sum_m lambda_m * mean_{k in stages} D(student_m[k], teacher_m[k])`` (segmentation).
+
+    Args:
+        student, teacher: modality -> the encoder's stage maps ``[(B, C_k, H_k, W_k)]``.
+        weights: lambda_m.
+        stages: stage indices distilled; empty: all.
+        kind: the distance (see :func:`feature_distance`).
+
+    Example:
+        >>> s = {"d": [torch.ones(1, 2, 2, 2), torch.zeros(1, 4, 1, 1)]}
+        >>> t = {"d": [torch.zeros(1, 2, 2, 2), torch.zeros(1, 4, 1, 1)]}
+        >>> umt_stage_distill_loss(s, t, {"d": 2.0})[0].item()   # 2 * (1 + 0) / 2
+        1.0
+        >>> umt_stage_distill_loss(s, t, {"d": 2.0}, stages=(0,))[0].item()
+        2.0
+    """
+    per = {}
+    for m in teacher:
+        ks = stages or tuple(range(len(teacher[m])))
+        bad = [k for k in ks if not -len(teacher[m]) <= k < len(teacher[m])]
+        if bad:
+            raise UMTError(
+                f"umt.stages: {bad} out of range; the encoder of {m!r} has stages "
+                f"0..{len(teacher[m]) - 1}"
+            )
+        per[m] = torch.stack([feature_distance(student[m][k], teacher[m][k], kind) for k in ks])
+        per[m] = per[m].mean()
+    total = sum((weights[m] * d for m, d in per.items()), torch.zeros(()))
+    return total, per
+
+
 class UMT:
     """The UMT training step. ``teachers`` maps a modality to its frozen teacher encoder."""
 
@@ -143,12 +191,32 @@ class UMT:
         }
 
     def step(self, model: MultimodalModel, batch: Batch) -> dict[str, torch.Tensor]:
+        if isinstance(model, SegmentationModel):
+            return self.segmentation_step(model, batch)
         features, tokens = model.encode_all(batch)  # {m: (B, D_m)}; tokens for token fusions
         logits = model.fuse(features, tokens)
         task = F.cross_entropy(logits, batch["label"])
         targets = self.teacher_targets(batch)
         weights = {m: self.cfg.weight_of(m) for m in self.teachers}
         distill, per = umt_distill_loss(features, targets, weights, self.cfg.loss)
+        out = {"loss": task + distill.to(task), "logits": logits, "task_loss": task}
+        out["distill_loss"] = distill
+        out.update({f"distill_{m}": d.detach() for m, d in per.items()})
+        return out
+
+    def segmentation_step(self, model: SegmentationModel, batch: Batch) -> dict[str, torch.Tensor]:
+        """Per-pixel CE plus each branch's stage maps distilled (see the module docstring)."""
+        logits, stages = model.forward_stages(batch)  # (B, K, H, W), {m: [(B, C_k, H_k, W_k)]}
+        task = F.cross_entropy(logits, batch["label"])  # unlabelled pixels: ignored (-100)
+        with torch.no_grad():
+            targets = {
+                m: t.eval().forward_stages(batch[m])  # type: ignore[operator]
+                for m, t in self.teachers.items()
+            }
+        weights = {m: self.cfg.weight_of(m) for m in self.teachers}
+        distill, per = umt_stage_distill_loss(
+            stages, targets, weights, self.cfg.stages, self.cfg.loss
+        )
         out = {"loss": task + distill.to(task), "logits": logits, "task_loss": task}
         out["distill_loss"] = distill
         out.update({f"distill_{m}": d.detach() for m, d in per.items()})
@@ -163,6 +231,11 @@ def build_umt(ctx: MethodContext) -> UMT:
         for m, enc in encoders.items():
             ctx.model.encoders[m].load_state_dict(enc.state_dict())
     cached = None
+    if cfg.cache_teachers and ctx.data.task == "segmentation":
+        raise UMTError(
+            "umt.cache_teachers: not available for segmentation (the teachers' stage maps of "
+            "every training image would not fit a cache); set umt.cache_teachers=false"
+        )
     if cfg.cache_teachers:
         if ctx.data.train.augmented:
             raise UMTError(

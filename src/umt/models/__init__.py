@@ -11,6 +11,12 @@ from umt.models.fusion import (
     build_fusion,
 )
 from umt.models.multimodal import ModelConfig, MultimodalModel, build_model, mask_batch
+from umt.models.segmentation import (
+    SegEncoder,
+    SegmentationModel,
+    SegModelConfig,
+    build_seg_model,
+)
 
 __all__ = [
     "FUSIONS",
@@ -23,9 +29,13 @@ __all__ = [
     "MLPEncoder",
     "ModelConfig",
     "MultimodalModel",
+    "SegEncoder",
+    "SegModelConfig",
+    "SegmentationModel",
     "SumFusion",
     "build_encoder",
     "build_fusion",
     "build_model",
+    "build_seg_model",
     "mask_batch",
 ]

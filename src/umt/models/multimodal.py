@@ -18,6 +18,7 @@ from umt.data.base import NON_MODALITY_KEYS
 from umt.errors import UMTError
 from umt.models.encoders import EncoderConfig, build_encoder
 from umt.models.fusion import FUSIONS, build_fusion
+from umt.models.segmentation import SegModelConfig
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,8 @@ class ModelConfig:
         attention_layers: transformer layers of the ``attention`` fusion.
         attention_heads: attention heads of the ``attention`` fusion (``fusion_dim`` must be a
             multiple of it).
+        seg: the encoder-decoder of segmentation data sets (``umt.models.segmentation``); the
+            fields above are for classification.
     """
 
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
@@ -47,6 +50,7 @@ class ModelConfig:
     film_condition: str | None = None
     attention_layers: int = 1
     attention_heads: int = 4
+    seg: SegModelConfig = field(default_factory=SegModelConfig)
 
 
 class MultimodalModel(nn.Module):
