@@ -280,19 +280,29 @@ class _Runner:
             return self._evaluate_segmentation(model, data, result)
         result["val_acc"] = accuracy(model, data.val, k, device=self.device)
         result["test_acc"] = accuracy(model, data.test, k, device=self.device)  # read once, here
-        if len(data.modalities) > 1:
-            for mode, key in (("only", "modality_test_acc"), ("without", "missing_test_acc")):
-                result[key] = modality_accuracies(
-                    model,
-                    data.test,
-                    k,
-                    data.modalities,
-                    mode=mode,
-                    fill=self.cfg.mask_fill,
-                    means=self.means,
-                    device=self.device,
-                )
+        self._per_modality(model, data, result, "acc")
         return result
+
+    def _per_modality(
+        self, model: torch.nn.Module, data: DataBundle, result: dict[str, Any], metric: str
+    ) -> None:
+        """Test score with each modality alone (``modality_test_<metric>``) and with each one
+        removed (``missing_test_<metric>``), for models of two modalities or more."""
+        if len(data.modalities) < 2:
+            return
+        score = (lambda sc: float(sc["miou"])) if metric == "miou" else None
+        for mode, key in (("only", "modality_test"), ("without", "missing_test")):
+            result[f"{key}_{metric}"] = modality_accuracies(
+                model,
+                data.test,
+                data.num_classes,
+                data.modalities,
+                mode=mode,
+                fill=self.cfg.mask_fill,
+                means=self.means,
+                device=self.device,
+                score=score,
+            )
 
     def _evaluate_segmentation(
         self, model: torch.nn.Module, data: DataBundle, result: dict[str, Any]
@@ -305,19 +315,7 @@ class _Runner:
         result.update(
             test_miou=test["miou"], test_pixel_acc=test["pixel_acc"], test_iou=test["iou"]
         )
-        if len(data.modalities) > 1:
-            for mode, key in (("only", "modality_test_miou"), ("without", "missing_test_miou")):
-                result[key] = modality_accuracies(
-                    model,
-                    data.test,
-                    k,
-                    data.modalities,
-                    mode=mode,
-                    fill=self.cfg.mask_fill,
-                    means=self.means,
-                    device=self.device,
-                    score=lambda sc: float(sc["miou"]),
-                )
+        self._per_modality(model, data, result, "miou")
         return result
 
     def keep_example(self, name: str, model: torch.nn.Module) -> None:
