@@ -9,6 +9,7 @@ import pytest
 
 from umt.cli import main
 from umt.errors import UMTError
+from umt.report import markdown
 from umt.study import StudyResult, load_config, run_study
 
 
@@ -140,6 +141,9 @@ def test_fusion_sweep_runs_each_method_per_fusion(
     report = (tmp_path / "default" / "report.md").read_text()
     assert "## UMT across fusion modules" in report
     assert "| attention |" in report
+    assert "it is the one row `UME` above" in report
+    without_ume = {**result.summary, "methods": {k: v for k, v in methods.items() if k != "ume"}}
+    assert "`UME`" not in markdown(without_ume)  # a sweep without UME does not point to it
 
 
 def test_unknown_fusion_in_a_sweep_is_refused_before_training(tiny_overrides: list[str]) -> None:

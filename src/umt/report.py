@@ -250,8 +250,12 @@ def markdown(summary: dict[str, Any]) -> str:
                 [
                     "## UMT across fusion modules",
                     "Test accuracy (%) of joint training and UMT with each fusion module, and the "
-                    "linear-probe accuracy (%) of each encoder. UME does not depend on the fusion "
-                    "module: it is the one row `UME` above.",
+                    "linear-probe accuracy (%) of each encoder."
+                    + (
+                        " UME does not depend on the fusion module: it is the one row `UME` above."
+                        if "ume" in summary["methods"]
+                        else ""
+                    ),
                     fusion_table(summary),
                 ]
                 if fusion_rows(summary)
