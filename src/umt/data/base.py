@@ -12,8 +12,10 @@ the same modalities. Nothing here knows a modality's name.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,6 +27,42 @@ Batch = dict[str, torch.Tensor]
 SPLITS = ("train", "val", "test")
 #: Batch keys that are not modalities.
 NON_MODALITY_KEYS = frozenset({"label", "index"})
+
+
+class ArrayView:
+    """A stored array seen as float32 rows computed on read: an array-like (``shape``,
+    ``dtype``, ``len``, indexing by row, slice or index list) that ``ArrayDataset`` can hold.
+    Subclasses set ``shape`` and give ``read(rows)``, the rows at the integer indices ``rows``."""
+
+    dtype = np.dtype(np.float32)
+    shape: tuple[int, ...]
+
+    def __init__(self, stored: np.ndarray) -> None:
+        self.stored = stored
+
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def itemsize(self) -> int:
+        return self.dtype.itemsize
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    def __len__(self) -> int:
+        return len(self.stored)
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        rows = np.arange(len(self))[index]
+        single = np.ndim(rows) == 0
+        out = self.read(np.atleast_1d(rows))
+        return out[0] if single else out
 
 
 class ArrayDataset(Dataset[Batch]):

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from umt.data.base import ArrayDataset, Batch, DataBundle
+from umt.data.base import ArrayDataset, ArrayView, Batch, DataBundle
 from umt.data.folder import load_folder
 from umt.errors import UMTError
 
@@ -72,36 +72,13 @@ class PreparedConfig:
     masks: int = 1
 
 
-class _View:
-    """A stored array as the model sees it at evaluation time (array-like: ``shape``, ``dtype``,
-    ``len``, indexing by row, slice or index list), plus ``train_batch`` for augmented rows."""
+class _View(ArrayView):
+    """A stored array as the model sees it at evaluation time (indexing reads ``eval_batch``),
+    plus ``train_batch`` for augmented rows."""
 
-    dtype = np.dtype(np.float32)
-    shape: tuple[int, ...]
-
-    def __init__(self, stored: np.ndarray) -> None:
-        self.stored = stored
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    @property
-    def itemsize(self) -> int:
-        return self.dtype.itemsize
-
-    @property
-    def size(self) -> int:
-        return math.prod(self.shape)
-
-    def __len__(self) -> int:
-        return len(self.stored)
-
-    def __getitem__(self, index: Any) -> np.ndarray:
-        rows = np.arange(len(self))[index]
-        single = np.ndim(rows) == 0
-        out = self.eval_batch(np.atleast_1d(rows)).numpy()
-        return out[0] if single else out
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        out: np.ndarray = self.eval_batch(rows).numpy()
+        return out
 
     def eval_batch(self, rows: np.ndarray) -> torch.Tensor:
         raise NotImplementedError

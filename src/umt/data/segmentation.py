@@ -16,7 +16,6 @@ images, nearest for the labels). Evaluation is deterministic: the stored images 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from umt.data.base import ArrayDataset, Batch
+from umt.data.base import ArrayDataset, ArrayView, Batch
 from umt.errors import UMTError
 
 #: Label of unlabelled pixels in batches (``torch.nn.functional.cross_entropy``'s default).
@@ -195,7 +194,7 @@ def check_label_maps(labels: np.ndarray, num_classes: int, ignore: int | None, w
         )
 
 
-class NormalisedView:
+class NormalisedView(ArrayView):
     """A stored ``(N, C, H, W)`` array seen as float32 ``(x - mean_c) / std_c`` when indexed (an
     array-like: ``shape``, ``dtype``, ``len``, indexing by row, slice or index list).
 
@@ -205,32 +204,17 @@ class NormalisedView:
         [[[[2.0, 2.0], [2.0, 2.0]]]]
     """
 
-    dtype = np.dtype(np.float32)
-
     def __init__(self, stored: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> None:
-        self.stored = stored
+        super().__init__(stored)
         self.shape = tuple(stored.shape)
         c = stored.shape[1]
         self.mean = np.asarray(mean, dtype=np.float32).reshape(1, c, 1, 1)
         self.std = np.maximum(np.asarray(std, dtype=np.float32), 1e-6).reshape(1, c, 1, 1)
 
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    @property
-    def size(self) -> int:
-        return math.prod(self.shape)
-
-    def __len__(self) -> int:
-        return len(self.stored)
-
-    def __getitem__(self, index: Any) -> np.ndarray:
-        rows = np.arange(len(self))[index]
-        single = np.ndim(rows) == 0
-        x = np.asarray(self.stored[np.atleast_1d(rows)], dtype=np.float32)
-        out = (x - self.mean) / self.std
-        return out[0] if single else out
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        x = np.asarray(self.stored[rows], dtype=np.float32)
+        out: np.ndarray = (x - self.mean) / self.std
+        return out
 
 
 __all__ = [
