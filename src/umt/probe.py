@@ -65,14 +65,28 @@ def extract_features(
     device: torch.device | str = "cpu",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Features ``(N, D)`` of the frozen encoder (eval mode) and labels ``(N,)``, on the CPU."""
+    x, y = _encode(encoder, dataset, modality, batch_size=batch_size, device=device)
+    return x.flatten(1), y
+
+
+def _encode(
+    encoder: nn.Module,
+    dataset: ArrayDataset,
+    modality: str,
+    *,
+    batch_size: int,
+    device: torch.device | str,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The frozen encoder's outputs (eval mode) over ``dataset`` and its labels, on the CPU."""
     was_training = encoder.training
     encoder.eval().to(device)
-    feats, labels = [], []
-    for batch in make_loader(dataset, batch_size=batch_size, shuffle=False, shard=False):
-        feats.append(encoder(batch[modality].to(device)).flatten(1).float().cpu())
-        labels.append(batch["label"])
+    outs, labels = [], []
+    with torch.no_grad():
+        for batch in make_loader(dataset, batch_size=batch_size, shuffle=False, shard=False):
+            outs.append(encoder(batch[modality].to(device)).float().cpu())
+            labels.append(batch["label"])
     encoder.train(was_training)
-    return torch.cat(feats), torch.cat(labels)
+    return torch.cat(outs), torch.cat(labels)
 
 
 def fit_linear(
@@ -157,14 +171,7 @@ def extract_maps(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Feature maps ``(N, C, h, w)`` of the frozen encoder (eval mode) and label maps
     ``(N, H, W)``, on the CPU."""
-    was_training = encoder.training
-    encoder.eval().to(device)
-    maps, labels = [], []
-    for batch in make_loader(dataset, batch_size=batch_size, shuffle=False, shard=False):
-        maps.append(encoder(batch[modality].to(device)).float().cpu())
-        labels.append(batch["label"])
-    encoder.train(was_training)
-    return torch.cat(maps), torch.cat(labels)
+    return _encode(encoder, dataset, modality, batch_size=batch_size, device=device)
 
 
 def _pixel_logits(clf: nn.Conv2d, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
