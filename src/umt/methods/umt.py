@@ -150,8 +150,8 @@ def umt_stage_distill_loss(
                 f"umt.stages: {bad} out of range; the encoder of {m!r} has stages "
                 f"0..{len(teacher[m]) - 1}"
             )
-        per[m] = torch.stack([feature_distance(student[m][k], teacher[m][k], kind) for k in ks])
-        per[m] = per[m].mean()
+        dists = [feature_distance(student[m][k], teacher[m][k], kind) for k in ks]
+        per[m] = torch.stack(dists).mean()
     total = sum((weights[m] * d for m, d in per.items()), torch.zeros(()))
     return total, per
 
