@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from benchmarks.bare import bare_fit, train_step_rate
-from benchmarks.variants import EpochLoggedModule, checkpoint_at_end, swapped
+from benchmarks.variants import EpochLoggedModule, checkpoint_at_end
 from umt.data import DataConfig, load_data
 from umt.data.base import ArrayDataset, DataBundle, ShardedBatchSampler, make_loader
 from umt.data.synthetic import SyntheticConfig
@@ -44,6 +44,7 @@ from umt.methods import UMT, Joint, UMTConfig
 from umt.methods.base import Method
 from umt.models import EncoderConfig, ModelConfig, MultimodalModel, build_model
 from umt.probe import extract_features
+from umt.tasks import task_of
 
 SEED = 0
 
@@ -217,14 +218,18 @@ class Runs:
         method: Callable[[], Method],
         *,
         data: DataBundle | None = None,
-        **swap: type,
+        **seams: type,
     ) -> Callable[[], Thunk]:
+        """``fit`` with ``seams`` (``module=``, ``checkpoint_cls=``: see ``umt.engine.fit``)."""
+
         def prepare() -> Thunk:
             model, m, stage_dir = setup.build(), method(), self._stage_dir()
+            d = data or setup.data
 
             def run() -> None:
-                with swapped(**swap):
-                    fit(model, m, data or setup.data, self.cfg, stage_dir, seed=SEED, stage="b")
+                fit(
+                    model, m, d, self.cfg, stage_dir, task=task_of(d), seed=SEED, stage="b", **seams
+                )
 
             return run
 
@@ -249,15 +254,15 @@ def overhead(setup: Setup, runs: Runs, sizes: Sizes) -> dict[str, Any]:
     variants = {
         "bare": runs.bare(setup, Joint),
         "fit": runs.fit(setup, Joint),
-        "fit_epoch_logging": runs.fit(setup, Joint, StageModule=EpochLoggedModule),
+        "fit_epoch_logging": runs.fit(setup, Joint, module=EpochLoggedModule),
         "fit_checkpoint_at_end": runs.fit(
-            setup, Joint, ModelCheckpoint=checkpoint_at_end(cfg.epochs)
+            setup, Joint, checkpoint_cls=checkpoint_at_end(cfg.epochs)
         ),
         "fit_both": runs.fit(
             setup,
             Joint,
-            StageModule=EpochLoggedModule,
-            ModelCheckpoint=checkpoint_at_end(cfg.epochs),
+            module=EpochLoggedModule,
+            checkpoint_cls=checkpoint_at_end(cfg.epochs),
         ),
     }
     times = interleaved(variants, warmup=sizes.warmup, repeats=setup.repeats)
@@ -407,7 +412,7 @@ def umt_cost(setup: Setup, runs: Runs, sizes: Sizes) -> dict[str, Any]:
     }
     variants = {f"fit/{n}": runs.fit(setup, m) for n, m in methods.items()}
     variants |= {
-        f"fit_epoch_logging/{n}": runs.fit(setup, m, StageModule=EpochLoggedModule)
+        f"fit_epoch_logging/{n}": runs.fit(setup, m, module=EpochLoggedModule)
         for n, m in methods.items()
     }
     variants |= {f"bare/{n}": runs.bare(setup, m) for n, m in methods.items()}

@@ -19,13 +19,13 @@ from umt.data.segmentation import (
     SegmentationDataset,
     augment_sample,
 )
-from umt.engine import modality_accuracies, segmentation_scores
 from umt.errors import UMTError
 from umt.methods import UMT, UMTConfig, ume_combine
 from umt.methods.umt import umt_stage_distill_loss
 from umt.models import SegModelConfig, build_seg_model
 from umt.probe import ProbeConfig, probe
 from umt.study import load_config, run_study
+from umt.tasks import SEGMENTATION, modality_scores, segmentation_scores
 
 SHAPES = {"rgb": (3, 16, 16), "depth": (1, 16, 16)}
 TINY = SegModelConfig(width=4, stages=3)
@@ -207,9 +207,7 @@ def test_probe_and_masked_evaluation_on_segmentation() -> None:
     d = r.as_dict()
     assert set(d) == {"val_miou", "test_miou", "test_pixel_acc", "l2"}
     assert 0 <= d["test_miou"] <= 1
-    only = modality_accuracies(
-        model, data.test, data.num_classes, data.modalities, score=lambda s: float(s["miou"])
-    )
+    only = modality_scores(SEGMENTATION, model, data.test, data.num_classes, data.modalities)
     assert set(only) == {"rgb", "depth"}
 
 

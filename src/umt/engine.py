@@ -1,7 +1,8 @@
-"""Training and evaluation of one stage, with Lightning at the edge.
+"""Training of one stage, with Lightning at the edge.
 
 ``StageModule`` is a thin adapter: it calls the method's ``step`` and logs what it returns. Devices,
-precision, DDP, checkpoints, resumption, loggers and progress bars are Lightning's.
+precision, DDP, checkpoints, resumption, loggers and progress bars are Lightning's. ``fit`` trains
+one stage; evaluation belongs to the tasks (``umt.tasks``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import random
 import shutil
 import time
 import warnings
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,15 +25,20 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from torch import nn
-from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
+from torchmetrics import Metric
 
-from umt.data.base import ArrayDataset, Batch, DataBundle, make_loader
-from umt.data.segmentation import IGNORE_INDEX
+from umt.data.base import Batch, DataBundle, make_loader
 from umt.errors import UMTError
 from umt.faults import fault_active, fault_point
 from umt.io import save_torch
-from umt.methods.base import Method
-from umt.models.multimodal import MultimodalModel, mask_batch
+from umt.methods.base import (
+    AfterBackwardHook,
+    EpochStartHook,
+    HasTrainable,
+    Method,
+    needs_index,
+)
+from umt.tasks.base import Task
 
 
 @dataclass(frozen=True)
@@ -90,32 +95,33 @@ SCHEDULERS = ("none", "cosine", "step")
 
 
 class StageModule(L.LightningModule):
-    """Lightning adapter: ``training_step`` is the method's ``step``; validation is accuracy
-    (``val/acc``), or for segmentation the mean IoU (``val/miou``, unlabelled pixels ignored)."""
+    """Lightning adapter: ``training_step`` is the method's ``step``; validation updates the
+    task's metric (``val/acc``, or ``val/miou`` for segmentation), which selects the checkpoint.
+
+    A variant (e.g. one that logs once per epoch, in ``benchmarks/``) subclasses it and
+    overrides :meth:`log_step` and :meth:`log_validation`; ``fit(..., module=Variant)`` trains
+    with it.
+    """
 
     def __init__(
         self,
-        model: MultimodalModel,
+        model: nn.Module,
         method: Method,
         cfg: TrainConfig,
-        num_classes: int,
         stage: str,
         *,
-        task: str = "classification",
+        metric: Metric,
+        metric_key: str,
     ) -> None:
         super().__init__()
         self.model = model
         self.method = method  # not an nn.Module: teachers stay out of DDP and checkpoints
-        trainable = getattr(method, "trainable", None)
-        self.extra = trainable() if trainable is not None else None  # e.g. per-modality heads
+        # Extra modules trained with the model (e.g. per-modality heads).
+        self.extra = method.trainable() if isinstance(method, HasTrainable) else None
         self.cfg = cfg
         self.stage = stage
-        self.val_acc: MulticlassAccuracy | MulticlassJaccardIndex
-        self.val_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
-        self.val_name = "val/acc"
-        if task == "segmentation":
-            self.val_acc = MulticlassJaccardIndex(num_classes, ignore_index=IGNORE_INDEX)
-            self.val_name = "val/miou"
+        self.val_acc = metric  # the task's score on the validation split
+        self.val_name = f"val/{metric_key}"
 
     def on_fit_start(self) -> None:
         self.method.to(self.device)
@@ -140,14 +146,12 @@ class StageModule(L.LightningModule):
             random.setstate(rng["python"])
 
     def on_train_epoch_start(self) -> None:
-        hook = getattr(self.method, "on_train_epoch_start", None)
-        if hook is not None:
-            hook(self.model, self.current_epoch)
+        if isinstance(self.method, EpochStartHook):
+            self.method.on_train_epoch_start(self.model, self.current_epoch)
 
     def on_after_backward(self) -> None:
-        hook = getattr(self.method, "on_after_backward", None)
-        if hook is not None:
-            hook(self.model)
+        if isinstance(self.method, AfterBackwardHook):
+            self.method.on_after_backward(self.model)
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         out = self.method.step(self.model, batch)
@@ -161,16 +165,22 @@ class StageModule(L.LightningModule):
                 f"step {self.global_step} (batch {batch_idx} of the epoch); the last good "
                 "checkpoint is kept. Lower train.lr or check the inputs for NaN/inf"
             )
-        n = len(batch["label"])
+        self.log_step(out, len(batch["label"]))
+        return loss
+
+    def log_step(self, out: dict[str, torch.Tensor], n: int) -> None:
+        """Log a step's named scalars (``train/<name>``) as epoch means over ``n`` samples."""
         logs = {f"train/{k}": v.detach() for k, v in out.items() if k != "logits" and v.ndim == 0}
         self.log_dict(logs, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
-        return loss
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         logits = self.model(batch)
         loss = F.cross_entropy(logits, batch["label"])
         self.val_acc.update(logits, batch["label"])
-        n = len(batch["label"])
+        self.log_validation(loss, len(batch["label"]))
+
+    def log_validation(self, loss: torch.Tensor, n: int) -> None:
+        """Log a validation batch's loss and the task's metric (``val/acc``) as epoch values."""
         self.log("val/loss", loss, on_epoch=True, batch_size=n, sync_dist=True)
         self.log(self.val_name, self.val_acc, on_epoch=True, batch_size=n, prog_bar=True)
 
@@ -217,13 +227,16 @@ def _quiet_lightning() -> None:
 
 @dataclass(frozen=True)
 class FitResult:
-    best_val_acc: float
+    """A trained stage: its best validation score (the task's metric, as logged in training),
+    the epoch it came from, the epochs run and the training time."""
+
+    best_val_score: float
     best_epoch: int
     epochs: int
     seconds: float
 
 
-def _compile_encoders(model: MultimodalModel, backend: str) -> None:
+def _compile_encoders(model: nn.Module, backend: str) -> None:
     """``torch.compile`` each encoder in place with ``backend`` (``train.compile``)."""
     if backend == "none":
         return
@@ -234,34 +247,47 @@ def _compile_encoders(model: MultimodalModel, backend: str) -> None:
         raise UMTError(
             f"train.compile: unknown backend {backend!r}; expected 'none' or one of {known}"
         )
-    for encoder in model.encoders.values():
+    encoders = model.encoders
+    assert isinstance(encoders, nn.ModuleDict)  # the FusionModel contract
+    for encoder in encoders.values():
         encoder.compile(backend=backend)
 
 
 def fit(
-    model: MultimodalModel,
+    model: nn.Module,
     method: Method,
     data: DataBundle,
     cfg: TrainConfig,
     stage_dir: Path,
     *,
+    task: Task,
     seed: int,
     stage: str,
+    module: type[StageModule] = StageModule,
+    checkpoint_cls: type[ModelCheckpoint] = ModelCheckpoint,
 ) -> FitResult:
-    """Train ``model`` with ``method``; keep the epoch with the best validation accuracy (mean
-    IoU for segmentation).
+    """Train ``model`` with ``method``; keep the epoch with the best validation score (the
+    ``task``'s metric: accuracy, or mean IoU for segmentation).
 
     Writes ``stage_dir/metrics.csv`` and ``stage_dir/checkpoints/{best,last}.ckpt``. If
     ``last.ckpt`` exists (an interrupted run), training resumes from it. On return ``model``
-    holds the best epoch's weights.
+    holds the best epoch's weights. ``module`` and ``checkpoint_cls`` are the seams for a
+    variant of the Lightning adapter or of the checkpoint callback (the benchmarks price them).
     """
     _quiet_lightning()
     L.seed_everything(seed, workers=True, verbose=False)
     _compile_encoders(model, cfg.compile)
-    module = StageModule(model, method, cfg, data.num_classes, stage, task=data.task)
+    adapter = module(
+        model,
+        method,
+        cfg,
+        stage,
+        metric=task.val_metric(data.num_classes),
+        metric_key=task.metric,
+    )
     ckpt_dir = stage_dir / "checkpoints"
-    checkpoint = ModelCheckpoint(
-        dirpath=ckpt_dir, filename="best", monitor=module.val_name, mode="max", save_last=True
+    checkpoint = checkpoint_cls(
+        dirpath=ckpt_dir, filename="best", monitor=adapter.val_name, mode="max", save_last=True
     )
     trainer = L.Trainer(
         max_epochs=cfg.epochs,
@@ -279,7 +305,7 @@ def fit(
         use_distributed_sampler=False,  # our batch sampler shards itself (exact eval metrics)
         log_every_n_steps=1,
     )
-    train_set = data.train.indexed() if getattr(method, "needs_index", False) else data.train
+    train_set = data.train.indexed() if needs_index(method) else data.train
     train_loader = make_loader(
         train_set, batch_size=cfg.batch_size, shuffle=True, seed=seed, num_workers=cfg.num_workers
     )
@@ -291,7 +317,7 @@ def fit(
         )
         shutil.rmtree(ckpt_dir)
     start = time.perf_counter()
-    trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if last.is_file() else None)
+    trainer.fit(adapter, train_loader, val_loader, ckpt_path=str(last) if last.is_file() else None)
     seconds = time.perf_counter() - start
     best = checkpoint.best_model_path
     if not best:
@@ -305,7 +331,7 @@ def fit(
     score = checkpoint.best_model_score
     best_epoch = int(torch.load(best, map_location="cpu", weights_only=True)["epoch"])
     return FitResult(
-        best_val_acc=float(score) if score is not None else math.nan,
+        best_val_score=float(score) if score is not None else math.nan,
         best_epoch=best_epoch,
         epochs=cfg.epochs,
         seconds=seconds,
@@ -337,104 +363,6 @@ def eval_device(cfg: TrainConfig) -> torch.device:
     if cfg.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
         return torch.device("cuda")
     return torch.device("cpu")
-
-
-@torch.no_grad()
-def accuracy(
-    predict: Callable[[Batch], torch.Tensor] | nn.Module,
-    dataset: ArrayDataset,
-    num_classes: int,
-    *,
-    device: torch.device | str = "cpu",
-    batch_size: int = 512,
-    transform: Callable[[Batch], Batch] | None = None,
-) -> float:
-    """Top-1 accuracy of ``predict`` (a model in eval mode) on ``dataset``."""
-    if isinstance(predict, nn.Module):
-        predict.eval().to(device)
-    # Process-local: under DDP only the main process evaluates, on the whole split.
-    metric = MulticlassAccuracy(num_classes=num_classes, average="micro", sync_on_compute=False)
-    metric = metric.to(device)
-    for batch in make_loader(dataset, batch_size=batch_size, shuffle=False, shard=False):
-        batch = {k: v.to(device) for k, v in batch.items()}
-        if transform is not None:
-            batch = transform(batch)
-        metric.update(predict(batch), batch["label"])
-    return float(metric.compute())
-
-
-@torch.no_grad()
-def segmentation_scores(
-    predict: Callable[[Batch], torch.Tensor] | nn.Module,
-    dataset: ArrayDataset,
-    num_classes: int,
-    *,
-    device: torch.device | str = "cpu",
-    batch_size: int = 64,
-    transform: Callable[[Batch], Batch] | None = None,
-) -> dict[str, Any]:
-    """Mean IoU, pixel accuracy and per-class IoU of ``predict`` (logits ``(B, K, H, W)``) on
-    ``dataset``, over all its pixels, unlabelled ones (``IGNORE_INDEX``) left out.
-
-    The mean IoU averages the classes present in the labels or the predictions of the split
-    (torchmetrics' ``macro``); ``iou`` lists every class (0 for an absent one).
-    """
-    if isinstance(predict, nn.Module):
-        predict.eval().to(device)
-    kw: dict[str, Any] = {"ignore_index": IGNORE_INDEX, "sync_on_compute": False}
-    miou = MulticlassJaccardIndex(num_classes, average="macro", **kw).to(device)
-    iou = MulticlassJaccardIndex(num_classes, average="none", **kw).to(device)
-    pixel = MulticlassAccuracy(num_classes, average="micro", **kw).to(device)
-    for batch in make_loader(dataset, batch_size=batch_size, shuffle=False, shard=False):
-        batch = {k: v.to(device) for k, v in batch.items()}
-        if transform is not None:
-            batch = transform(batch)
-        pred = predict(batch).argmax(1)  # (B, H, W)
-        for metric in (miou, iou, pixel):
-            metric.update(pred, batch["label"])
-    return {
-        "miou": float(miou.compute()),
-        "pixel_acc": float(pixel.compute()),
-        "iou": [float(v) for v in iou.compute()],
-    }
-
-
-def modality_accuracies(
-    model: nn.Module,
-    dataset: ArrayDataset,
-    num_classes: int,
-    modalities: tuple[str, ...],
-    *,
-    mode: str = "only",
-    fill: str = "zero",
-    means: Mapping[str, torch.Tensor] | None = None,
-    device: torch.device | str = "cpu",
-    score: Callable[[dict[str, Any]], float] | None = None,
-) -> dict[str, float]:
-    """Per modality m, the fused model's accuracy with inputs masked (``zero`` or ``mean``).
-
-    ``mode="only"``: every modality but m is masked (what the model gets from m alone).
-    ``mode="without"``: only m is masked (what is left when m is missing at test time).
-    ``score``: for segmentation, picks a number from :func:`segmentation_scores`' dict (e.g.
-    the mean IoU) instead of computing accuracy.
-    """
-    if mode not in ("only", "without"):
-        raise ValueError(f"mode must be 'only' or 'without', got {mode!r}")
-    out = {}
-    for m in modalities:
-        keep = [m] if mode == "only" else [o for o in modalities if o != m]
-
-        def transform(b: Batch, keep: list[str] = keep) -> Batch:
-            return mask_batch(b, keep, fill=fill, means=means)
-
-        if score is not None:
-            scores = segmentation_scores(
-                model, dataset, num_classes, device=device, transform=transform
-            )
-            out[m] = score(scores)
-            continue
-        out[m] = accuracy(model, dataset, num_classes, device=device, transform=transform)
-    return out
 
 
 def save_model(model: nn.Module, path: Path) -> None:

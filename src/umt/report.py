@@ -1,5 +1,5 @@
-"""Tables, figures and the report of a study, built from its summary alone (but for the
-segmentation examples figure, which needs the models and is drawn by the study)."""
+"""Tables, figures and the report of a study, built from its summary alone (but for a task's
+examples figure, which needs the models: the study draws it with its task)."""
 
 from __future__ import annotations
 
@@ -9,33 +9,20 @@ from pathlib import Path
 from typing import Any
 
 from umt.io import write_bytes, write_text
+from umt.methods import stage_display_name
+from umt.tasks import Task, task_named
 
-_ROW_NAMES = {
-    "joint": "joint (naive fusion)",
-    "umt": "UMT",
-    "ume": "UME",
-    "gblend": "G-Blending",
-    "ogm_ge": "OGM-GE",
-    "mmpareto": "MMPareto",
-    "mla": "MLA",
-    "pmr": "PMR",
-    "reconboost": "ReconBoost",
-}
+_name = stage_display_name
 
 
-def _name(stage: str) -> str:
-    """A stage's row name: ``teacher-audio`` -> ``uni-modal audio (teacher)``, ``umt`` -> ``UMT``."""
-    if stage.startswith("teacher-"):
-        return f"uni-modal {stage.removeprefix('teacher-')} (teacher)"
-    method, _, fusion = stage.partition("-")
-    return _ROW_NAMES.get(method, method) + (f" [{fusion}]" if fusion else "")
+def _task(summary: dict[str, Any]) -> Task:
+    return task_named(summary["data"].get("task", "classification"), what="the study")
 
 
 def _metric(summary: dict[str, Any]) -> tuple[str, str]:
-    """The key suffix and the name of the score of the study's task: accuracy or mean IoU."""
-    if summary["data"].get("task", "classification") == "segmentation":
-        return "miou", "mIoU"
-    return "acc", "acc"
+    """The key suffix and the column name of the score of the study's task (``acc``/``miou``)."""
+    task = _task(summary)
+    return task.metric, task.column
 
 
 def pm(stats: dict[str, Any], scale: float = 100.0) -> str:
@@ -60,7 +47,7 @@ def accuracy_table(summary: dict[str, Any]) -> str:
     mods = summary["data"]["modalities"]
     k, name = _metric(summary)
     header = ["method", f"val {name}", f"test {name}"] + [f"test {name}, {m} only" for m in mods]
-    if k == "miou":
+    if "test_pixel_acc" in next(iter(summary["methods"].values()), {}):
         header.insert(3, "test pixel acc")
     joint = next((e for s, e in summary["methods"].items() if s.split("-")[0] == "joint"), None)
     base = joint["train_seconds"]["mean"] if joint and "train_seconds" in joint else None
@@ -70,7 +57,7 @@ def accuracy_table(summary: dict[str, Any]) -> str:
     for stage, entry in summary["methods"].items():
         per = entry.get(f"modality_test_{k}", {})
         row = [_name(stage), pm(entry[f"val_{k}"]), pm(entry[f"test_{k}"])]
-        if k == "miou":
+        if "test_pixel_acc" in entry:
             row.append(pm(entry["test_pixel_acc"]))
         row += [pm(per[m]) if m in per else "" for m in mods]
         if base:
@@ -174,7 +161,7 @@ def choice_text(summary: dict[str, Any]) -> str:
 def tables(summary: dict[str, Any]) -> str:
     """The text the CLI prints at the end of a study."""
     n = len(summary["seeds"])
-    what = "accuracy" if _metric(summary)[0] == "acc" else "mIoU"
+    what = _task(summary).metric_name
     return "\n\n".join(
         [
             f"Test {what} (%), mean ± std over {n} seed(s):",
@@ -214,7 +201,7 @@ def probe_figure(summary: dict[str, Any]) -> bytes:
         stds = [100 * probes[m][owner]["std"] if owner in probes[m] else 0 for m in mods]
         ax.bar(xs, means, width, yerr=stds, capsize=3, label=_name(owner))
     ax.set_xticks(range(len(mods)), mods)
-    ax.set_ylabel(f"linear-probe test {'accuracy' if _metric(summary)[0] == 'acc' else 'mIoU'} (%)")
+    ax.set_ylabel(f"linear-probe test {_task(summary).metric_name} (%)")
     ax.set_title(f"Encoders of {summary['data']['name']}: modality failure and its fix")
     ax.legend(fontsize=8, loc="lower right")
     lo = min(100 * probes[m][o]["mean"] for m in mods for o in probes[m])
@@ -228,24 +215,31 @@ def probe_figure(summary: dict[str, Any]) -> bytes:
 
 
 def markdown(summary: dict[str, Any]) -> str:
+    """The report of a study, from its summary alone (the task decides the texts)."""
     d = summary["data"]
-    if d.get("task") == "segmentation":
-        return segmentation_markdown(summary)
+    text = _task(summary).report
     sizes = ", ".join(f"{k} {v}" for k, v in d["sizes"].items())
     return "\n\n".join(
         [
             f"# Study `{summary['study']}`",
             f"Data: **{d['name']}** ({d['description']}); modalities {', '.join(d['modalities'])}; "
-            f"{d['num_classes']} classes; {sizes}. Seeds: {summary['seeds']}. Checkpoints are "
-            "selected on the validation split; the test split is read once per model.",
-            "## Accuracy",
+            f"{d['num_classes']} classes; {sizes}{text.sizes_unit}. Seeds: {summary['seeds']}. "
+            + text.selection,
+            f"## {text.score_heading}",
             accuracy_table(summary),
+            *(["## Per-class IoU (test, %)", class_iou_table(summary)] if text.class_table else []),
             "## Modality failure: linear probes of the frozen encoders",
-            "A linear classifier is trained on each frozen encoder's features (train split, L2 "
-            "chosen on val); the table gives its test accuracy. An encoder of the fused model "
-            "below its teacher's has learned less of its modality alone: modality failure.",
+            text.probe,
             probe_table(summary),
             "![probe accuracies](figures/probes.png)",
+            *(
+                [
+                    "## Examples (test images of the first seed)",
+                    "![examples](figures/examples.png)",
+                ]
+                if text.examples
+                else []
+            ),
             *(
                 [
                     "## UMT across fusion modules",
@@ -263,100 +257,13 @@ def markdown(summary: dict[str, Any]) -> str:
             ),
             "## Missing modalities at test time",
             f"Each modality in turn is removed (inputs set to {summary.get('mask_fill', 'zero')} "
-            "value) from the test split; the drop is against the full test accuracy.",
+            f"value) from the test split; the drop is against the full {text.score}.",
             missing_table(summary),
             "## UMT or UME",
             choice_text(summary),
             failed_text(summary),
         ]
     ).rstrip()
-
-
-def segmentation_markdown(summary: dict[str, Any]) -> str:
-    """The report of a segmentation study: mean IoU, pixel accuracy, per-class IoU, probes."""
-    d = summary["data"]
-    sizes = ", ".join(f"{k} {v}" for k, v in d["sizes"].items())
-    return "\n\n".join(
-        [
-            f"# Study `{summary['study']}`",
-            f"Data: **{d['name']}** ({d['description']}); modalities {', '.join(d['modalities'])}; "
-            f"{d['num_classes']} classes; {sizes} images. Seeds: {summary['seeds']}. Checkpoints "
-            "are selected on the validation mean IoU; the test split is read once per model. "
-            "Mean IoU averages the classes present; unlabelled pixels are ignored.",
-            "## Mean IoU",
-            accuracy_table(summary),
-            "## Per-class IoU (test, %)",
-            class_iou_table(summary),
-            "## Modality failure: linear probes of the frozen encoders",
-            "A 1x1 linear classifier is trained on each frozen encoder's last-stage feature map "
-            "(its logits upsampled to the labels; train split, L2 chosen on val mean IoU); the "
-            "table gives its test mean IoU. An encoder of the fused model below its teacher's has "
-            "learned less of its modality alone: modality failure. (A branch fed the fused map "
-            "(ESANet's RGB branch) is probed alone, its input from the other modality removed.)",
-            probe_table(summary),
-            "![probe accuracies](figures/probes.png)",
-            "## Examples (test images of the first seed)",
-            "![examples](figures/examples.png)",
-            "## Missing modalities at test time",
-            f"Each modality in turn is removed (inputs set to {summary.get('mask_fill', 'zero')} "
-            "value) from the test split; the drop is against the full test mean IoU.",
-            missing_table(summary),
-            "## UMT or UME",
-            choice_text(summary),
-            failed_text(summary),
-        ]
-    ).rstrip()
-
-
-def segmentation_examples(
-    models: dict[str, Any], data: Any, *, count: int = 4, device: Any = "cpu"
-) -> bytes:
-    """A PNG: for ``count`` test images, the inputs, the ground truth and each model's
-    prediction (rows: images; columns: modalities, ground truth, models)."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-    import torch
-
-    ds = data.test
-    rows = list(range(min(count, len(ds))))
-    batch = ds[rows]
-    preds = {}
-    with torch.no_grad():
-        for name, model in models.items():
-            model.eval().to(device)
-            inputs = {k: v.to(device) for k, v in batch.items()}
-            preds[name] = model(inputs).argmax(1).cpu().numpy()
-    label = batch["label"].numpy()
-    k = data.num_classes
-    cmap = plt.get_cmap("tab10" if k <= 10 else "tab20" if k <= 20 else "gist_ncar", k)
-    cols = [*data.modalities, "ground truth", *models]
-    fig, axes = plt.subplots(
-        len(rows), len(cols), figsize=(1.6 * len(cols), 1.6 * len(rows)), dpi=100, squeeze=False
-    )
-    for i in range(len(rows)):
-        for j, col in enumerate(cols):
-            ax = axes[i][j]
-            ax.axis("off")
-            if i == 0:
-                ax.set_title(_name(col) if col in models else col, fontsize=7)
-            if col in data.modalities:
-                x = batch[col][i].numpy()
-                x = (x - x.min()) / max(float(x.max() - x.min()), 1e-6)  # shown, not measured
-                ax.imshow(x.transpose(1, 2, 0) if x.shape[0] == 3 else x[0], cmap="gray")
-            else:
-                y = label[i] if col == "ground truth" else preds[col][i]
-                shown = np.ma.masked_less(y, 0)  # unlabelled pixels blank
-                ax.imshow(shown, cmap=cmap, vmin=0, vmax=k - 1, interpolation="nearest")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
 
 
 def write_report(summary: dict[str, Any], run_dir: Path) -> None:

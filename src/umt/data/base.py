@@ -170,7 +170,7 @@ class DataBundle:
             ds = getattr(self, split)
             if len(ds) == 0:
                 raise UMTError(f"data set {self.name!r}: split {split!r} is empty")
-            if self.task == "classification":
+            if ds.labels.ndim == 1:  # one class per sample (label maps are checked by their sets)
                 lo, hi = int(ds.labels.min()), int(ds.labels.max())
                 if lo < 0 or hi >= self.num_classes:
                     bad = int(np.flatnonzero((ds.labels < 0) | (ds.labels >= self.num_classes))[0])

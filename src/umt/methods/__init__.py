@@ -1,6 +1,6 @@
 """Training methods, one file each. ``METHODS`` lists the ones a study can name."""
 
-from umt.methods.base import Method, MethodContext, MethodSpec
+from umt.methods.base import ALL_TASKS, Method, MethodContext, MethodSpec
 from umt.methods.gblend import GBlendConfig, build_gblend
 from umt.methods.joint import Joint
 from umt.methods.mla import MLAConfig, build_mla
@@ -11,48 +11,85 @@ from umt.methods.reconboost import ReconBoostConfig, build_reconboost
 from umt.methods.ume import Choice, ChoiceConfig, Ensemble, UMEConfig, choose, ume_combine
 from umt.methods.umt import UMT, UMTConfig, build_umt, feature_distance, umt_distill_loss
 
-#: Methods a study's ``methods`` list can name (the uni-modal teachers are always trained).
-#: A method's settings are the study config's section of the same name (``umt:``, ``ume:``...).
+#: Every method a study's ``methods`` list can name (the uni-modal teachers are always trained),
+#: each registered here once: its display name, settings dataclass (the study config's section of
+#: the same name: ``umt:``, ``ume:`` ...), builder, and the tasks it supports.
 METHODS: dict[str, MethodSpec] = {
     "joint": MethodSpec(
+        "joint (naive fusion)",
         "naive joint training of the fusion model (cross-entropy on the fused logits)",
         build=lambda ctx: Joint(),
+        tasks=ALL_TASKS,
     ),
     "umt": MethodSpec(
+        "UMT",
         "Uni-Modal Teacher: joint training + feature distillation from frozen teachers",
         build=build_umt,
+        config=UMTConfig,
         uses_teachers=True,
-    ),
-    "ume": MethodSpec(
-        "Uni-Modal Ensemble: average of the independently trained uni-modal models",
-        build=None,
-        uses_teachers=True,
+        tasks=ALL_TASKS,
     ),
     "gblend": MethodSpec(
+        "G-Blending",
         "G-Blending (Wang et al. 2020): uni-modal heads + fused head, weighted by their OGR",
         build=build_gblend,
+        config=GBlendConfig,
     ),
     "ogm_ge": MethodSpec(
+        "OGM-GE",
         "OGM-GE (Peng et al. 2022): dominant encoder's gradient scaled down, plus Gaussian noise",
         build=build_ogm_ge,
+        config=OGMGEConfig,
     ),
     "mmpareto": MethodSpec(
+        "MMPareto",
         "MMPareto (Wei & Hu 2024): fused and uni-modal gradients combined per encoder, Pareto",
         build=build_mmpareto,
+        config=MMParetoConfig,
     ),
     "mla": MethodSpec(
+        "MLA",
         "MLA (Zhang et al. 2024): alternating uni-modal steps, shared head, entropy-weighted fusion",
         build=build_mla,
+        config=MLAConfig,
     ),
     "pmr": MethodSpec(
+        "PMR",
         "PMR (Fan et al. 2023): prototypical cross-entropy boosts the modality behind",
         build=build_pmr,
+        config=PMRConfig,
     ),
     "reconboost": MethodSpec(
+        "ReconBoost",
         "ReconBoost (Hua et al. 2024): alternating boosting of per-modality learners, rectified",
         build=build_reconboost,
+        config=ReconBoostConfig,
+    ),
+    "ume": MethodSpec(
+        "UME",
+        "Uni-Modal Ensemble: average of the independently trained uni-modal models",
+        build=None,
+        config=UMEConfig,
+        uses_teachers=True,
+        tasks=ALL_TASKS,
     ),
 }
+
+
+def stage_display_name(stage: str) -> str:
+    """A stage's name in the report: ``teacher-audio`` -> ``uni-modal audio (teacher)``,
+    ``ogm_ge`` -> ``OGM-GE``, ``umt-sum`` -> ``UMT [sum]`` (a fusion sweep's stage).
+
+    Example:
+        >>> stage_display_name("umt-sum"), stage_display_name("teacher-depth")
+        ('UMT [sum]', 'uni-modal depth (teacher)')
+    """
+    if stage.startswith("teacher-"):
+        return f"uni-modal {stage.removeprefix('teacher-')} (teacher)"
+    method, _, fusion = stage.partition("-")
+    spec = METHODS.get(method)
+    return (spec.display if spec is not None else method) + (f" [{fusion}]" if fusion else "")
+
 
 __all__ = [
     "METHODS",
@@ -73,6 +110,7 @@ __all__ = [
     "UMEConfig",
     "UMTConfig",
     "choose",
+    "stage_display_name",
     "feature_distance",
     "ume_combine",
     "umt_distill_loss",

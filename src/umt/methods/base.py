@@ -7,33 +7,63 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
+from torch import nn
 
 from umt.data.base import Batch, DataBundle
-from umt.models.multimodal import MultimodalModel
 
 
 class Method(Protocol):
     """A training method. ``step`` returns named tensors: ``loss`` (backpropagated) and
     ``logits`` (for metrics) at least; every other key is logged.
 
-    Optional hooks the engine calls when a method defines them:
-
-    - ``trainable() -> nn.Module``: extra modules trained with the model (e.g. per-modality
-      heads); they are optimised, checkpointed and wrapped by DDP together with the model.
-    - ``on_train_epoch_start(model, epoch)``: e.g. re-estimate blending weights.
-    - ``on_after_backward(model)``: e.g. modulate the encoders' gradients before the step.
-
-    A method with ``needs_index = True`` gets training batches with ``"index"`` (each sample's
-    position in the train split), e.g. to look up cached teacher features.
+    Optional abilities are the ``Protocol`` s below; the engine checks them with ``isinstance``:
+    :class:`HasTrainable`, :class:`EpochStartHook`, :class:`AfterBackwardHook`,
+    :class:`NeedsIndex`.
     """
 
-    def step(self, model: MultimodalModel, batch: Batch) -> dict[str, torch.Tensor]: ...
+    def step(self, model: Any, batch: Batch) -> dict[str, torch.Tensor]: ...
 
     def to(self, device: torch.device) -> Method: ...
+
+
+@runtime_checkable
+class HasTrainable(Protocol):
+    """Extra modules trained with the model (e.g. per-modality heads): optimised, checkpointed
+    and wrapped by DDP together with the model."""
+
+    def trainable(self) -> nn.Module: ...
+
+
+@runtime_checkable
+class EpochStartHook(Protocol):
+    """Called at the start of every training epoch (e.g. to re-estimate blending weights)."""
+
+    def on_train_epoch_start(self, model: Any, epoch: int) -> None: ...
+
+
+@runtime_checkable
+class AfterBackwardHook(Protocol):
+    """Called after each backward pass, before the optimiser step (e.g. to modulate the
+    encoders' gradients)."""
+
+    def on_after_backward(self, model: Any) -> None: ...
+
+
+@runtime_checkable
+class NeedsIndex(Protocol):
+    """``needs_index = True``: training batches carry ``"index"`` (each sample's position in the
+    train split), e.g. to look up cached teacher features."""
+
+    needs_index: bool
+
+
+def needs_index(method: object) -> bool:
+    """Whether ``method``'s training batches must carry each sample's ``"index"``."""
+    return isinstance(method, NeedsIndex) and method.needs_index
 
 
 @dataclass(frozen=True)
@@ -42,7 +72,9 @@ class MethodContext:
 
     Attributes:
         settings: the method's section of the study config (``None`` if it has none).
-        model: the fresh fusion model the method will train (a builder may initialise it).
+        model: the fresh fusion model the method will train (a builder may initialise it): a
+            ``umt.models.base.FusionModel``; a ``MultimodalModel`` for the methods that support
+            classification alone (their ``MethodSpec.tasks``).
         teachers: the trained uni-modal models by modality (frozen; use ``.encoders[m]``).
         data: the study's data set (e.g. for a held-out split of the method's own).
         seed: the training seed.
@@ -51,23 +83,36 @@ class MethodContext:
     """
 
     settings: Any
-    model: MultimodalModel
-    teachers: Mapping[str, MultimodalModel]
+    model: Any
+    teachers: Mapping[str, Any]
     data: DataBundle
     seed: int
     teacher_features: Callable[[str], np.ndarray] | None = None
 
 
+#: The tasks a method supports unless its entry says otherwise, and every task (the keys of
+#: ``umt.tasks.TASKS``; a test checks they agree).
+CLASSIFICATION_ONLY = frozenset({"classification"})
+ALL_TASKS = frozenset({"classification", "segmentation"})
+
+
 @dataclass(frozen=True)
 class MethodSpec:
-    """A method a study can name.
+    """A method a study can name: everything about it in one entry of ``METHODS``.
 
     Attributes:
+        display: its name in the report's tables (e.g. ``OGM-GE``).
         description: one line for listings.
         build: makes the method for one stage; ``None`` for a method that trains nothing (UME).
+        config: the dataclass of its settings, the study config's section named as the method
+            (``umt:``, ``ogm_ge:`` ...); ``None`` for a method without settings.
         uses_teachers: the method depends on the uni-modal models (their hashes key its cache).
+        tasks: the tasks (``umt.tasks.TASKS``) it supports.
     """
 
+    display: str
     description: str
     build: Callable[[MethodContext], Method] | None
+    config: type | None = None
     uses_teachers: bool = False
+    tasks: frozenset[str] = CLASSIFICATION_ONLY

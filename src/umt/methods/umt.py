@@ -30,8 +30,7 @@ from torch import nn
 from umt.data.base import Batch
 from umt.errors import UMTError
 from umt.methods.base import MethodContext
-from umt.models.multimodal import MultimodalModel
-from umt.models.segmentation import SegmentationModel
+from umt.models.base import FusionModel, StagedEncoder, encoder_features
 
 DISTILL_LOSSES = ("mse", "l1", "cosine")
 
@@ -180,42 +179,27 @@ class UMT:
         return self
 
     @torch.no_grad()
-    def teacher_targets(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """The frozen teachers' features of the batch: looked up if cached, else computed."""
+    def teacher_targets(self, batch: Batch) -> dict[str, list[torch.Tensor]]:
+        """The frozen teachers' features of the batch, as lists like the student's
+        (``forward_features``: one ``(B, D)`` tensor, or a segmentation teacher's stage maps):
+        looked up if cached, else computed."""
         if self.cached is None:
-            return {m: t.eval()(batch[m]) for m, t in self.teachers.items()}
+            return {m: encoder_features(t.eval(), batch[m]) for m, t in self.teachers.items()}
         rows = batch["index"].cpu().numpy()
         return {
-            m: torch.from_numpy(np.asarray(feats[rows])).to(batch[m].device)
+            m: [torch.from_numpy(np.asarray(feats[rows])).to(batch[m].device)]
             for m, feats in self.cached.items()
         }
 
-    def step(self, model: MultimodalModel, batch: Batch) -> dict[str, torch.Tensor]:
-        if isinstance(model, SegmentationModel):
-            return self.segmentation_step(model, batch)
-        features, tokens = model.encode_all(batch)  # {m: (B, D_m)}; tokens for token fusions
-        logits = model.fuse(features, tokens)
-        task = F.cross_entropy(logits, batch["label"])
+    def step(self, model: FusionModel, batch: Batch) -> dict[str, torch.Tensor]:
+        """Fused loss plus each encoder's features (every distilled stage of a segmentation
+        branch) pulled towards its teacher's (see the module docstring)."""
+        logits, features = model.forward_features(batch)  # (B, K[, H, W]), {m: [features]}
+        task = F.cross_entropy(logits, batch["label"])  # unlabelled pixels: ignored (-100)
         targets = self.teacher_targets(batch)
         weights = {m: self.cfg.weight_of(m) for m in self.teachers}
-        distill, per = umt_distill_loss(features, targets, weights, self.cfg.loss)
-        out = {"loss": task + distill.to(task), "logits": logits, "task_loss": task}
-        out["distill_loss"] = distill
-        out.update({f"distill_{m}": d.detach() for m, d in per.items()})
-        return out
-
-    def segmentation_step(self, model: SegmentationModel, batch: Batch) -> dict[str, torch.Tensor]:
-        """Per-pixel CE plus each branch's stage maps distilled (see the module docstring)."""
-        logits, stages = model.forward_stages(batch)  # (B, K, H, W), {m: [(B, C_k, H_k, W_k)]}
-        task = F.cross_entropy(logits, batch["label"])  # unlabelled pixels: ignored (-100)
-        with torch.no_grad():
-            targets = {
-                m: t.eval().forward_stages(batch[m])  # type: ignore[operator]
-                for m, t in self.teachers.items()
-            }
-        weights = {m: self.cfg.weight_of(m) for m in self.teachers}
         distill, per = umt_stage_distill_loss(
-            stages, targets, weights, self.cfg.stages, self.cfg.loss
+            features, targets, weights, self.cfg.stages, self.cfg.loss
         )
         out = {"loss": task + distill.to(task), "logits": logits, "task_loss": task}
         out["distill_loss"] = distill
@@ -231,10 +215,11 @@ def build_umt(ctx: MethodContext) -> UMT:
         for m, enc in encoders.items():
             ctx.model.encoders[m].load_state_dict(enc.state_dict())
     cached = None
-    if cfg.cache_teachers and ctx.data.task == "segmentation":
+    if cfg.cache_teachers and any(isinstance(e, StagedEncoder) for e in encoders.values()):
         raise UMTError(
-            "umt.cache_teachers: not available for segmentation (the teachers' stage maps of "
-            "every training image would not fit a cache); set umt.cache_teachers=false"
+            "umt.cache_teachers: not available for encoders of several stages (segmentation: the "
+            "teachers' stage maps of every training image would not fit a cache); set "
+            "umt.cache_teachers=false"
         )
     if cfg.cache_teachers:
         if ctx.data.train.augmented:

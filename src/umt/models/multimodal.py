@@ -16,6 +16,7 @@ from torch import nn
 
 from umt.data.base import NON_MODALITY_KEYS
 from umt.errors import UMTError
+from umt.models.base import TokenEncoder, TokenFusion
 from umt.models.encoders import EncoderConfig, build_encoder
 from umt.models.fusion import FUSIONS, build_fusion
 from umt.models.segmentation import SegModelConfig
@@ -85,7 +86,7 @@ class MultimodalModel(nn.Module):
     @property
     def needs_tokens(self) -> bool:
         """Whether the fusion mixes token sequences (and ``fuse`` needs ``tokens``)."""
-        return bool(getattr(self.fusion, "needs_tokens", False))
+        return isinstance(self.fusion, TokenFusion) and self.fusion.needs_tokens
 
     def encode(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Each encoder's pooled features ``{m: (B, D_m)}`` (what probes and UMT distil)."""
@@ -124,9 +125,8 @@ class MultimodalModel(nn.Module):
         self._check(batch)
         features, tokens = {}, {}
         for m, enc in self.encoders.items():
-            forward_tokens = getattr(enc, "forward_tokens", None)
-            if callable(forward_tokens):
-                features[m], tokens[m] = forward_tokens(batch[m])  # (B, D_m), (B, T_m, D_m)
+            if isinstance(enc, TokenEncoder):
+                features[m], tokens[m] = enc.forward_tokens(batch[m])  # (B, D_m), (B, T_m, D_m)
             else:
                 features[m] = enc(batch[m])
                 tokens[m] = features[m].unsqueeze(1)  # (B, 1, D_m)
@@ -141,6 +141,14 @@ class MultimodalModel(nn.Module):
         if self.needs_tokens:
             return self.head(self.fusion(features, tokens))  # (B, K)
         return self.head(self.fusion(features))  # (B, K)
+
+    def forward_features(
+        self, batch: Mapping[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, list[torch.Tensor]]]:
+        """Logits ``(B, K)`` and each encoder's features ``{m: [(B, D_m)]}`` from one pass (the
+        :class:`~umt.models.base.FusionModel` contract)."""
+        features, tokens = self.encode_all(batch)
+        return self.fuse(features, tokens), {m: [z] for m, z in features.items()}
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return self.fuse(*self.encode_all(batch))

@@ -269,6 +269,12 @@ class SegmentationModel(nn.Module):
         logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
         return logits, stages
 
+    def forward_features(
+        self, batch: Mapping[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, list[torch.Tensor]]]:
+        """The :class:`~umt.models.base.FusionModel` contract: :meth:`forward_stages`."""
+        return self.forward_stages(batch)
+
     def encode(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Each branch's last-stage map ``{m: (B, C, H', W')}`` in the fused model."""
         return {m: maps[-1] for m, maps in self.forward_stages(batch)[1].items()}
