@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from umt.data import DATASETS, SPLITS, ArrayDataset, DataBundle, DataConfig, load_data
-from umt.data import folder as folder_mod
 from umt.data.folder import (
     Problem,
     check_folder,
@@ -25,6 +24,8 @@ from umt.data.folder import (
     format_problems,
     load_folder,
 )
+from umt.data.folder import check as folder_check
+from umt.data.folder import export as folder_export
 from umt.data.synthetic import SyntheticConfig
 from umt.errors import UMTError
 
@@ -381,7 +382,7 @@ def test_labels_wrong_shape(root: Path) -> None:
 def test_labels_out_of_range(
     root: Path, monkeypatch: pytest.MonkeyPatch, index: int, value: int, chunk_bytes: int
 ) -> None:
-    monkeypatch.setattr(folder_mod, "_CHUNK_BYTES", chunk_bytes)  # cross chunk boundaries
+    monkeypatch.setattr(folder_check, "_CHUNK_BYTES", chunk_bytes)  # cross chunk boundaries
     labels = np.load(root / "train/labels.npy")
     labels[index] = value
     labels[-1] = -5  # a second offender: the first one is reported, both counted
@@ -396,7 +397,7 @@ def test_labels_out_of_range(
 def test_nan_and_inf_values(
     root: Path, monkeypatch: pytest.MonkeyPatch, bad: float, name: str, chunk_bytes: int
 ) -> None:
-    monkeypatch.setattr(folder_mod, "_CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(folder_check, "_CHUNK_BYTES", chunk_bytes)
     arr = np.load(root / "val/b.npy")
     arr[2, 1, 0] = bad
     arr[3, 0, 1] = np.nan
@@ -508,7 +509,7 @@ def test_interrupted_export_leaves_nothing(tmp_path: Path, monkeypatch: pytest.M
             raise KeyboardInterrupt
         np.save(path, arr.astype(dtype))
 
-    monkeypatch.setattr(folder_mod, "_write_npy", failing_write)
+    monkeypatch.setattr(folder_export, "_write_npy", failing_write)
     with pytest.raises(KeyboardInterrupt):
         export_folder(small_bundle(), tmp_path / "data")
     assert list(tmp_path.iterdir()) == []

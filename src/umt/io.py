@@ -45,3 +45,49 @@ def read_json(path: str | Path) -> Any:
 
 def save_torch(path: str | Path, obj: Any) -> None:
     _atomic(path, lambda f: torch.save(obj, f))
+
+
+# --------------------------------------------------------------------------------------------
+# Files others read (a data folder is often shared): open()'s permissions, durable renames.
+
+
+def write_shared(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Write ``path`` atomically through ``write(f)``, with the permissions ``open`` gives a new
+    file (``0o666`` less the umask) rather than the temporary file's ``0o600``.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     write_shared(f"{tmp}/a.txt", lambda f: None)
+        ...     os.stat(f"{tmp}/a.txt").st_mode & 0o777 == 0o666 & ~_umask()
+        True
+    """
+
+    def shared(f: IO[bytes]) -> None:
+        if os.name == "posix":
+            os.fchmod(f.fileno(), 0o666 & ~_umask())
+        write(f)
+
+    _atomic(path, shared)
+
+
+def _umask() -> int:
+    # os.umask can only be read by setting it; set it straight back (process-wide, for an instant).
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def fsync_dir(path: str | Path) -> None:
+    """Make the entries of the folder ``path`` (files created or renamed in it) durable; a no-op
+    where the file system cannot sync a folder."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems cannot sync a directory
+    finally:
+        os.close(fd)

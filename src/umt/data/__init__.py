@@ -6,38 +6,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from umt.data.avdigits import load_avdigits
 from umt.data.base import SPLITS, ArrayDataset, Batch, DataBundle, make_loader
+from umt.data.config import DataConfig
 from umt.data.folder import load_folder
-from umt.data.nyuv2 import NYUv2Config, load_nyuv2
-from umt.data.prepared import PreparedConfig, load_prepared
-from umt.data.rgbd import RGBDConfig, load_rgbd
-from umt.data.synthetic import PRESETS, SyntheticConfig, load_synthetic
+from umt.data.nyuv2 import load_nyuv2
+from umt.data.prepared import load_prepared
+from umt.data.rgbd import load_rgbd
+from umt.data.synthetic import PRESETS, load_synthetic
 from umt.errors import UMTError
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """Which data set a study runs on.
-
-    Attributes:
-        name: a key of ``DATASETS`` (``umt datasets`` lists them).
-        root: folder of the data on disk, for data sets read from disk (``folder``, benchmarks).
-        synthetic: the generator's settings, for ``name: synthetic``.
-        prepared: frames, crops and augmentation, for ``name: prepared`` (``umt prepare``).
-        rgbd: the generator's settings, for ``name: rgbd`` (embedded RGB-D segmentation).
-        nyuv2: classes and augmentation, for ``name: nyuv2`` (``umt prepare nyuv2``).
-    """
-
-    name: str = "avdigits"
-    root: str | None = None
-    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
-    prepared: PreparedConfig = field(default_factory=PreparedConfig)
-    rgbd: RGBDConfig = field(default_factory=RGBDConfig)
-    nyuv2: NYUv2Config = field(default_factory=NYUv2Config)
-
 
 Loader = Callable[[DataConfig], DataBundle]
 

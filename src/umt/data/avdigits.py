@@ -17,15 +17,12 @@ import json
 import zipfile
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from umt.data.base import SPLITS, ArrayDataset, DataBundle
+from umt.data.config import DataConfig
 from umt.errors import UMTError
-
-if TYPE_CHECKING:  # umt.data imports this module for its DATASETS table
-    from umt.data import DataConfig
 
 FILENAME = "avdigits.npz"
 #: The ``script_version`` of ``scripts/make_avdigits.py`` whose files this loader reads.

@@ -33,27 +33,23 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from umt.data.base import DataBundle
+from umt.data.config import DataConfig, NYUv2Config
 from umt.data.folder import FORMAT, VERSION, load_folder
 from umt.data.segmentation import (
     IGNORE_INDEX,
     NormalisedView,
-    SegAugmentConfig,
     SegmentationDataset,
     check_label_maps,
 )
 from umt.errors import UMTError
-
-if TYPE_CHECKING:
-    from umt.data import DataConfig
 
 LABELLED_FILE = "nyu_depth_v2_labeled.mat"
 SPLITS_FILE = "splits.mat"
@@ -62,23 +58,6 @@ MAPPING13_FILE = "class13Mapping.mat"
 INFO_FILE = "nyuv2.json"
 RAW_CLASSES = 894
 STORED_IGNORE = 255  # unlabelled pixels in the stored uint8 label maps
-
-
-@dataclass(frozen=True)
-class NYUv2Config:
-    """How ``data.name: nyuv2`` reads a prepared folder (``data.nyuv2``).
-
-    Attributes:
-        classes: 40 (``labels.npy``) or 13 (``labels13/``, if preparation had the mapping).
-        augment: training augmentation (ESANet: random rescale 1.0-1.4, crop, flip).
-    """
-
-    classes: int = 40
-    augment: SegAugmentConfig = field(default_factory=SegAugmentConfig)
-
-    def __post_init__(self) -> None:
-        if self.classes not in (40, 13):
-            raise UMTError(f"data.nyuv2.classes: expected 40 or 13, got {self.classes}")
 
 
 # -- reading the official files ---------------------------------------------------------------

@@ -24,52 +24,23 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from umt.data.base import ArrayDataset, ArrayView, Batch, DataBundle
+from umt.data.config import DataConfig, PreparedConfig
 from umt.data.folder import load_folder
 from umt.errors import UMTError
-
-if TYPE_CHECKING:
-    from umt.data import DataConfig
 
 PREPARED_FILE = "prepared.json"
 FORMAT = "umt-prepared"
 #: ImageNet statistics (RGB), the normalisation of the ResNet recipes in this field.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass(frozen=True)
-class PreparedConfig:
-    """How ``data.name: prepared`` turns stored clips into model inputs.
-
-    Attributes:
-        frames: frames per clip given to the model, at most the number stored; 0: all of them.
-        crop: side of the square frames given to the model, at most the stored size; 0: the
-            stored size (training crops are resized back to it).
-        augment: random frames, crops and flips (and the masks below) on the training split.
-        scale: area range of the random resized crop, as a share of the stored frame.
-        flip: random horizontal flips in training.
-        freq_mask: SpecAugment: largest width of a frequency mask, in mel bands (0: none).
-        time_mask: SpecAugment: largest width of a time mask, in spectrogram frames (0: none).
-        masks: how many masks of each kind per training spectrogram.
-    """
-
-    frames: int = 0
-    crop: int = 0
-    augment: bool = True
-    scale: tuple[float, float] = (0.08, 1.0)
-    flip: bool = True
-    freq_mask: int = 0
-    time_mask: int = 0
-    masks: int = 1
 
 
 class _View(ArrayView):
