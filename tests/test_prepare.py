@@ -327,7 +327,7 @@ def test_an_interrupted_run_resumes(
 ) -> None:
     src, _ = raw["ave"]
     calls = {"n": 0}
-    real = prep._run_task
+    real = prep.work._run_task
 
     def flaky(*args: object, **kwargs: object) -> object:
         calls["n"] += 1
@@ -335,10 +335,10 @@ def test_an_interrupted_run_resumes(
             raise KeyboardInterrupt  # Ctrl-C after four clips
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(prep, "_run_task", flaky)
+    monkeypatch.setattr(prep.work, "_run_task", flaky)
     with pytest.raises(KeyboardInterrupt):
         prepare(config("ave", src, tmp_path / "ave"), log=quiet)
-    monkeypatch.setattr(prep, "_run_task", real)
+    monkeypatch.setattr(prep.work, "_run_task", real)
     resumed = prepare(config("ave", src, tmp_path / "ave"), log=quiet)
     assert sum(c.clips - c.new for c in resumed.splits.values()) == 4  # reused
     for split in ("train", "val", "test"):

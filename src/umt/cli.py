@@ -45,10 +45,17 @@ def _parser() -> argparse.ArgumentParser:
         prog="umt", description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    # ... and after the command too (`umt run --debug`): every command's parser takes this parent.
+    # Its default is SUPPRESS so that a command without it keeps the value parsed before it.
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser(
         "run",
+        parents=[debug],
         help="run a study: teachers, joint, UMT, UME, probes, choice, report",
         description="Run (or resume) a study and print its tables.",
         epilog=_RUN_EPILOG,
@@ -66,42 +73,34 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--out", default="runs", metavar="DIR", help="parent of run directories (default: runs)"
     )
-    run.add_argument(
-        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
-    )
 
     cfg = sub.add_parser(
         "config",
+        parents=[debug],
         help="print the resolved configuration as YAML",
         description="Print the configuration a `umt run` with the same arguments would use.",
     )
     cfg.add_argument("--config", metavar="FILE", help="YAML study configuration")
     cfg.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    cfg.add_argument(
-        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
-    )
 
     data = sub.add_parser(
         "data",
+        parents=[debug],
         help="check a data folder, or export a data set as one",
         description="Work with the umt-folder on-disk format (see README, 'Your own data').",
-    )
-    data.add_argument(
-        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
     )
     data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     check = data_sub.add_parser(
         "check",
+        parents=[debug],
         help="validate a data folder and list every problem found",
         description="Validate a umt-folder data set: meta.json, every split's files, shapes, "
         "dtypes, sample counts, label range, NaN/inf. Exits 1 if an error is found.",
     )
     check.add_argument("path", metavar="PATH")
-    check.add_argument(
-        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
-    )
     export = data_sub.add_parser(
         "export",
+        parents=[debug],
         help="write a data set (e.g. avdigits) as a umt-folder",
         description="Write a data set in the umt-folder format: an example to copy, or a "
         "starting point for your own data. NAME is a data set of `umt datasets`.",
@@ -117,12 +116,10 @@ def _parser() -> argparse.ArgumentParser:
         help="data settings, e.g. synthetic.preset=paired",
     )
     export.add_argument("--overwrite", action="store_true", help="replace an existing umt-folder")
-    export.add_argument(
-        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
-    )
 
     prep = sub.add_parser(
         "prepare",
+        parents=[debug],
         help="decode a raw benchmark (VGGSound, ..., NYU Depth V2) into a data folder",
         description="Decode a benchmark you have on disk (vggsound, kinetics-sounds, cremad, "
         "ave) into the umt-folder format: log-mel audio and a few frames per clip. Resumable: "
@@ -154,15 +151,12 @@ def _parser() -> argparse.ArgumentParser:
     prep.add_argument("--width", type=int, metavar="W", help="nyuv2: resize images to W columns")
     prep.add_argument("--clean", action="store_true", help="delete the work folder when done")
     prep.add_argument("--no-progress", action="store_true", help="no progress bar")
-    prep.add_argument(
-        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
-    )
 
-    ds = sub.add_parser(
-        "datasets", help="list the available data sets", description="List data sets."
-    )
-    ds.add_argument(
-        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    sub.add_parser(
+        "datasets",
+        parents=[debug],
+        help="list the available data sets",
+        description="List data sets.",
     )
     return p
 

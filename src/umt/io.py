@@ -1,21 +1,50 @@
-"""Atomic writes: a file is either absent or complete, never half-written."""
+"""Atomic writes: a file (or a folder) is either absent or complete, never half-written.
+
+Example:
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     write_json(Path(tmp) / "a" / "b.json", {"x": 1})
+    ...     with atomic_dir(Path(tmp) / "c") as part:
+    ...         write_text(part / "d.txt", "hi\\n")
+    ...     sorted(p.relative_to(tmp).as_posix() for p in Path(tmp).rglob("*"))
+    ['a', 'a/b.json', 'c', 'c/d.txt']
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
-from collections.abc import Callable
+import secrets
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 import torch
 
+# O_EXCL: never write into a file someone else created; the rest as tempfile.mkstemp opens.
+_FLAGS = (
+    os.O_WRONLY
+    | os.O_CREAT
+    | os.O_EXCL
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_BINARY", 0)
+)
 
-def _atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
+
+def write_with(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Write ``path`` through ``write(f)`` into a temporary file beside it, flushed to disk,
+    then renamed over ``path`` (parent folders are created).
+
+    The file gets the permissions an ordinary ``open()`` gives (``0o666`` less the umask), so a
+    shared run directory or data folder is readable by the group where the umask allows.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, _FLAGS, 0o666)  # reduced by the umask, as for open()
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -23,19 +52,22 @@ def _atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)  # atomic on POSIX within one file system
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:
-    _atomic(path, lambda f: f.write(data))  # type: ignore[arg-type, return-value]
+    """Write ``data`` to ``path`` atomically (see :func:`write_with`)."""
+    write_with(path, lambda f: f.write(data))  # type: ignore[arg-type, return-value]
 
 
 def write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
     write_bytes(path, text.encode())
 
 
 def write_json(path: str | Path, obj: Any) -> None:
+    """Write ``obj`` as indented JSON to ``path`` atomically."""
     write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
@@ -44,38 +76,32 @@ def read_json(path: str | Path) -> Any:
 
 
 def save_torch(path: str | Path, obj: Any) -> None:
-    _atomic(path, lambda f: torch.save(obj, f))
+    write_with(path, lambda f: torch.save(obj, f))
 
 
-# --------------------------------------------------------------------------------------------
-# Files others read (a data folder is often shared): open()'s permissions, durable renames.
+@contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """A folder written under a temporary name beside ``path`` (``.<name>.partial``) and renamed
+    to ``path`` when the block ends without an error, replacing a folder already there: ``path``
+    is never half-written (it is the previous folder, absent for a moment, or the complete new
+    one). An error removes the temporary folder; one left by a killed process is removed the next
+    time.
 
-
-def write_shared(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write ``path`` atomically through ``write(f)``, with the permissions ``open`` gives a new
-    file (``0o666`` less the umask) rather than the temporary file's ``0o600``.
-
-    Example:
-        >>> import tempfile
-        >>> with tempfile.TemporaryDirectory() as tmp:
-        ...     write_shared(f"{tmp}/a.txt", lambda f: None)
-        ...     os.stat(f"{tmp}/a.txt").st_mode & 0o777 == 0o666 & ~_umask()
-        True
+    Yields:
+        The temporary folder to write into (created, empty).
     """
-
-    def shared(f: IO[bytes]) -> None:
-        if os.name == "posix":
-            os.fchmod(f.fileno(), 0o666 & ~_umask())
-        write(f)
-
-    _atomic(path, shared)
-
-
-def _umask() -> int:
-    # os.umask can only be read by setting it; set it straight back (process-wide, for an instant).
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if path.exists():
+        shutil.rmtree(path)
+    os.rename(tmp, path)
 
 
 def fsync_dir(path: str | Path) -> None:

@@ -31,8 +31,6 @@ evaluation is deterministic.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +48,7 @@ from umt.data.segmentation import (
     check_label_maps,
 )
 from umt.errors import UMTError
+from umt.io import atomic_dir
 
 LABELLED_FILE = "nyu_depth_v2_labeled.mat"
 SPLITS_FILE = "splits.mat"
@@ -266,97 +265,102 @@ def prepare_nyuv2(
     if (src / MAPPING13_FILE).is_file():
         map13, names13 = read_mapping13(src / MAPPING13_FILE)
     h, w = size if size is not None else (data["images"].shape[3], data["images"].shape[2])
-    tmp = out.parent / f".{out.name}.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    stats = {"rgb": [np.zeros(3), np.zeros(3)], "depth": [np.zeros(1), np.zeros(1)]}
-    pixels = 0
-    for split, idx in (("train", train), ("val", val), ("test", test)):
-        d = tmp / split
-        d.mkdir()
-        files = {
-            "rgb": np.lib.format.open_memmap(d / "rgb.npy", "w+", np.uint8, (len(idx), 3, h, w)),
-            "depth": np.lib.format.open_memmap(
-                d / "depth.npy", "w+", np.float16, (len(idx), 1, h, w)
-            ),
-            "labels": np.lib.format.open_memmap(d / "labels.npy", "w+", np.uint8, (len(idx), h, w)),
-        }
-        if map13 is not None:  # beside the splits: a split folder holds modalities and labels
-            (tmp / "labels13").mkdir(exist_ok=True)
-            files["labels13"] = np.lib.format.open_memmap(
-                tmp / "labels13" / f"{split}.npy", "w+", np.uint8, (len(idx), h, w)
-            )
-        for start in range(0, len(idx), chunk):
-            rows = idx[start : start + chunk]
-            order = np.argsort(rows)  # h5py reads need increasing indices
-            back = np.argsort(order)
-            rgb = np.asarray(data["images"][rows[order].tolist()])[back].transpose(0, 1, 3, 2)
-            dep = np.asarray(data["depths"][rows[order].tolist()])[back].transpose(0, 2, 1)
-            raw = np.asarray(data["labels"][rows[order].tolist()])[back].transpose(0, 2, 1)
-            if raw.max() > RAW_CLASSES:
-                bad = int(rows[int(np.argwhere(raw > RAW_CLASSES)[0][0])])
-                raise UMTError(
-                    f"{src / LABELLED_FILE}: labels of image {bad + 1} (1-based) hold "
-                    f"{int(raw.max())}; expected 0..{RAW_CLASSES} (0: unlabelled)"
+    with atomic_dir(out) as tmp:
+        stats = {"rgb": [np.zeros(3), np.zeros(3)], "depth": [np.zeros(1), np.zeros(1)]}
+        pixels = 0
+        for split, idx in (("train", train), ("val", val), ("test", test)):
+            d = tmp / split
+            d.mkdir()
+            files = {
+                "rgb": np.lib.format.open_memmap(
+                    d / "rgb.npy", "w+", np.uint8, (len(idx), 3, h, w)
+                ),
+                "depth": np.lib.format.open_memmap(
+                    d / "depth.npy", "w+", np.float16, (len(idx), 1, h, w)
+                ),
+                "labels": np.lib.format.open_memmap(
+                    d / "labels.npy", "w+", np.uint8, (len(idx), h, w)
+                ),
+            }
+            if map13 is not None:  # beside the splits: a split folder holds modalities and labels
+                (tmp / "labels13").mkdir(exist_ok=True)
+                files["labels13"] = np.lib.format.open_memmap(
+                    tmp / "labels13" / f"{split}.npy", "w+", np.uint8, (len(idx), h, w)
                 )
-            c40 = map40[raw.astype(np.int64)]  # 0..40, 0 unlabelled
-            rgb = np.clip(np.rint(_resize(rgb, (h, w), "bilinear")), 0, 255).astype(np.uint8)
-            dep = _resize(dep[:, None], (h, w), "bilinear").astype(np.float32)
-            c40 = _resize(c40[:, None], (h, w), "nearest")[:, 0].astype(np.int64)
-            sl = slice(start, start + len(rows))
-            files["rgb"][sl] = rgb
-            files["depth"][sl] = dep.astype(np.float16)
-            files["labels"][sl] = np.where(c40 == 0, STORED_IGNORE, c40 - 1).astype(np.uint8)
-            if map13 is not None:
-                c13 = map13[c40]
-                files["labels13"][sl] = np.where(c13 == 0, STORED_IGNORE, c13 - 1).astype(np.uint8)
-            if split == "train":
-                for key, x in (("rgb", rgb.astype(np.float64)), ("depth", dep.astype(np.float64))):
-                    stats[key][0] += x.sum(axis=(0, 2, 3))
-                    stats[key][1] += (x**2).sum(axis=(0, 2, 3))
-                pixels += len(rows) * h * w
-        for f in files.values():
-            f.flush()
-        del files
-        log(f"nyuv2: {split}: {len(idx)} images")
-    moments = {
-        k: {
-            "mean": (s / pixels).tolist(),
-            "std": np.sqrt(np.maximum(q / pixels - (s / pixels) ** 2, 0)).tolist(),
+            for start in range(0, len(idx), chunk):
+                rows = idx[start : start + chunk]
+                order = np.argsort(rows)  # h5py reads need increasing indices
+                back = np.argsort(order)
+                rgb = np.asarray(data["images"][rows[order].tolist()])[back].transpose(0, 1, 3, 2)
+                dep = np.asarray(data["depths"][rows[order].tolist()])[back].transpose(0, 2, 1)
+                raw = np.asarray(data["labels"][rows[order].tolist()])[back].transpose(0, 2, 1)
+                if raw.max() > RAW_CLASSES:
+                    bad = int(rows[int(np.argwhere(raw > RAW_CLASSES)[0][0])])
+                    raise UMTError(
+                        f"{src / LABELLED_FILE}: labels of image {bad + 1} (1-based) hold "
+                        f"{int(raw.max())}; expected 0..{RAW_CLASSES} (0: unlabelled)"
+                    )
+                c40 = map40[raw.astype(np.int64)]  # 0..40, 0 unlabelled
+                rgb = np.clip(np.rint(_resize(rgb, (h, w), "bilinear")), 0, 255).astype(np.uint8)
+                dep = _resize(dep[:, None], (h, w), "bilinear").astype(np.float32)
+                c40 = _resize(c40[:, None], (h, w), "nearest")[:, 0].astype(np.int64)
+                sl = slice(start, start + len(rows))
+                files["rgb"][sl] = rgb
+                files["depth"][sl] = dep.astype(np.float16)
+                files["labels"][sl] = np.where(c40 == 0, STORED_IGNORE, c40 - 1).astype(np.uint8)
+                if map13 is not None:
+                    c13 = map13[c40]
+                    files["labels13"][sl] = np.where(c13 == 0, STORED_IGNORE, c13 - 1).astype(
+                        np.uint8
+                    )
+                if split == "train":
+                    for key, x in (
+                        ("rgb", rgb.astype(np.float64)),
+                        ("depth", dep.astype(np.float64)),
+                    ):
+                        stats[key][0] += x.sum(axis=(0, 2, 3))
+                        stats[key][1] += (x**2).sum(axis=(0, 2, 3))
+                    pixels += len(rows) * h * w
+            for f in files.values():
+                f.flush()
+            del files
+            log(f"nyuv2: {split}: {len(idx)} images")
+        moments = {
+            k: {
+                "mean": (s / pixels).tolist(),
+                "std": np.sqrt(np.maximum(q / pixels - (s / pixels) ** 2, 0)).tolist(),
+            }
+            for k, (s, q) in stats.items()
         }
-        for k, (s, q) in stats.items()
-    }
-    meta = {
-        "format": FORMAT,
-        "version": VERSION,
-        "name": "nyuv2",
-        "task": "segmentation",
-        "num_classes": 40,
-        **({"class_names": names40} if names40 else {}),
-        "description": f"NYU Depth V2, 40 classes, {h}x{w}, standard split (val carved from train)",
-        "label_shape": [h, w],
-        "ignore_index": STORED_IGNORE,
-        "modalities": {
-            "rgb": {"shape": [3, h, w], "dtype": "uint8"},
-            "depth": {"shape": [1, h, w], "dtype": "float16"},
-        },
-    }
-    info = {
-        "format": "umt-nyuv2",
-        "source": str(src),
-        "size": [h, w],
-        "val_fraction": val_fraction,
-        "seed": seed,
-        "sizes": {"train": len(train), "val": len(val), "test": len(test)},
-        "val_indices": (val + 1).tolist(),  # 1-based, as splits.mat
-        "stats": moments,
-        "classes13": map13 is not None,
-        "class_names13": names13,
-    }
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-    (tmp / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
-    os.replace(tmp, out)
+        meta = {
+            "format": FORMAT,
+            "version": VERSION,
+            "name": "nyuv2",
+            "task": "segmentation",
+            "num_classes": 40,
+            **({"class_names": names40} if names40 else {}),
+            "description": f"NYU Depth V2, 40 classes, {h}x{w}, standard split (val carved from train)",
+            "label_shape": [h, w],
+            "ignore_index": STORED_IGNORE,
+            "modalities": {
+                "rgb": {"shape": [3, h, w], "dtype": "uint8"},
+                "depth": {"shape": [1, h, w], "dtype": "float16"},
+            },
+        }
+        info = {
+            "format": "umt-nyuv2",
+            "source": str(src),
+            "size": [h, w],
+            "val_fraction": val_fraction,
+            "seed": seed,
+            "sizes": {"train": len(train), "val": len(val), "test": len(test)},
+            "val_indices": (val + 1).tolist(),  # 1-based, as splits.mat
+            "stats": moments,
+            "classes13": map13 is not None,
+            "class_names13": names13,
+        }
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        (tmp / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
     log(f"nyuv2: wrote {out} (train {len(train)}, val {len(val)}, test {len(test)})")
     return out
 

@@ -25,7 +25,7 @@ from umt.data.folder.spec import (
     _parse_meta,
 )
 from umt.errors import UMTError
-from umt.io import fsync_dir, write_shared
+from umt.io import fsync_dir, write_with
 
 
 def _bundle_meta(bundle: DataBundle) -> dict[str, object]:
@@ -129,7 +129,7 @@ def _write_npy(path: Path, arr: np.ndarray, dtype: np.dtype[Any]) -> None:
         for _, chunk in _chunks(arr):
             f.write(np.ascontiguousarray(chunk, dtype=dtype).tobytes())
 
-    write_shared(path, write)
+    write_with(path, write)
 
 
 def _is_umt_folder(path: Path) -> bool:
@@ -199,7 +199,7 @@ def export_folder(bundle: DataBundle, path: PathLike, *, overwrite: bool = False
                 _write_npy(tmp / split / f"{name}.npy", arr, _export_dtype(arr.dtype, name))
             _write_npy(tmp / split / f"{LABELS}.npy", ds.labels, ds.labels.dtype)
             fsync_dir(tmp / split)
-        write_shared(tmp / META_FILE, _meta_writer(_meta_text(meta)))  # last: marks it whole
+        write_with(tmp / META_FILE, _meta_writer(_meta_text(meta)))  # last: marks it whole
         fsync_dir(tmp)
         if replace_old:
             os.rename(target, old)
