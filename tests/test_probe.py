@@ -9,7 +9,8 @@ from torch import nn
 
 from umt.data.base import ArrayDataset, DataBundle
 from umt.errors import UMTError
-from umt.probe import ProbeConfig, ProbeResult, extract_features, fit_linear, linear_probe, probe
+from umt.probe import ProbeConfig, ProbeResult, extract_features, fit_linear, linear_probe
+from umt.tasks import probe
 
 
 def _separable(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

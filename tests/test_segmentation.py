@@ -23,9 +23,9 @@ from umt.errors import UMTError
 from umt.methods import UMT, UMTConfig, ume_combine
 from umt.methods.umt import umt_stage_distill_loss
 from umt.models import SegModelConfig, build_seg_model
-from umt.probe import ProbeConfig, probe
+from umt.probe import ProbeConfig
 from umt.study import load_config, run_study
-from umt.tasks import SEGMENTATION, modality_scores, segmentation_scores
+from umt.tasks import SEGMENTATION, modality_scores, probe, segmentation_scores
 
 SHAPES = {"rgb": (3, 16, 16), "depth": (1, 16, 16)}
 TINY = SegModelConfig(width=4, stages=3)

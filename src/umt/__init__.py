@@ -10,8 +10,9 @@ The main entry points::
 
 from umt.data import DataBundle, DataConfig, load_data
 from umt.errors import UMTError
-from umt.probe import ProbeConfig, ProbeResult, probe
+from umt.probe import ProbeConfig, ProbeResult
 from umt.study import StudyConfig, StudyResult, load_config, run_study
+from umt.tasks import probe
 
 __version__ = "0.1.0"
 

@@ -8,23 +8,19 @@ with L-BFGS for each L2 strength of a small grid; the strength is chosen on the 
 and the test split is read once, for the chosen one.
 
 Segmentation's per-position probe of feature maps is the same classifier applied at every
-position (``umt.tasks.segmentation.linear_probe_maps``).
+position (``umt.tasks.segmentation.linear_probe_maps``); ``umt.probe(encoder, data, modality)``
+(``umt.tasks.probe``) runs the probe of the data set's task.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from umt.data.base import ArrayDataset, DataBundle, make_loader
-from umt.errors import UMTError
-
-if TYPE_CHECKING:
-    from umt.tasks.base import ProbeOutcome
+from umt.data.base import ArrayDataset, make_loader
 
 
 @dataclass(frozen=True)
@@ -142,27 +138,3 @@ def linear_probe(
     with torch.no_grad():
         test_acc = (clf(norm(test[0])).argmax(1) == test[1]).float().mean().item()
     return ProbeResult(val_acc=val_acc, test_acc=test_acc, l2=l2, feature_dim=train[0].shape[1])
-
-
-def probe(
-    encoder: nn.Module,
-    data: DataBundle,
-    modality: str,
-    cfg: ProbeConfig = ProbeConfig(),
-    *,
-    device: torch.device | str = "cpu",
-) -> ProbeOutcome:
-    """Linear evaluation of a frozen ``encoder`` of ``modality`` on ``data``; ``.as_dict()``
-    gives the probe's ``val_<metric>``, ``test_<metric>`` and chosen ``l2``.
-
-    Works on any encoder mapping the modality's batch tensor to features, e.g. one taken from a
-    fusion model trained elsewhere: ``umt.probe(my_model.audio_net, data, "audio")``. The data
-    set's task decides the probe: a linear classifier on ``(B, D)`` features scored by accuracy
-    (:func:`linear_probe`), or, for segmentation, a per-position classifier on feature maps
-    ``(B, C, h, w)`` scored by mean IoU (``umt.tasks.segmentation.linear_probe_maps``).
-    """
-    from umt.tasks import task_of  # the tasks build on this module's probes (import cycle)
-
-    if modality not in data.modalities:
-        raise UMTError(f"modality {modality!r} is not in data set {data.name!r} {data.modalities}")
-    return task_of(data).probe(encoder, data, modality, cfg, device=device)

@@ -6,14 +6,12 @@ report reads; the study's task adds its own entries (e.g. pixel accuracy, per-cl
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from umt.data.base import DataBundle
 from umt.methods import choose
+from umt.study_config import StudyConfig
 from umt.tasks import Task, mean_std
-
-if TYPE_CHECKING:
-    from umt.study import StudyConfig
 
 
 def summarize(

@@ -6,9 +6,13 @@ a summary's task, with an error that lists the valid ones.
 
 from __future__ import annotations
 
+import torch
+from torch import nn
+
 from umt.data.base import DataBundle
 from umt.errors import UMTError
-from umt.tasks.base import ReportText, Task, mean_std, modality_scores
+from umt.probe import DEFAULT_PROBE, ProbeConfig
+from umt.tasks.base import ProbeOutcome, ReportText, Task, mean_std, modality_scores
 from umt.tasks.classification import Classification, accuracy
 from umt.tasks.segmentation import Segmentation, segmentation_scores
 
@@ -36,6 +40,28 @@ def task_of(data: DataBundle) -> Task:
     return task_named(data.task, what=f"data set {data.name!r}")
 
 
+def probe(
+    encoder: nn.Module,
+    data: DataBundle,
+    modality: str,
+    cfg: ProbeConfig = DEFAULT_PROBE,
+    *,
+    device: torch.device | str = "cpu",
+) -> ProbeOutcome:
+    """Linear evaluation of a frozen ``encoder`` of ``modality`` on ``data``; ``.as_dict()``
+    gives the probe's ``val_<metric>``, ``test_<metric>`` and chosen ``l2``.
+
+    Works on any encoder mapping the modality's batch tensor to features, e.g. one taken from a
+    fusion model trained elsewhere: ``umt.probe(my_model.audio_net, data, "audio")``. The data
+    set's task decides the probe: a linear classifier on ``(B, D)`` features scored by accuracy
+    (:func:`umt.probe.linear_probe`), or, for segmentation, a per-position classifier on feature
+    maps ``(B, C, h, w)`` scored by mean IoU (:func:`umt.tasks.segmentation.linear_probe_maps`).
+    """
+    if modality not in data.modalities:
+        raise UMTError(f"modality {modality!r} is not in data set {data.name!r} {data.modalities}")
+    return task_of(data).probe(encoder, data, modality, cfg, device=device)
+
+
 __all__ = [
     "CLASSIFICATION",
     "SEGMENTATION",
@@ -45,6 +71,7 @@ __all__ = [
     "accuracy",
     "mean_std",
     "modality_scores",
+    "probe",
     "segmentation_scores",
     "task_named",
     "task_of",
