@@ -54,8 +54,8 @@ class UMTLoss(nn.Module):
             optimiser built next includes it); ``False``: sizes must match; ``True``: a
             projector for every modality of ``student_dims``.
         student_dims: ``{modality: D_s}``, the student's feature sizes (needed for projectors).
-        teacher_dims: ``{modality: D_t}``, where a teacher has no ``feature_dim`` attribute and
-            a projector may be needed.
+        teacher_dims: ``{modality: D_t}``, the teachers' feature sizes; by default a teacher's
+            ``feature_dim``, else the size of its last Linear or convolution.
 
     ``forward(inputs, student_features)`` takes ``inputs = {modality: tensor}`` (e.g. the batch
     dict) and ``student_features = {modality: (B, D_s)}`` and returns
@@ -111,7 +111,8 @@ class UMTLoss(nn.Module):
                 if d_t is None:
                     raise UMTError(
                         f"UMTLoss: the teacher of {m!r} ({type(self._teachers[m]).__name__}) "
-                        f"has no feature_dim attribute; pass teacher_dims={{{m!r}: D}} so a projector "
+                        "gives no feature size (no feature_dim, no Linear or convolution); pass "
+                        f"teacher_dims={{{m!r}: D}} so a projector "
                         f"from the student's {d_s} features can be made if the sizes differ"
                     )
                 if project is True or d_s != d_t:
@@ -140,13 +141,19 @@ class UMTLoss(nn.Module):
         return tuple(self._teachers)
 
     def teacher_dim(self, modality: str) -> int | None:
-        """The teacher's feature size: ``teacher_dims``, else its ``feature_dim`` (or an
-        ``nn.Linear``'s ``out_features``), else None."""
+        """The teacher's feature size: ``teacher_dims``, else its ``feature_dim``, else the size
+        its last layer gives (``out_features`` of a Linear, ``out_channels`` of a convolution,
+        which pooling keeps), else None. A wrong guess is caught at the first call."""
         if modality in self.teacher_dims:
             return int(self.teacher_dims[modality])
         t = self._teachers[modality]
-        dim = getattr(t, "feature_dim", None) or getattr(t, "out_features", None)
-        return int(dim) if dim is not None else None
+        if getattr(t, "feature_dim", None) is not None:
+            return int(t.feature_dim)
+        for layer in reversed(list(t.modules())):
+            for attr in ("feature_dim", "out_features", "out_channels"):
+                if isinstance(getattr(layer, attr, None), int):
+                    return int(getattr(layer, attr))
+        return None
 
     def _apply(self, fn: Callable[..., Any], recurse: bool = True) -> UMTLoss:
         # .to(), .cuda(), .half() ... reach the teachers although they are not submodules.
@@ -194,7 +201,14 @@ class UMTLoss(nn.Module):
                     f"UMTLoss: the student's {m!r} features have size {s.shape[1]} but "
                     f"student_dims[{m!r}] = {proj.in_features}; set it to the real size"
                 )
-            return proj(s)  # type: ignore[no-any-return]
+            s = proj(s)  # (B, D_s) -> (B, D_t)
+            if s.shape[1:] != t.shape[1:]:
+                raise UMTError(
+                    f"UMTLoss: the teacher of {m!r} gives features of size {t.shape[1]}, not the "
+                    f"{proj.out_features} its projector was made for; pass "
+                    f"teacher_dims={{{m!r}: {t.shape[1]}}}"
+                )
+            return s
         if s.shape[1:] == t.shape[1:]:
             return s
         if self.project is False:
