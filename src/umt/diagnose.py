@@ -56,7 +56,9 @@ class DiagnoseConfig:
             by more than this (0.02: two points).
         epochs: training epochs of a teacher trained here (the best on ``val`` is kept).
         lr: Adam's learning rate for those teachers.
-        batch_size: batch size where a ``Dataset`` (not a ``DataLoader``) is given.
+        batch_size: the teachers' training batch size where a ``Dataset`` (not a
+            ``DataLoader``) is given; features are extracted in batches of
+            ``probe.batch_size``.
         seed: seeds the teachers' initialisation and the order of their training batches.
         probe: the linear probe (the same settings as a study's ``probe``).
     """
@@ -510,7 +512,7 @@ def diagnose(
         model: any ``nn.Module``, unmodified; it is run as ``model(batch)`` with the batch dict
             (``model(*inputs)`` for tuple samples), in eval mode under ``no_grad``, and left in
             the modes it had.
-        train, val, test: ``Dataset`` (batched here, ``config.batch_size``) or ``DataLoader``
+        train, val, test: ``Dataset`` (batched here) or ``DataLoader``
             of dict samples ``{modality: tensor, ..., "label": int}``, or of tuples
             ``(x_1, ..., x_M, label)`` with ``modalities`` naming the positions.
         encoders: ``{modality: "dotted.submodule.name"}``: the submodule whose output in the
@@ -548,7 +550,8 @@ def diagnose(
         submodule(model, name, what=f"encoders[{m!r}]")  # a bad name fails before any work
     data = {"train": train, "val": val, "test": test}
     ordered = {
-        s: _loader(d, s, cfg.batch_size, shuffle=False, seed=cfg.seed) for s, d in data.items()
+        s: _loader(d, s, cfg.probe.batch_size, shuffle=False, seed=cfg.seed)
+        for s, d in data.items()
     }
     kw: dict[str, Any] = {"modalities": modalities, "inputs": inputs}
     feats = {s: model_features(model, b, encoders, split=s, **kw) for s, b in ordered.items()}

@@ -147,12 +147,11 @@ class UMTLoss(nn.Module):
         if modality in self.teacher_dims:
             return int(self.teacher_dims[modality])
         t = self._teachers[modality]
-        if getattr(t, "feature_dim", None) is not None:
-            return int(t.feature_dim)
-        for layer in reversed(list(t.modules())):
+        for layer in [t, *reversed(list(t.modules())[1:])]:  # the teacher, then last layer first
             for attr in ("feature_dim", "out_features", "out_channels"):
-                if isinstance(getattr(layer, attr, None), int):
-                    return int(getattr(layer, attr))
+                dim = getattr(layer, attr, None)
+                if isinstance(dim, int):
+                    return dim
         return None
 
     def _apply(self, fn: Callable[..., Any], recurse: bool = True) -> UMTLoss:
