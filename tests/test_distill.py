@@ -244,7 +244,10 @@ def _ddp_worker(rank: int, port: int, out: str) -> None:
 def test_under_ddp_the_student_and_projector_stay_in_sync(tmp_path: Path) -> None:
     import torch.multiprocessing as mp
 
-    mp.spawn(_ddp_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
+    # fork: the workers inherit the imported modules (spawn would import torch and umt again)
+    mp.start_processes(
+        _ddp_worker, args=(_free_port(), str(tmp_path)), nprocs=2, start_method="fork"
+    )
     r0, r1 = (torch.load(tmp_path / f"{r}.pt", weights_only=True) for r in (0, 1))
     assert torch.equal(r0["params"], r1["params"])  # gradients were averaged across processes
     assert r0["keys"] == ["projectors.a.weight", "projectors.a.bias"]
