@@ -6,9 +6,16 @@ The main entry points::
     cfg = umt.load_config(overrides=["seeds=[0]"])
     result = umt.run_study(cfg, "runs")          # teachers, joint, UMT, UME, probes, choice
     umt.probe(encoder, data, "audio")             # diagnose an encoder trained elsewhere
+
+With your own model, data and loop::
+
+    diag = umt.diagnose(model, train, val, test, encoders={"audio": "aud", "visual": "vis"})
+    umt_loss = umt.UMTLoss(diag.teachers, weights=5.0)   # + umt_loss(batch, features)["loss"]
 """
 
 from umt.data import DataBundle, DataConfig, load_data
+from umt.diagnose import DiagnoseConfig, Diagnosis, diagnose
+from umt.distill import UMTLoss
 from umt.errors import UMTError
 from umt.probe import ProbeConfig, ProbeResult
 from umt.study import StudyConfig, StudyResult, load_config, run_study
@@ -19,11 +26,15 @@ __version__ = "0.1.0"
 __all__ = [
     "DataBundle",
     "DataConfig",
+    "DiagnoseConfig",
+    "Diagnosis",
     "ProbeConfig",
     "ProbeResult",
     "StudyConfig",
     "StudyResult",
     "UMTError",
+    "UMTLoss",
+    "diagnose",
     "load_config",
     "load_data",
     "probe",

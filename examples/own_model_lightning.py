@@ -1,0 +1,83 @@
+"""The plain-loop example in your own ``LightningModule``: UMT is three added lines.
+
+Same data and model as ``own_model_plain_loop.py``; ``umt.lightning.UMTMixin`` gives the module
+``configure_umt`` (the loss, hooks on the encoders) and ``umt_loss`` (the distillation term,
+logged as ``train/distill/<modality>``). Checkpoints hold no teacher weight.
+
+    python examples/own_model_lightning.py      # seconds on one CPU core
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+import umt
+from umt.lightning import UMTMixin
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the plain example's data and model
+from own_model_plain_loop import ENCODERS, PairDataset, TwoBranch  # noqa: E402
+
+
+class LitTwoBranch(UMTMixin, L.LightningModule):  # UMT: + UMTMixin
+    def __init__(self, teachers: dict[str, nn.Module] | None = None) -> None:
+        super().__init__()
+        self.model = TwoBranch()
+        self.distil = teachers is not None
+        if teachers is not None:  # UMT: the loss, and hooks on the model's encoders
+            self.configure_umt(teachers, {"audio": "model.aud", "visual": "model.vis"}, weights=5.0)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = F.cross_entropy(self.model(batch), batch["label"])
+        return loss + self.umt_loss(batch) if self.distil else loss  # UMT: + the distillation
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=1e-3)  # includes projectors, if any
+
+
+def fit(module: L.LightningModule, loader: DataLoader[Any], epochs: int) -> L.Trainer:
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, loader)
+    return trainer
+
+
+def main(epochs: int = 10) -> dict[str, Any]:
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)  # no banner
+    L.seed_everything(0, verbose=False)
+    train_set, val_set, test_set = PairDataset(1000, 0), PairDataset(300, 1), PairDataset(300, 2)
+    loader = DataLoader(train_set, batch_size=64, shuffle=True)
+    joint = LitTwoBranch()
+    fit(joint, loader, epochs)
+    before = umt.diagnose(joint.model, train_set, val_set, test_set, encoders=ENCODERS)
+    print("Naive joint training:\n" + before.table())
+
+    student = LitTwoBranch(teachers=before.teachers)
+    trainer = fit(student, loader, epochs)
+    after = umt.diagnose(
+        student.model, train_set, val_set, test_set, encoders=ENCODERS, teachers=before.teachers
+    )
+    print("\nWith UMT in the LightningModule:\n" + after.table())
+    for m in ENCODERS:
+        print(
+            f"{m}: gap to the teacher {100 * before[m].gap:+.1f} -> {100 * after[m].gap:+.1f} pts"
+        )
+    return {"before": before, "after": after, "module": student, "trainer": trainer}
+
+
+if __name__ == "__main__":
+    main()
