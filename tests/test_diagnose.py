@@ -19,7 +19,8 @@ import umt
 from umt.data.base import ArrayDataset, DataBundle
 from umt.diagnose import DiagnoseConfig, model_features
 from umt.errors import UMTError
-from umt.probe import ProbeConfig, extract_features, probe
+from umt.probe import ProbeConfig, extract_features
+from umt.tasks import probe
 
 K = 4
 FAST = DiagnoseConfig(epochs=10, lr=1e-2, probe=ProbeConfig(max_iter=50))

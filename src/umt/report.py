@@ -276,10 +276,10 @@ def write_report(summary: dict[str, Any], run_dir: Path) -> None:
     examples = run_dir / "figures" / "examples.png"
     if examples.is_file():
         figures["figures/examples.png"] = examples.read_bytes()
-    write_text(run_dir / "report.html", _html(md, figures))
+    write_text(run_dir / "report.html", html_page(md, figures))
 
 
-def _html(md: str, figures: dict[str, bytes]) -> str:
+def html_page(md: str, figures: dict[str, bytes]) -> str:
     """A self-contained page from our own small Markdown (headings, tables, paragraphs)."""
     parts = []
     for block in md.split("\n\n"):
