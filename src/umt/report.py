@@ -20,6 +20,9 @@ _ROW_NAMES = {
     "mla": "MLA",
     "pmr": "PMR",
     "reconboost": "ReconBoost",
+    "g2d": "G2D",
+    "inforeg": "InfoReg",
+    "relearn": "Diagnosing & Re-learning",
 }
 
 

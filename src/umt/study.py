@@ -47,6 +47,7 @@ from umt.methods import (
     ChoiceConfig,
     Ensemble,
     GBlendConfig,
+    InfoRegConfig,
     Joint,
     Method,
     MethodContext,
@@ -55,9 +56,11 @@ from umt.methods import (
     OGMGEConfig,
     PMRConfig,
     ReconBoostConfig,
+    RelearnConfig,
     UMEConfig,
     UMTConfig,
     choose,
+    g2d_config,
 )
 from umt.models import FUSIONS, ModelConfig, MultimodalModel, build_model, build_seg_model
 from umt.probe import ProbeConfig, extract_features, probe
@@ -75,11 +78,11 @@ class StudyConfig:
         name: the run directory's name under ``--out``.
         seeds: training seeds; every number is reported as mean ± std over them.
         methods: which of ``umt.methods.METHODS`` to run (``joint``, ``umt``, ``ume``, and the
-            peers ``gblend``, ``ogm_ge``, ``mmpareto``, ``mla``, ``pmr``, ``reconboost``); teachers
-            always run.
+            peers ``gblend``, ``ogm_ge``, ``mmpareto``, ``mla``, ``pmr``, ``reconboost``,
+            ``inforeg``, ``relearn``; ``g2d`` is UMT with G2D's settings); teachers always run.
         data, model, train: the data set, the architecture, the training recipe.
-        umt, ume, gblend, ogm_ge, mmpareto, mla, pmr, reconboost: the methods' settings (each
-            named as its method).
+        umt, ume, gblend, ogm_ge, mmpareto, mla, pmr, reconboost, g2d, inforeg, relearn: the
+            methods' settings (each named as its method; ``g2d`` takes UMT's keys).
         probe, choice: the linear probe, the UMT/UME rule.
         mask_fill: how a modality is removed to measure a fused model per modality
             (``zero`` or its training ``mean``).
@@ -101,6 +104,9 @@ class StudyConfig:
     mla: MLAConfig = field(default_factory=MLAConfig)
     pmr: PMRConfig = field(default_factory=PMRConfig)
     reconboost: ReconBoostConfig = field(default_factory=ReconBoostConfig)
+    g2d: UMTConfig = field(default_factory=g2d_config)
+    inforeg: InfoRegConfig = field(default_factory=InfoRegConfig)
+    relearn: RelearnConfig = field(default_factory=RelearnConfig)
     ume: UMEConfig = field(default_factory=UMEConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     choice: ChoiceConfig = field(default_factory=ChoiceConfig)

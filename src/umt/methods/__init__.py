@@ -2,14 +2,24 @@
 
 from umt.methods.base import Method, MethodContext, MethodSpec
 from umt.methods.gblend import GBlendConfig, build_gblend
+from umt.methods.inforeg import InfoRegConfig, build_inforeg
 from umt.methods.joint import Joint
 from umt.methods.mla import MLAConfig, build_mla
 from umt.methods.mmpareto import MMParetoConfig, build_mmpareto
 from umt.methods.ogm_ge import OGMGEConfig, build_ogm_ge
 from umt.methods.pmr import PMRConfig, build_pmr
 from umt.methods.reconboost import ReconBoostConfig, build_reconboost
+from umt.methods.relearn import RelearnConfig, build_relearn
 from umt.methods.ume import Choice, ChoiceConfig, Ensemble, UMEConfig, choose, ume_combine
-from umt.methods.umt import UMT, UMTConfig, build_umt, feature_distance, umt_distill_loss
+from umt.methods.umt import (
+    UMT,
+    UMTConfig,
+    build_umt,
+    feature_distance,
+    g2d_config,
+    logit_distill_loss,
+    umt_distill_loss,
+)
 
 #: Methods a study's ``methods`` list can name (the uni-modal teachers are always trained).
 #: A method's settings are the study config's section of the same name (``umt:``, ``ume:``...).
@@ -52,6 +62,19 @@ METHODS: dict[str, MethodSpec] = {
         "ReconBoost (Hua et al. 2024): alternating boosting of per-modality learners, rectified",
         build=build_reconboost,
     ),
+    "g2d": MethodSpec(
+        "G2D (Rakib & Bagavathi 2025): UMT + logit distillation + weakest-modality prioritisation",
+        build=build_umt,  # UMT with G2D's settings (the study's g2d: section, g2d_config())
+        uses_teachers=True,
+    ),
+    "inforeg": MethodSpec(
+        "InfoReg (Huang et al. 2025): dominant encoder held back in its prime learning window",
+        build=build_inforeg,
+    ),
+    "relearn": MethodSpec(
+        "Diagnosing & Re-learning (Wei et al. 2024): encoders softly re-initialised by diagnosis",
+        build=build_relearn,
+    ),
 }
 
 __all__ = [
@@ -61,6 +84,7 @@ __all__ = [
     "ChoiceConfig",
     "Ensemble",
     "GBlendConfig",
+    "InfoRegConfig",
     "Joint",
     "MLAConfig",
     "MMParetoConfig",
@@ -70,10 +94,13 @@ __all__ = [
     "OGMGEConfig",
     "PMRConfig",
     "ReconBoostConfig",
+    "RelearnConfig",
     "UMEConfig",
     "UMTConfig",
     "choose",
     "feature_distance",
+    "g2d_config",
+    "logit_distill_loss",
     "ume_combine",
     "umt_distill_loss",
 ]
