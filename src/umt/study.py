@@ -46,6 +46,7 @@ from umt.methods import (
     METHODS,
     ChoiceConfig,
     Ensemble,
+    G2DConfig,
     GBlendConfig,
     InfoRegConfig,
     Joint,
@@ -60,7 +61,6 @@ from umt.methods import (
     UMEConfig,
     UMTConfig,
     choose,
-    g2d_config,
 )
 from umt.models import FUSIONS, ModelConfig, MultimodalModel, build_model, build_seg_model
 from umt.probe import ProbeConfig, extract_features, probe
@@ -104,7 +104,7 @@ class StudyConfig:
     mla: MLAConfig = field(default_factory=MLAConfig)
     pmr: PMRConfig = field(default_factory=PMRConfig)
     reconboost: ReconBoostConfig = field(default_factory=ReconBoostConfig)
-    g2d: UMTConfig = field(default_factory=g2d_config)
+    g2d: G2DConfig = field(default_factory=G2DConfig)
     inforeg: InfoRegConfig = field(default_factory=InfoRegConfig)
     relearn: RelearnConfig = field(default_factory=RelearnConfig)
     ume: UMEConfig = field(default_factory=UMEConfig)

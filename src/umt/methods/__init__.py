@@ -13,10 +13,10 @@ from umt.methods.relearn import RelearnConfig, build_relearn
 from umt.methods.ume import Choice, ChoiceConfig, Ensemble, UMEConfig, choose, ume_combine
 from umt.methods.umt import (
     UMT,
+    G2DConfig,
     UMTConfig,
     build_umt,
     feature_distance,
-    g2d_config,
     logit_distill_loss,
     umt_distill_loss,
 )
@@ -64,7 +64,7 @@ METHODS: dict[str, MethodSpec] = {
     ),
     "g2d": MethodSpec(
         "G2D (Rakib & Bagavathi 2025): UMT + logit distillation + weakest-modality prioritisation",
-        build=build_umt,  # UMT with G2D's settings (the study's g2d: section, g2d_config())
+        build=build_umt,  # UMT with G2D's settings (the study's g2d: section, G2DConfig)
         uses_teachers=True,
     ),
     "inforeg": MethodSpec(
@@ -83,6 +83,7 @@ __all__ = [
     "Choice",
     "ChoiceConfig",
     "Ensemble",
+    "G2DConfig",
     "GBlendConfig",
     "InfoRegConfig",
     "Joint",
@@ -99,7 +100,6 @@ __all__ = [
     "UMTConfig",
     "choose",
     "feature_distance",
-    "g2d_config",
     "logit_distill_loss",
     "ume_combine",
     "umt_distill_loss",

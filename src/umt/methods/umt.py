@@ -504,25 +504,26 @@ def _modules(ctx: MethodContext, cfg: UMTConfig) -> UMTModules | None:
     return UMTModules(projectors, heads)
 
 
-def g2d_config() -> UMTConfig:
-    """G2D's settings (Rakib & Bagavathi, ICCV 2025; the released ``config.py``): feature and
-    logit distillation from every teacher, weights 1 and T = 1, the logits distilled into the
-    fused output, and modality prioritisation over the first half of training.
+@dataclass(frozen=True)
+class G2DConfig(UMTConfig):
+    """G2D's settings: UMT's keys with G2D's defaults (Rakib & Bagavathi, ICCV 2025; the released
+    ``config.py``): feature and logit distillation from every teacher with weights 1 and T = 1, the
+    logits distilled into the fused output, and modality prioritisation over the first half of
+    training.
 
     ``prioritize_end = 9`` is the first half of the study's default 20 epochs (the code: epochs
     0..150 of 300); set ``g2d.prioritize_end`` to about half of ``train.epochs``.
 
     Example:
-        >>> cfg = g2d_config()
-        >>> cfg.weight, cfg.logit_weight, cfg.logit_target, cfg.prioritize
-        (1.0, 1.0, 'fused', True)
+        >>> cfg = G2DConfig()
+        >>> cfg.weight, cfg.logit_weight, cfg.logit_target, cfg.prioritize, cfg.prioritize_end
+        (1.0, 1.0, 'fused', True, 9)
     """
-    return UMTConfig(
-        weight=1.0,
-        logit_weight=1.0,
-        temperature=1.0,
-        logit_target="fused",
-        prioritize=True,
-        prioritize_start=0,
-        prioritize_end=9,
-    )
+
+    weight: float = 1.0
+    logit_weight: float = 1.0
+    temperature: float = 1.0
+    logit_target: str = "fused"
+    prioritize: bool = True
+    prioritize_start: int = 0
+    prioritize_end: int = 9
