@@ -38,6 +38,28 @@ Variants (options of :class:`UMTConfig`; each is off by default, so ``umt`` trai
   see :func:`priority_coefficients`. In the epochs ``prioritize_start..prioritize_end`` only the
   modality whose *teacher* is least confident on the batch trains its encoder; the weight
   gradients of every other encoder are zeroed after the backward pass.
+
+``g2d`` (:class:`G2DConfig`) is UMT with all three G2D parts on, at G2D's settings. What we could
+verify of G2D, and where we chose:
+
+- the paper's text beyond its abstract and third-party summaries could not be read; the loss and
+  the schedule follow the released code (``rAIson-Lab/G2D``: ``student.py``, ``config.py``,
+  ``utils/utils.py``). The summaries describe the loss as the multi-modal cross-entropy plus
+  per-modality feature and logit distillation, and SMP as driven by uni-modal confidence
+  scores; both agree with the code. The ablation numbers quoted in the issue (67.6 / 82.4 on
+  CREMA-D) could not be checked;
+- the code's schedule: per batch, ``s_hat_m`` from the teachers' softmax; the modality with the
+  larger teacher score has its encoder's convolution-weight gradients multiplied by 0, the other
+  by 1, in epochs ``modulation_starts..modulation_ends`` (0..150 of 300). Its teachers are frozen,
+  so the same (stronger) modality is held in nearly every batch of that phase and all modalities
+  train together after it: "sequential" in the code's sense. Should the paper rotate the lead
+  through the modalities in another order, we do not;
+- the code distils each teacher's logits into the fused student logits (``logit_target: fused``),
+  with the feature MSE on the encoders' pooled features, all weights 1 and T = 1; it trains with
+  SGD, learning rate 1e-3, batch 16, 300 epochs and a "late" fusion; here the study's one recipe
+  and fusion are used for every method;
+- more than two modalities (the code has two): all but the least confident are held; a tie keeps
+  every tied modality (the code raises).
 """
 
 from __future__ import annotations
