@@ -401,3 +401,23 @@ def test_new_methods_under_ddp_keep_the_ranks_in_step(tmp_path: Path) -> None:
         # regulation (diverged ranks would each score their own model).
         assert r["fit_val_acc"] == pytest.approx(r["val_acc"], abs=1e-6), stage
     assert {"g2d", "inforeg", "relearn"} <= set(summary["methods"])
+
+
+@pytest.mark.parametrize("fusion", ["concat", "sum", "gated", "film", "attention"])
+def test_inforeg_and_relearn_train_with_every_fusion(fusion: str) -> None:
+    from umt.models import EncoderConfig, ModelConfig, build_model
+
+    cfg = ModelConfig(EncoderConfig(feature_dim=8, hidden=8), fusion=fusion, fusion_dim=8)
+    data = _bundle()
+    batch = data.train.indexed()[list(range(16))]
+    for build, settings in ((build_inforeg, InfoRegConfig()), (build_relearn, RelearnConfig())):
+        torch.manual_seed(0)
+        model = build_model(cfg, {"a": (5,), "v": (6,)}, 3)
+        method = build(MethodContext(settings, model, {}, data, 0))
+        method.on_train_epoch_start(model, 0)
+        out = method.step(model, batch)
+        out["loss"].backward()
+        getattr(method, "on_after_backward", lambda m: None)(model)
+        assert torch.isfinite(out["loss"]) and out["logits"].shape[1] == 3
+        grads = [p.grad for p in model.encoders.parameters() if p.grad is not None]
+        assert grads and all(torch.isfinite(g).all() for g in grads)

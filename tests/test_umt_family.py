@@ -4,6 +4,7 @@ on hand-computed numbers; plain UMT unchanged; tiny studies with two and three m
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -292,3 +293,31 @@ def test_umt_variants_and_g2d_run_in_a_tiny_study(
     metrics = (family_dir / preset / "seed0" / "g2d" / "metrics.csv").read_text().splitlines()[0]
     assert all(f"train/priority_{m}" in metrics for m in modalities)
     assert "train/logit_distill_loss" in metrics
+
+
+@pytest.mark.parametrize("fusion", ["concat", "gated", "attention"])
+def test_g2d_step_with_cached_teacher_features_equals_the_online_one(fusion: str) -> None:
+    cfg = ModelConfig(EncoderConfig(feature_dim=6, hidden=8, depth=2), fusion=fusion, fusion_dim=8)
+    torch.manual_seed(2)
+    model = build_model(cfg, SHAPES, 3)
+    data = _bundle()
+    teachers = _teachers()
+    with torch.no_grad():
+        cached = {
+            m: t.encoders[m](torch.from_numpy(data.train.arrays[m]).float()).numpy()
+            for m, t in teachers.items()
+        }
+    g2d = G2DConfig(weight=2.0, logit_target="branch")
+    online = build_umt(MethodContext(g2d, model, teachers, data, 0))
+    ctx = MethodContext(
+        replace(g2d, cache_teachers=True), model, teachers, data, 0, lambda m: cached[m]
+    )
+    offline = build_umt(ctx)
+    offline.modules = online.modules  # the same branch heads
+    assert offline.needs_index and not online.needs_index
+    batch = data.train.indexed()[[0, 3, 5, 7, 11, 13]]
+    model.eval()  # batch statistics would differ between the two passes otherwise
+    a, b = online.step(model, batch), offline.step(model, batch)
+    assert a["loss"].item() == pytest.approx(b["loss"].item(), rel=1e-5)
+    for m in SHAPES:
+        assert a[f"priority_{m}"].item() == b[f"priority_{m}"].item()
