@@ -16,7 +16,8 @@ from the uni-modal segmentation teacher's encoder at the chosen encoder stages `
 
 where ``r_m^k`` is branch m's own stage-k map (before fusion) in the fused model.
 
-Variants (options of :class:`UMTConfig`; each is off by default, so ``umt`` trains as above):
+Variants (options of :class:`UMTConfig`; by default ``umt`` trains exactly as above: no logit
+term, no prioritisation, and a projector only where the widths differ, where UMT used to stop):
 
 - **Logit distillation** (``logit_weight`` gamma, ``temperature`` T; Hinton et al. 2015, as used by
   G2D, Rakib & Bagavathi, ICCV 2025, arXiv 2506.21514):
