@@ -1,15 +1,25 @@
 """Training methods, one file each. ``METHODS`` lists the ones a study can name."""
 
 from umt.methods.base import ALL_TASKS, Method, MethodContext, MethodSpec
+from umt.methods.g2d import G2DConfig
 from umt.methods.gblend import GBlendConfig, build_gblend
+from umt.methods.inforeg import InfoRegConfig, build_inforeg
 from umt.methods.joint import Joint
 from umt.methods.mla import MLAConfig, build_mla
 from umt.methods.mmpareto import MMParetoConfig, build_mmpareto
 from umt.methods.ogm_ge import OGMGEConfig, build_ogm_ge
 from umt.methods.pmr import PMRConfig, build_pmr
 from umt.methods.reconboost import ReconBoostConfig, build_reconboost
+from umt.methods.relearn import RelearnConfig, build_relearn
 from umt.methods.ume import Choice, ChoiceConfig, Ensemble, UMEConfig, choose, ume_combine
-from umt.methods.umt import UMT, UMTConfig, build_umt, feature_distance, umt_distill_loss
+from umt.methods.umt import (
+    UMT,
+    UMTConfig,
+    build_umt,
+    feature_distance,
+    logit_distill_loss,
+    umt_distill_loss,
+)
 
 #: Every method a study's ``methods`` list can name (the uni-modal teachers are always trained),
 #: each registered here once: its display name, settings dataclass (the study config's section of
@@ -65,6 +75,25 @@ METHODS: dict[str, MethodSpec] = {
         build=build_reconboost,
         config=ReconBoostConfig,
     ),
+    "g2d": MethodSpec(
+        "G2D",
+        "G2D (Rakib & Bagavathi 2025): UMT + logit distillation + weakest-modality prioritisation",
+        build=build_umt,  # UMT with G2D's settings (the study's g2d: section, G2DConfig)
+        config=G2DConfig,
+        uses_teachers=True,
+    ),
+    "inforeg": MethodSpec(
+        "InfoReg",
+        "InfoReg (Huang et al. 2025): dominant encoder held back in its prime learning window",
+        build=build_inforeg,
+        config=InfoRegConfig,
+    ),
+    "relearn": MethodSpec(
+        "Diagnosing & Re-learning",
+        "Diagnosing & Re-learning (Wei et al. 2024): encoders softly re-initialised by diagnosis",
+        build=build_relearn,
+        config=RelearnConfig,
+    ),
     "ume": MethodSpec(
         "UME",
         "Uni-Modal Ensemble: average of the independently trained uni-modal models",
@@ -97,7 +126,9 @@ __all__ = [
     "Choice",
     "ChoiceConfig",
     "Ensemble",
+    "G2DConfig",
     "GBlendConfig",
+    "InfoRegConfig",
     "Joint",
     "MLAConfig",
     "MMParetoConfig",
@@ -107,11 +138,13 @@ __all__ = [
     "OGMGEConfig",
     "PMRConfig",
     "ReconBoostConfig",
+    "RelearnConfig",
     "UMEConfig",
     "UMTConfig",
     "choose",
     "stage_display_name",
     "feature_distance",
+    "logit_distill_loss",
     "ume_combine",
     "umt_distill_loss",
 ]
