@@ -116,6 +116,13 @@ class StageModule(L.LightningModule):
         if task == "segmentation":
             self.val_acc = MulticlassJaccardIndex(num_classes, ignore_index=IGNORE_INDEX)
             self.val_name = "val/miou"
+        self.finish_train: Callable[[Batch], Batch] | None = None  # set by fit (issue 17)
+        self.finish_val: Callable[[Batch], Batch] | None = None
+
+    def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
+        # The data's on_device step (prepared clips: crop, flip, normalise in batch on the GPU).
+        finish = self.finish_train if self.trainer.training else self.finish_val
+        return finish(batch) if finish is not None else batch
 
     def on_fit_start(self) -> None:
         self.method.to(self.device)
@@ -280,10 +287,13 @@ def fit(
         log_every_n_steps=1,
     )
     train_set = data.train.indexed() if getattr(method, "needs_index", False) else data.train
+    # Raw batches (e.g. uint8 frames, crop boxes drawn on the CPU), finished after the transfer.
+    train_set, val_set = train_set.for_device(), data.val.for_device()
+    module.finish_train, module.finish_val = train_set.on_device, val_set.on_device
     train_loader = make_loader(
         train_set, batch_size=cfg.batch_size, shuffle=True, seed=seed, num_workers=cfg.num_workers
     )
-    val_loader = make_loader(data.val, batch_size=cfg.batch_size * 4, shuffle=False)
+    val_loader = make_loader(val_set, batch_size=cfg.batch_size * 4, shuffle=False)
     last = ckpt_dir / "last.ckpt"
     if last.is_file() and not _readable(last):
         warnings.warn(
