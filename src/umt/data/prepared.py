@@ -190,6 +190,24 @@ def resized_crops(
     return out.view(b, t, c, size, size)
 
 
+def take_rows(stored: np.ndarray, rows: np.ndarray) -> torch.Tensor:
+    """``stored[rows]`` as a tensor, in one copy out of the memory map; into page-locked memory
+    when CUDA is available and this is not a loader worker, so that the DataLoader's pinning
+    finds it pinned already and the copy to the GPU runs asynchronously.
+
+    Example:
+        >>> take_rows(np.arange(12).reshape(4, 3), np.array([1, 3])).tolist()
+        [[3, 4, 5], [9, 10, 11]]
+    """
+    if len(rows) and not (0 <= rows.min() and rows.max() < len(stored)):
+        return torch.from_numpy(np.ascontiguousarray(stored[rows]))  # numpy's index errors
+    pin = torch.cuda.is_available() and torch.utils.data.get_worker_info() is None
+    dtype = torch.from_numpy(np.empty(0, dtype=stored.dtype)).dtype
+    out = torch.empty((len(rows), *stored.shape[1:]), dtype=dtype, pin_memory=pin)
+    np.take(stored, rows, axis=0, out=out.numpy(), mode="clip")  # "clip": no buffered copy
+    return out
+
+
 class _View(ArrayView):
     """A stored array as the model sees it at evaluation time (indexing reads ``eval_batch``).
 
@@ -279,20 +297,19 @@ class FramesView(_View):
         if not augment:
             y0, x0, c = (h - self.crop) // 2, (w - self.crop) // 2, self.crop
             if self.frames == t and c == h == w:
-                clips = self.stored[rows]  # one copy (fancy indexing of the memory map)
-            else:  # one copy of the centre frames' centre crops
-                frames = self.centre_frames[None, :]
-                clips = self.stored[rows[:, None], frames, :, y0 : y0 + c, x0 : x0 + c]
+                return take_rows(self.stored, rows), {}
+            frames = self.centre_frames[None, :]  # one copy of the centre frames' centre crops
+            clips = self.stored[rows[:, None], frames, :, y0 : y0 + c, x0 : x0 + c]
             return torch.from_numpy(np.ascontiguousarray(clips)), {}
         n = len(rows)
         if self.frames < t:  # random frames, in temporal order, the same number per clip
             pick = torch.rand(n, t).argsort(1)[:, : self.frames].sort(1).values.numpy()
-            clips = self.stored[rows[:, None], pick]
+            x = torch.from_numpy(np.ascontiguousarray(self.stored[rows[:, None], pick]))
         else:
-            clips = self.stored[rows]
+            x = take_rows(self.stored, rows)
         box = random_boxes(n, h, w, self.cfg.scale)  # one box and one flip per clip
         flip = torch.rand(n) < 0.5 if self.cfg.flip else torch.zeros(n, dtype=torch.bool)
-        return torch.from_numpy(np.ascontiguousarray(clips)), {"box": box, "flip": flip}
+        return x, {"box": box, "flip": flip}
 
     def finish(self, x: torch.Tensor, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
         if "box" in params:
@@ -331,7 +348,7 @@ class SpectrogramView(_View):
         self.mean, self.std = float(mean), max(float(std), 1e-6)
 
     def raw(self, rows: np.ndarray, *, augment: bool) -> tuple[torch.Tensor, Params]:
-        x = torch.from_numpy(np.ascontiguousarray(self.stored[rows]))  # one copy, as stored
+        x = take_rows(self.stored, rows)  # as stored
         params: Params = {}
         n, m, f = len(rows), self.shape[-2], self.shape[-1]
         for key, width_max, size in (
@@ -345,7 +362,7 @@ class SpectrogramView(_View):
         return x, params
 
     def finish(self, x: torch.Tensor, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        x = (x.to(torch.float32) - self.mean) / self.std  # (B, 1, M, F)
+        x = torch.empty(x.shape, device=x.device).copy_(x).sub_(self.mean).div_(self.std)
         for key, axis in (("freq_masks", -2), ("time_masks", -1)):
             if key in params:  # (B, masks, 2): filled with 0, the training mean
                 start, width = params[key].unbind(-1)
@@ -503,4 +520,5 @@ __all__ = [
     "random_boxes",
     "read_prepared_info",
     "resized_crops",
+    "take_rows",
 ]
