@@ -9,6 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+import torch
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `benchmarks` lives beside `src`, not in the installed package
     sys.path.insert(0, str(ROOT))
@@ -75,3 +78,29 @@ def test_quick_run_reports_every_section(tmp_path: Path, capsys: Any) -> None:
             assert value > 0, "/".join(path)
             checked += 1
     assert checked > 100
+
+
+@pytest.mark.slow  # about a minute on 2 quiet cores (two DDP processes start)
+def test_gpu_check_runs_tiny_on_the_cpu(tmp_path: Path) -> None:
+    pytest.importorskip("av")  # the check writes and prepares clips (the `video` extra)
+    from benchmarks.gpu_check import TINY
+    from benchmarks.gpu_check import main as gpu_check
+
+    threads = torch.get_num_threads()
+    try:
+        assert gpu_check(["--tiny", "--out", str(tmp_path)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    result = json.loads((tmp_path / "gpu_check.json").read_text())
+    runs = result["runs"]
+    assert [(r["method"], r["precision"]) for r in runs] == [
+        (m, p) for m in ("joint", "umt") for p in TINY.precisions
+    ]
+    for r in runs:
+        assert "error" not in r and r["samples_per_s"] > 0 and r["steps_timed"] > 0
+        assert 0 <= r["data_wait_share"] < 1
+    assert result["ddp"]["ok"] and result["ddp"]["same_weights"]
+    table = (tmp_path / "gpu_check.md").read_text()
+    assert (
+        "| joint | bf16-mixed | none | 0 |" in table and "DDP on one device (gloo): passed" in table
+    )
