@@ -221,21 +221,20 @@ class _Utilisation:
             self._thread.join()
 
 
-def timed_module() -> type:
-    """``StageModule`` recording when each training step starts and ends (host clock; the step
-    itself waits for the GPU at its finiteness check of the loss)."""
+def timed_module(steps: list[tuple[int, float, float]]) -> type:
+    """``StageModule`` recording when each training step starts and ends (host clock, the end
+    after the GPU has finished the step). Between a step's end and the next one's start, the
+    loop waits for data: the batch fetched, copied to the GPU, its on-device step launched."""
     from umt.engine import StageModule
 
     class Timed(StageModule):
-        log_: list[tuple[int, float, float]] = []  # (epoch, start, end) per training step
-
         def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
             self._t0 = time.perf_counter()
 
         def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
-            Timed.log_.append((self.current_epoch, self._t0, time.perf_counter()))
+            steps.append((self.current_epoch, self._t0, time.perf_counter()))  # (epoch, start, end)
 
     return Timed
 
@@ -315,8 +314,8 @@ def train_runs(
                 num_workers=n_workers,
                 progress=False,
             )
-            timed = timed_module()
-            timed.log_ = []
+            steps: list[tuple[int, float, float]] = []
+            timed = timed_module(steps)
             if torch.cuda.is_available():
                 torch.cuda.reset_peak_memory_stats()
             stage_dir = scratch / f"{method_name}-{precision}-{backend}-{n_workers}"
@@ -326,7 +325,7 @@ def train_runs(
             try:
                 with _Utilisation() as util, swapped(StageModule=timed):
                     fit(model, method, data, train, stage_dir, seed=0, stage=method_name)
-                row |= _summarise(timed.log_, util.samples, sizes)
+                row |= _summarise(steps, util.samples, sizes)
                 row["peak_gib"] = (
                     torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else 0.0
                 )
