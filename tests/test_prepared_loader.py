@@ -93,6 +93,10 @@ def test_evaluation_batches_equal_todays_transforms(folder: Path, frames: int, c
         torch.testing.assert_close(done["audio"], torch.from_numpy(audio), rtol=0, atol=1e-6)
         assert torch.equal(split[rows.tolist()]["visual"], done["visual"])  # the CPU route
         assert torch.equal(done["label"], split[rows.tolist()]["label"])
+    last = len(data.val) - 1  # negative and out-of-range rows behave as numpy's indexing
+    assert torch.equal(data.val[[-1]]["visual"], data.val[[last]]["visual"])
+    with pytest.raises(IndexError):
+        data.val[[last + 1]]
 
 
 def test_batched_crops_equal_per_clip_interpolation() -> None:

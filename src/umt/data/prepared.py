@@ -17,6 +17,18 @@ The folder is an ordinary umt-folder (``audio.npy`` ``(N, 1, mels, frames)`` flo
 The training split is marked ``augmented`` (so the UMT teacher-feature cache refuses it); the
 splits' ``arrays`` are views giving the evaluation-time inputs, so ``input_shapes``, per-modality
 means and ``umt data export`` see what the model sees.
+
+**Where the work happens.** A batch is made in two steps. On the CPU, in the loader: the rows are
+read in one copy from the memory maps (sorted indices; into page-locked memory when CUDA is
+available), frames picked, and each sample's crop box, flip and masks drawn from the global torch
+generator (which checkpoints save and restore, so a resumed run draws the same) — small tensors
+under keys ``"<modality>:<name>"`` (``"visual:box"``, ``"visual:flip"``, ``"audio:time_masks"``).
+Then, on whatever device the batch is on, :meth:`PreparedDataset.on_device` cuts and resizes the
+boxes, flips, normalises and masks, for the whole batch at once. ``fit`` trains on
+``for_device()`` splits, whose batches stay raw (uint8 frames, float16 spectrograms: under a
+third of the bytes to move) and are finished in ``on_after_batch_transfer``, on the GPU when
+there is one; indexing a split (``data.train[rows]``, as probes and peers' methods do) gives
+finished batches.
 """
 
 from __future__ import annotations
