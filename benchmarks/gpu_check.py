@@ -355,7 +355,8 @@ def ddp_worker(rank: int, sizes: CheckSizes, data_root: Path, out: Path) -> None
     one-process "nodes" on this machine), gloo."""
     import lightning.pytorch.strategies.ddp as ddp
 
-    from umt.engine import fit
+    from benchmarks.variants import swapped
+    from umt.engine import StageModule, fit
     from umt.methods import Joint
     from umt.models import build_model
 
@@ -374,9 +375,14 @@ def ddp_worker(rank: int, sizes: CheckSizes, data_root: Path, out: Path) -> None
     )
     torch.manual_seed(0)
     model = build_model(model_cfg, data.input_shapes, data.num_classes)
-    fit(model, Joint(), data, train, out / "ddp-stage", seed=0, stage="ddp")
-    total = sum(float(p.double().sum()) for p in model.parameters())
-    (out / f"ddp-rank{rank}.json").write_text(json.dumps({"param_sum": total}))
+
+    class Final(StageModule):  # each rank's weights at the end of training (before fit reloads
+        def on_train_end(self) -> None:  # the best checkpoint, the same file on both ranks)
+            total = sum(float(p.double().sum()) for p in self.model.parameters())
+            (out / f"ddp-rank{rank}.json").write_text(json.dumps({"param_sum": total}))
+
+    with swapped(StageModule=Final):
+        fit(model, Joint(), data, train, out / "ddp-stage", seed=0, stage="ddp")
 
 
 def ddp_check(sizes: CheckSizes, data_root: Path, scratch: Path, *, tiny: bool) -> dict[str, Any]:

@@ -213,7 +213,7 @@ def take_rows(stored: np.ndarray, rows: np.ndarray) -> torch.Tensor:
     """
     if len(rows) and not (0 <= rows.min() and rows.max() < len(stored)):
         return torch.from_numpy(np.ascontiguousarray(stored[rows]))  # numpy's index errors
-    pin = torch.cuda.is_available() and torch.utils.data.get_worker_info() is None
+    pin = torch.utils.data.get_worker_info() is None and torch.cuda.is_available()
     dtype = torch.from_numpy(np.empty(0, dtype=stored.dtype)).dtype
     out = torch.empty((len(rows), *stored.shape[1:]), dtype=dtype, pin_memory=pin)
     np.take(stored, rows, axis=0, out=out.numpy(), mode="clip")  # "clip": no buffered copy
