@@ -211,4 +211,48 @@ def to_markdown(results: dict[str, Any], command: str = "python -m benchmarks") 
         )
         + ".",
     ]
+    lines += _loader_section(results["loader"]) + _study_section(results["study"])
     return "\n".join(lines) + "\n"
+
+
+def _loader_section(r: dict[str, Any]) -> list[str]:
+    shapes = ", ".join(f"{m} {tuple(s)}" for m, s in r["shapes"].items())
+    lines = [
+        "",
+        "## 5. The `prepared` training loader vs the raw memory-map read",
+        "",
+        f"{r['samples']} training clips ({shapes}: {r['bytes_per_sample'] / 1e3:,.0f} kB per "
+        f"sample), batch {r['batch_size']}, samples/s over whole epochs. *raw read*: each batch's "
+        "rows copied out of the memory maps and nothing else (the limit); *train loader*: the "
+        "batches `fit` gets (uint8 frames, float16 spectrograms, crop boxes and flips drawn), "
+        "per worker count; *CPU route*: the same finished in the loader on the CPU; *on-device "
+        f"step*: `on_device` alone (crop + resize, flip, normalisation) on {r['on_device']['device']}.",
+        "",
+    ]
+    workers = list(r["workers"])
+    header = ["raw read", *(f"train loader, {w} w." for w in workers), "train / raw"]
+    header += ["CPU route", "on-device step"]
+    row = [_rate(r["raw_read_samples_per_s"])]
+    row += [_rate(r["workers"][w]["per_s"]) for w in workers]
+    row += [_x(r["train_over_raw"]), _rate(r["cpu_route_samples_per_s"])]
+    row += [_rate(r["on_device_samples_per_s"])]
+    return lines + _table(header, [row])
+
+
+def _study_section(r: dict[str, Any]) -> list[str]:
+    how = "`umt run` in a new process" if r["fresh_process"] else "`run_study` in this process"
+    lines = [
+        "",
+        "## 6. The default study",
+        "",
+        f"{how} with `--set` {', '.join(f'`{o}`' for o in r['overrides'])}; the stages' "
+        "training time is the sum of their `train_seconds` in `summary.json`.",
+        "",
+    ]
+    row = [
+        str(r["seeds"]),
+        f"{r['default_wall_s']:.1f} s",
+        f"{r['stages_train_sum_s']:.1f} s",
+        f"{100 * r['stages_over_wall']:.0f} %",
+    ]
+    return lines + _table(["seeds", "wall", "stages' training", "training / wall"], [row])

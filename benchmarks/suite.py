@@ -12,6 +12,9 @@ Sections (keys of the results):
   joint training's.
 - ``loading``: ``make_loader`` alone with 0, 1, 2 workers, against the training step's rate.
 - ``scaling``: epoch time at 1x, 2x, 4x the data.
+- ``loader``: the ``prepared`` training loader at VGGSound's sizes against the raw memory-map
+  read of the same bytes, and the on-device step alone (:mod:`benchmarks.loader`).
+- ``study``: the default study's wall time (:mod:`benchmarks.default_study`).
 """
 
 from __future__ import annotations
@@ -34,7 +37,9 @@ import lightning
 import numpy as np
 import torch
 
+from benchmarks import default_study
 from benchmarks.bare import bare_fit, train_step_rate
+from benchmarks.loader import prepared_loader, write_random_prepared
 from benchmarks.variants import EpochLoggedModule, checkpoint_at_end
 from umt.data import DataConfig, load_data
 from umt.data.base import ArrayDataset, DataBundle, ShardedBatchSampler, make_loader
@@ -66,6 +71,12 @@ class Sizes:
         scales: data-size multiples for the scaling section (MLP setup).
         model_batches: batch sizes over which the MLP setup's overhead is split into a cost
             per step and a cost per epoch.
+        clips, clip_frames, clip_side, clip_mels, clip_steps: the ``prepared`` loader's
+            training clips: how many, and their frames, frame side and spectrogram (VGGSound's
+            recipe: 3 frames of 224x224, 128 mels x 1001 steps).
+        clip_batch, clip_repeats: its batch size and timed epochs.
+        study: ``umt run`` overrides of the default-study timing; ``study_fresh_process``:
+            time ``umt run`` in a new process (else ``run_study`` in this one, no report).
     """
 
     epochs: int = 3
@@ -83,6 +94,15 @@ class Sizes:
     loader_epochs: int = 5
     scales: tuple[int, ...] = (1, 2, 4)
     model_batches: tuple[int, ...] = (32, 64, 256)
+    clips: int = 512
+    clip_frames: int = 3
+    clip_side: int = 224
+    clip_mels: int = 128
+    clip_steps: int = 1001
+    clip_batch: int = 64
+    clip_repeats: int = 5
+    study: tuple[str, ...] = default_study.DEFAULT
+    study_fresh_process: bool = True
 
 
 FULL = Sizes()
@@ -102,6 +122,15 @@ QUICK = Sizes(  # a smoke test: no warm-up, tiny data and models
     loader_epochs=2,
     scales=(1, 2),
     model_batches=(8, 16),
+    clips=32,
+    clip_frames=2,
+    clip_side=16,
+    clip_mels=8,
+    clip_steps=20,
+    clip_batch=8,
+    clip_repeats=1,
+    study=default_study.QUICK,
+    study_fresh_process=False,
 )
 
 
@@ -550,6 +579,29 @@ def run_all(
         t = time.perf_counter()
         results["scaling"] = {"mlp": scaling(sizes, runs)}
         log(f"  scaling/mlp: {time.perf_counter() - t:.1f} s")
+        t = time.perf_counter()
+        root = write_random_prepared(
+            Path(scratch) / "prepared",
+            n=sizes.clips,
+            frames=sizes.clip_frames,
+            side=sizes.clip_side,
+            mels=sizes.clip_mels,
+            steps=sizes.clip_steps,
+        )
+        results["loader"] = prepared_loader(
+            root,
+            batch_size=sizes.clip_batch,
+            warmup=max(1, sizes.warmup),  # the first epoch starts the workers
+            repeats=sizes.clip_repeats,
+            workers=workers,
+            device=eval_device(cfg),
+        )
+        log(f"  loader: {time.perf_counter() - t:.1f} s")
+    t = time.perf_counter()
+    results["study"] = default_study.time_default_study(
+        sizes.study, threads=threads, fresh_process=sizes.study_fresh_process
+    )
+    log(f"  study: {time.perf_counter() - t:.1f} s")
     results["meta"] = {
         "sizes": asdict(sizes),
         "threads": torch.get_num_threads(),

@@ -2,7 +2,10 @@
 
 Writes 96 two-second clips in VGGSound's raw layout (with the tests' clip generator: PyAV, the
 `video` extra), prepares them with the default settings (3 frames at 224x224, 128-band log-mel of
-10 s) and times epochs of the augmented training loader, batch 16. Run from the repository root:
+10 s) and times epochs of the training loader `fit` uses (raw batches, finished on the device),
+against the raw memory-map read of the same rows, the CPU route and the on-device step alone
+(`benchmarks/loader.py`, which `python -m benchmarks` runs on random arrays of the same shapes),
+batch 16. Run from the repository root:
 
     python scripts/measure_prepared_loader.py
 """
@@ -13,11 +16,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 from test_prepare import write_clip
 
-from umt.data import DataConfig, load_data, make_loader
+from benchmarks.loader import prepared_loader
+from umt.data import DataConfig, load_data
 from umt.data.prepare import PrepareConfig, prepare
 
 torch.set_num_threads(1)
@@ -39,13 +44,12 @@ prepare(
 print(f"prepare: {N} clips in {time.perf_counter() - t:.1f} s (1 worker, default settings)")
 data = load_data(DataConfig(name="prepared", root=str(out)))
 print("shapes", data.input_shapes, "train", len(data.train))
-for workers in (0, 1, 2):
-    loader = make_loader(data.train, batch_size=16, shuffle=True, num_workers=workers)
-    for _ in loader:  # warm-up epoch (starts the workers)
-        pass
-    best = 0.0
-    for _ in range(3):
-        t = time.perf_counter()
-        n = sum(len(b["label"]) for b in loader)
-        best = max(best, n / (time.perf_counter() - t))
-    print(f"loader, {workers} workers: {best:.0f} augmented samples/s (best of 3 epochs of {n})")
+r = prepared_loader(
+    out, batch_size=16, warmup=1, repeats=3, workers=(0, 1, 2), device=torch.device("cpu")
+)
+print(f"raw memory-map read: {r['raw_read_samples_per_s']:.0f} samples/s")
+for w, rate in r["workers"].items():
+    print(f"training loader, {w} workers: {rate['per_s']:.0f} samples/s (uint8, boxes drawn)")
+print(f"training loader / raw read: {r['train_over_raw']:.2f}x")
+print(f"CPU route (finished in the loader): {r['cpu_route_samples_per_s']:.0f} samples/s")
+print(f"on-device step alone, on the CPU: {r['on_device_samples_per_s']:.0f} samples/s")

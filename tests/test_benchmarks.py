@@ -9,6 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+import torch
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `benchmarks` lives beside `src`, not in the installed package
     sys.path.insert(0, str(ROOT))
@@ -18,6 +21,7 @@ from benchmarks.suite import UMT_LOOPS  # noqa: E402
 
 #: Keys whose numbers are durations, rates or ratios of them: all must be positive.
 POSITIVE = {"median_s", "min_s", "max_s", "runs_s", "per_s", "runs_per_s", "ratio", "total_s"}
+POSITIVE |= {"train_samples_per_s", "raw_read_samples_per_s", "train_over_raw", "default_wall_s"}
 
 
 def _numbers(node: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], float]]:
@@ -36,7 +40,7 @@ def test_quick_run_reports_every_section(tmp_path: Path, capsys: Any) -> None:
     results = json.loads((tmp_path / "results.json").read_text())
     markdown = (tmp_path / "results.md").read_text()
     assert capsys.readouterr().out.strip() == markdown.strip()
-    for n in range(1, 5):
+    for n in range(1, 7):
         assert f"## {n}." in markdown
 
     setups = {"mlp", "cnn"}
@@ -57,6 +61,16 @@ def test_quick_run_reports_every_section(tmp_path: Path, capsys: Any) -> None:
     scaling = results["scaling"]["mlp"]
     assert set(scaling["fit"]["ratio"]) == {"1", "2"}
     assert results["meta"]["threads"] == 1 and results["meta"]["wall_s"] > 0
+    loader = results["loader"]  # issue 17: the prepared loader against the raw read
+    assert set(loader["workers"]) == {"0", "1", "2"}
+    assert loader["train_samples_per_s"] == loader["workers"]["0"]["per_s"]
+    ratio = loader["train_samples_per_s"] / loader["raw_read_samples_per_s"]
+    assert abs(loader["train_over_raw"] - ratio) < 1e-9
+    assert loader["shapes"] == {"audio": [1, 8, 20], "visual": [2, 3, 16, 16]}
+    assert loader["bytes_per_sample"] == 8 * 20 * 2 + 2 * 3 * 16 * 16
+    study = results["study"]  # the default-study hook, on a tiny study here
+    assert study["default_wall_s"] > study["stages_train_sum_s"] > 0 and study["seeds"] == 1
+    assert set(study["stages_train_s"]) >= {"seed0/joint", "seed0/umt"}
 
     checked = 0
     for path, value in _numbers(results):
@@ -64,3 +78,29 @@ def test_quick_run_reports_every_section(tmp_path: Path, capsys: Any) -> None:
             assert value > 0, "/".join(path)
             checked += 1
     assert checked > 100
+
+
+@pytest.mark.slow  # about a minute on 2 quiet cores (two DDP processes start)
+def test_gpu_check_runs_tiny_on_the_cpu(tmp_path: Path) -> None:
+    pytest.importorskip("av")  # the check writes and prepares clips (the `video` extra)
+    from benchmarks.gpu_check import TINY
+    from benchmarks.gpu_check import main as gpu_check
+
+    threads = torch.get_num_threads()
+    try:
+        assert gpu_check(["--tiny", "--out", str(tmp_path)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    result = json.loads((tmp_path / "gpu_check.json").read_text())
+    runs = result["runs"]
+    assert [(r["method"], r["precision"]) for r in runs] == [
+        (m, p) for m in ("joint", "umt") for p in TINY.precisions
+    ]
+    for r in runs:
+        assert "error" not in r and r["samples_per_s"] > 0 and r["steps_timed"] > 0
+        assert 0 <= r["data_wait_share"] < 1
+    assert result["ddp"]["ok"] and result["ddp"]["same_weights"]
+    table = (tmp_path / "gpu_check.md").read_text()
+    assert (
+        "| joint | bf16-mixed | none | 0 |" in table and "DDP on one device (gloo): passed" in table
+    )

@@ -14,6 +14,7 @@ import random
 import shutil
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,13 @@ class StageModule(L.LightningModule):
         self.stage = stage
         self.val_acc = metric  # the task's score on the validation split
         self.val_name = f"val/{metric_key}"
+        self.finish_train: Callable[[Batch], Batch] | None = None  # set by fit (issue 17)
+        self.finish_val: Callable[[Batch], Batch] | None = None
+
+    def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
+        # The data's on_device step (prepared clips: crop, flip, normalise in batch on the GPU).
+        finish = self.finish_train if self.trainer.training else self.finish_val
+        return finish(batch) if finish is not None else batch
 
     def on_fit_start(self) -> None:
         self.method.to(self.device)
@@ -306,10 +314,13 @@ def fit(
         log_every_n_steps=1,
     )
     train_set = data.train.indexed() if needs_index(method) else data.train
+    # Raw batches (e.g. uint8 frames, crop boxes drawn on the CPU), finished after the transfer.
+    train_set, val_set = train_set.for_device(), data.val.for_device()
+    adapter.finish_train, adapter.finish_val = train_set.on_device, val_set.on_device
     train_loader = make_loader(
         train_set, batch_size=cfg.batch_size, shuffle=True, seed=seed, num_workers=cfg.num_workers
     )
-    val_loader = make_loader(data.val, batch_size=cfg.batch_size * 4, shuffle=False)
+    val_loader = make_loader(val_set, batch_size=cfg.batch_size * 4, shuffle=False)
     last = ckpt_dir / "last.ckpt"
     if last.is_file() and not _readable(last):
         warnings.warn(

@@ -6,6 +6,12 @@ A batch is a ``dict``: one tensor per modality name plus ``"label"``::
      "visual": Tensor,  # (B, *shape_visual) float32
      "label": Tensor}   # (B,) int64
 
+A data set may also hand out *raw* batches that are finished on the device they are moved to
+(``for_device`` / ``on_device``): then a key ``"<modality>:<name>"`` carries per-sample
+parameters of that modality drawn on the CPU (``"visual:box"``: each clip's crop box), consumed
+by ``on_device``. Such keys are never modalities (:func:`is_modality_key`); a colon is not
+allowed in a modality's name.
+
 A data set is a :class:`DataBundle`: three :class:`ArrayDataset` splits (train / val / test) over
 the same modalities. Nothing here knows a modality's name.
 """
@@ -27,6 +33,18 @@ Batch = dict[str, torch.Tensor]
 SPLITS = ("train", "val", "test")
 #: Batch keys that are not modalities.
 NON_MODALITY_KEYS = frozenset({"label", "index"})
+#: Separates a modality from the name of a per-sample parameter in a raw batch's keys.
+PARAM_SEP = ":"
+
+
+def is_modality_key(key: str) -> bool:
+    """Whether a batch key holds a modality (not the labels, indices or per-sample parameters).
+
+    Example:
+        >>> [is_modality_key(k) for k in ("visual", "label", "index", "visual:box")]
+        [True, False, False, False]
+    """
+    return key not in NON_MODALITY_KEYS and PARAM_SEP not in key
 
 
 class ArrayView:
@@ -134,6 +152,17 @@ class ArrayDataset(Dataset[Batch]):
     def indexed(self) -> ArrayDataset:
         """The same samples, with each batch carrying ``"index"`` (for per-sample caches)."""
         return ArrayDataset(self.arrays, self.labels, with_index=True, augmented=self.augmented)
+
+    def for_device(self) -> ArrayDataset:
+        """The same samples as raw batches, to be finished by :meth:`on_device` after they are
+        moved to the device (the training loop does both). Here the batches are already
+        finished: the split itself. ``data.name: prepared`` reads uint8 frames and draws the
+        augmentation on the CPU, and crops, flips and normalises on the device."""
+        return self
+
+    def on_device(self, batch: Batch) -> Batch:
+        """Finishes a batch of :meth:`for_device` on the device it is on (here: as it is)."""
+        return batch
 
 
 @dataclass(frozen=True)
@@ -295,11 +324,14 @@ def make_loader(
     num_workers: int = 0,
     drop_last: bool = False,
     shard: bool = True,
+    pin_memory: bool | None = None,
 ) -> DataLoader[Batch]:
     """A DataLoader that fetches whole batches at once (see :class:`ArrayDataset`).
 
     Under DDP each process reads its shard; ``shard=False`` reads the whole split (for work one
-    process does alone: final evaluation, probes, feature caches).
+    process does alone: final evaluation, probes, feature caches). ``pin_memory`` (default:
+    whether CUDA is available) puts batches in page-locked memory, so that the copy to the GPU
+    runs asynchronously.
 
     Example:
         >>> ds = ArrayDataset({"a": np.zeros((5, 3))}, np.zeros(5, dtype=int))
@@ -315,4 +347,5 @@ def make_loader(
         batch_size=None,  # the dataset returns whole batches
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
+        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
     )

@@ -17,6 +17,18 @@ The folder is an ordinary umt-folder (``audio.npy`` ``(N, 1, mels, frames)`` flo
 The training split is marked ``augmented`` (so the UMT teacher-feature cache refuses it); the
 splits' ``arrays`` are views giving the evaluation-time inputs, so ``input_shapes``, per-modality
 means and ``umt data export`` see what the model sees.
+
+**Where the work happens.** A batch is made in two steps. On the CPU, in the loader: the rows are
+read in one copy from the memory maps (sorted indices; into page-locked memory when CUDA is
+available), frames picked, and each sample's crop box, flip and masks drawn from the global torch
+generator (which checkpoints save and restore, so a resumed run draws the same) — small tensors
+under keys ``"<modality>:<name>"`` (``"visual:box"``, ``"visual:flip"``, ``"audio:time_masks"``).
+Then, on whatever device the batch is on, :meth:`PreparedDataset.on_device` cuts and resizes the
+boxes, flips, normalises and masks, for the whole batch at once. ``fit`` trains on
+``for_device()`` splits, whose batches stay raw (uint8 frames, float16 spectrograms: under a
+third of the bytes to move) and are finished in ``on_after_batch_transfer``, on the GPU when
+there is one; indexing a split (``data.train[rows]``, as probes and peers' methods do) gives
+finished batches.
 """
 
 from __future__ import annotations
@@ -31,7 +43,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from umt.data.base import ArrayDataset, ArrayView, Batch, DataBundle
+from umt.data.base import PARAM_SEP, ArrayDataset, ArrayView, Batch, DataBundle
 from umt.data.config import DataConfig, PreparedConfig
 from umt.data.folder import load_folder
 from umt.errors import UMTError
@@ -43,23 +55,176 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+#: Per-sample parameters of a raw batch (``"box"``, ``"flip"``, ...), by name.
+Params = dict[str, torch.Tensor]
+
+
+def random_boxes(n: int, h: int, w: int, scale: tuple[float, float]) -> torch.Tensor:
+    """``n`` random resized crop boxes ``(y0, x0, height, width)`` in an ``h x w`` frame, int64
+    ``(n, 4)``, drawn from the global torch generator (torchvision's sampling rule, batched).
+
+    Each box takes the first of 10 attempts (area a share ``scale`` of the frame, aspect ratio
+    log-uniform in 3/4..4/3) that fits in the frame; the centre square if none does.
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> box = random_boxes(1000, 30, 40, (0.25, 0.5))
+        >>> bool(((box[:, 2] * box[:, 3]) / (30 * 40)).sub(0.375).abs().le(0.2).all())
+        True
+        >>> bool((box[:, 0] + box[:, 2] <= 30).all() and (box[:, 1] + box[:, 3] <= 40).all())
+        True
+    """
+    lo, hi = scale
+    area = h * w * torch.empty(n, 10).uniform_(lo, hi)  # (n, attempts)
+    ratio = torch.empty(n, 10).uniform_(math.log(3 / 4), math.log(4 / 3)).exp_()
+    cw, ch = (area * ratio).sqrt_().round_(), (area / ratio).sqrt_().round_()
+    fits = (cw >= 1) & (cw <= w) & (ch >= 1) & (ch <= h)
+    first = fits.to(torch.uint8).argmax(1, keepdim=True)  # the first attempt that fits
+    side = min(h, w)  # none fits: the centre square
+    ok = fits.any(1)
+    ch = torch.where(ok, ch.gather(1, first)[:, 0], float(side)).long()
+    cw = torch.where(ok, cw.gather(1, first)[:, 0], float(side)).long()
+    y0 = (torch.rand(n) * (h - ch + 1)).long().clamp_(max=h - ch)  # uniform in 0..h-ch
+    x0 = (torch.rand(n) * (w - cw + 1)).long().clamp_(max=w - cw)
+    y0 = torch.where(ok, y0, (h - side) // 2)
+    x0 = torch.where(ok, x0, (w - side) // 2)
+    return torch.stack([y0, x0, ch, cw], 1)
+
+
+def _taps(
+    start: torch.Tensor, length: torch.Tensor, size: int, k: int, limit: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Antialiased bilinear resampling of the intervals ``[start, start + length)`` of one axis
+    (``(B,)`` each) to ``size`` samples, as ``F.interpolate(..., antialias=True)`` computes it
+    (PIL's rule): output ``j`` centres a triangle filter of half-width ``max(scale, 1)`` input
+    pixels at ``(j + 0.5) * scale``, ``scale = length / size``, weights renormalised over the taps
+    inside the interval. Returns the ``k`` taps' input positions and weights, ``(B, size, k)``."""
+    dev = start.device
+    scale = length.to(torch.float32) / size  # (B,) input pixels per output pixel
+    support = scale.clamp(min=1.0)[:, None, None]  # (B, 1, 1)
+    centre = (torch.arange(size, device=dev) + 0.5) * scale[:, None]  # (B, S), in the interval
+    first = torch.floor(centre[..., None] - support + 0.5)  # (B, S, 1): first tap in reach
+    taps = first + torch.arange(k, device=dev)  # (B, S, k)
+    weight = (1 - (taps + 0.5 - centre[..., None]).abs() / support).clamp_(min=0)
+    weight = weight * ((taps >= 0) & (taps < length[:, None, None]))
+    weight = weight / weight.sum(-1, keepdim=True)
+    index = (taps.long() + start[:, None, None]).clamp_(0, limit - 1)
+    return index, weight
+
+
+def resized_crops(
+    x: torch.Tensor,
+    box: torch.Tensor,
+    flip: torch.Tensor,
+    size: int,
+    *,
+    batched: bool | None = None,
+) -> torch.Tensor:
+    """Each clip's box cut out and resized to ``size x size`` (antialiased bilinear, as
+    ``F.interpolate(crop, size, mode="bilinear", antialias=True)`` of each clip), flipped
+    horizontally where ``flip``, on ``x``'s device.
+
+    Two ways to the same numbers: ``batched`` (the default off the CPU) resamples the whole
+    batch with a few gathers; on the CPU each clip is resized by ``F.interpolate``, which has a
+    fast uint8 path there (results rounded to integers, as today's CPU training augmentation).
+
+    Args:
+        x: clips ``(B, T, 3, H, W)``, uint8 as stored (or float).
+        box: ``(B, 4)`` int64 ``(y0, x0, height, width)``, shared by a clip's frames.
+        flip: ``(B,)`` bool.
+        size: output side.
+        batched: the batched way; ``None``: when ``x`` is not on the CPU.
+
+    Returns:
+        ``(B, T, 3, size, size)`` on the scale of ``x`` (0..255 for uint8): float32 when
+        batched, else ``x``'s dtype.
+
+    Example:
+        >>> x = torch.arange(16, dtype=torch.uint8).view(1, 1, 1, 4, 4).expand(1, 1, 3, 4, 4)
+        >>> box, flip = torch.tensor([[1, 0, 2, 2]]), torch.tensor([True])
+        >>> resized_crops(x, box, flip, 2, batched=True)[0, 0, 0].tolist()
+        [[5.0, 4.0], [9.0, 8.0]]
+        >>> resized_crops(x, box, flip, 2)[0, 0, 0].tolist()
+        [[5, 4], [9, 8]]
+    """
+    b, t, c, h, w = x.shape
+    if not (x.device.type != "cpu" if batched is None else batched):
+        out = torch.empty(b, t, c, size, size, dtype=x.dtype)
+        for i, ((y0, x0, ch, cw), f) in enumerate(zip(box.tolist(), flip.tolist(), strict=True)):
+            clip = x[i, :, :, y0 : y0 + ch, x0 : x0 + cw]  # (T, 3, ch, cw)
+            if (ch, cw) != (size, size):
+                clip = F.interpolate(clip, size=(size, size), mode="bilinear", antialias=True)
+            out[i] = clip.flip(-1) if f else clip
+        return out
+    k = 2 * math.ceil(max(h, w) / size) + 1  # taps enough for boxes up to the whole frame
+    iy, wy = _taps(box[:, 0], box[:, 2], size, k, h)  # (B, S, k)
+    ix, wx = _taps(box[:, 1], box[:, 3], size, k, w)
+    fl = flip.to(torch.bool)[:, None, None]
+    ix, wx = torch.where(fl, ix.flip(1), ix), torch.where(fl, wx.flip(1), wx)  # read backwards
+    x = x.reshape(b, t * c, h, w)
+    rows = torch.zeros(b, t * c, size, w, device=x.device)  # (B, C, S, W): the rows resampled
+    for j in range(k):
+        index = iy[:, None, :, j, None].expand(b, t * c, size, w)
+        rows.addcmul_(x.gather(2, index), wy[:, None, :, j, None])
+    out = torch.zeros(b, t * c, size, size, device=x.device)  # then the columns
+    for j in range(k):
+        index = ix[:, None, None, :, j].expand(b, t * c, size, size)
+        out.addcmul_(rows.gather(3, index), wx[:, None, None, :, j])
+    return out.view(b, t, c, size, size)
+
+
+def take_rows(stored: np.ndarray, rows: np.ndarray) -> torch.Tensor:
+    """``stored[rows]`` as a tensor, in one copy out of the memory map; into page-locked memory
+    when CUDA is available and this is not a loader worker, so that the DataLoader's pinning
+    finds it pinned already and the copy to the GPU runs asynchronously.
+
+    Example:
+        >>> take_rows(np.arange(12).reshape(4, 3), np.array([1, 3])).tolist()
+        [[3, 4, 5], [9, 10, 11]]
+    """
+    if len(rows) and not (0 <= rows.min() and rows.max() < len(stored)):
+        return torch.from_numpy(np.ascontiguousarray(stored[rows]))  # numpy's index errors
+    pin = torch.utils.data.get_worker_info() is None and torch.cuda.is_available()
+    dtype = torch.from_numpy(np.empty(0, dtype=stored.dtype)).dtype
+    out = torch.empty((len(rows), *stored.shape[1:]), dtype=dtype, pin_memory=pin)
+    np.take(stored, rows, axis=0, out=out.numpy(), mode="clip")  # "clip": no buffered copy
+    return out
+
+
 class _View(ArrayView):
-    """A stored array as the model sees it at evaluation time (indexing reads ``eval_batch``),
-    plus ``train_batch`` for augmented rows."""
+    """A stored array as the model sees it at evaluation time (indexing reads ``eval_batch``).
+
+    A batch is made in two steps, so that the pixel work can run on the device after the
+    transfer: ``raw(rows, augment=...)`` reads the rows (one copy from the memory map, sorted
+    rows) and draws each sample's augmentation on the CPU as small tensors; ``finish(x, params)``
+    turns them into the model's inputs, for the whole batch, on whatever device they are on.
+    """
 
     def read(self, rows: np.ndarray) -> np.ndarray:
         out: np.ndarray = self.eval_batch(rows).numpy()
         return out
 
-    def eval_batch(self, rows: np.ndarray) -> torch.Tensor:
+    def raw(self, rows: np.ndarray, *, augment: bool) -> tuple[torch.Tensor, Params]:
         raise NotImplementedError
 
-    def train_batch(self, rows: np.ndarray) -> torch.Tensor:
+    def finish(self, x: torch.Tensor, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
+
+    def eval_batch(self, rows: np.ndarray) -> torch.Tensor:
+        """The evaluation inputs of ``rows`` (deterministic), on the CPU."""
+        return self.finish(*self.raw(rows, augment=False))
+
+    def train_batch(self, rows: np.ndarray) -> torch.Tensor:
+        """Augmented inputs of ``rows`` (drawn from the global torch generator), on the CPU."""
+        return self.finish(*self.raw(rows, augment=True))
 
 
 class FramesView(_View):
     """Clips ``(N, T, 3, S, S)`` uint8 -> ``(N, frames, 3, crop, crop)`` float32, normalised.
+
+    Raw batches: uint8 ``(B, frames, 3, crop, crop)`` (evaluation: the centre frames and crop)
+    or ``(B, frames, 3, S, S)`` with ``"box"`` ``(B, 4)`` and ``"flip"`` ``(B,)`` (training: the
+    frames are picked on the CPU, the crop is cut and resized by ``finish``).
 
     Example:
         >>> stored = np.random.default_rng(0).integers(0, 256, (4, 3, 3, 16, 16), dtype=np.uint8)
@@ -68,6 +233,9 @@ class FramesView(_View):
         ((4, 1, 3, 12, 12), (2, 1, 3, 12, 12))
         >>> bool(torch.equal(view.eval_batch(np.array([1])), view.eval_batch(np.array([1]))))
         True
+        >>> x, params = view.raw(np.array([0, 2]), augment=True)
+        >>> x.dtype, tuple(x.shape), sorted(params)
+        (torch.uint8, (2, 1, 3, 16, 16), ['box', 'flip'])
     """
 
     def __init__(self, stored: np.ndarray, cfg: PreparedConfig) -> None:
@@ -101,54 +269,42 @@ class FramesView(_View):
         self.shift = -torch.tensor(IMAGENET_MEAN).view(1, 1, 3, 1, 1) * 255.0 / std
 
     def _normalise(self, x: torch.Tensor) -> torch.Tensor:
-        """uint8 ``(B, T, 3, H, W)`` -> float32 ``(x - mean) / std``, per batch. Copying into a
-        new float tensor and scaling in place is about 9x faster than ``(x.float() - m) / s``."""
-        out = torch.empty(x.shape, dtype=torch.float32)
-        return out.copy_(x).mul_(self.scale).add_(self.shift)
+        """``(B, T, 3, H, W)`` on the 0..255 scale -> float32 ``(x - mean) / std``, per batch.
+        Copying uint8 into a new float tensor and scaling in place is about 9x faster than
+        ``(x.float() - m) / s``."""
+        out = x if x.dtype == torch.float32 else torch.empty(x.shape, device=x.device).copy_(x)
+        return out.mul_(self.scale.to(x.device)).add_(self.shift.to(x.device))
 
-    def eval_batch(self, rows: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(self.stored[rows][:, self.centre_frames]))
-        h, w = x.shape[-2:]
-        y0, x0 = (h - self.crop) // 2, (w - self.crop) // 2
-        return self._normalise(x[..., y0 : y0 + self.crop, x0 : x0 + self.crop])
+    def raw(self, rows: np.ndarray, *, augment: bool) -> tuple[torch.Tensor, Params]:
+        t, h, w = self.stored.shape[1], self.stored.shape[3], self.stored.shape[4]
+        if not augment:
+            y0, x0, c = (h - self.crop) // 2, (w - self.crop) // 2, self.crop
+            if self.frames == t and c == h == w:
+                return take_rows(self.stored, rows), {}
+            frames = self.centre_frames[None, :]  # one copy of the centre frames' centre crops
+            clips = self.stored[rows[:, None], frames, :, y0 : y0 + c, x0 : x0 + c]
+            return torch.from_numpy(np.ascontiguousarray(clips)), {}
+        n = len(rows)
+        if self.frames < t:  # random frames, in temporal order, the same number per clip
+            pick = torch.rand(n, t).argsort(1)[:, : self.frames].sort(1).values.numpy()
+            x = torch.from_numpy(np.ascontiguousarray(self.stored[rows[:, None], pick]))
+        else:
+            x = take_rows(self.stored, rows)
+        box = random_boxes(n, h, w, self.cfg.scale)  # one box and one flip per clip
+        flip = torch.rand(n) < 0.5 if self.cfg.flip else torch.zeros(n, dtype=torch.bool)
+        return x, {"box": box, "flip": flip}
 
-    def _box(self, h: int, w: int) -> tuple[int, int, int, int]:
-        """A random resized crop box ``(y0, x0, ch, cw)`` (torchvision's sampling rule)."""
-        lo, hi = self.cfg.scale
-        log_r = (math.log(3 / 4), math.log(4 / 3))
-        for _ in range(10):
-            area = h * w * float(torch.empty(1).uniform_(lo, hi))
-            ratio = math.exp(float(torch.empty(1).uniform_(*log_r)))
-            cw, ch = round(math.sqrt(area * ratio)), round(math.sqrt(area / ratio))
-            if 0 < cw <= w and 0 < ch <= h:
-                y0 = int(torch.randint(0, h - ch + 1, ()))
-                x0 = int(torch.randint(0, w - cw + 1, ()))
-                return y0, x0, ch, cw
-        side = min(h, w)  # fall back to the centre square
-        return (h - side) // 2, (w - side) // 2, side, side
-
-    def train_batch(self, rows: np.ndarray) -> torch.Tensor:
-        stored = np.asarray(self.stored[rows])  # (B, T, 3, H, W) uint8
-        t, h, w = stored.shape[1], stored.shape[3], stored.shape[4]
-        out = torch.empty(len(rows), self.frames, 3, self.crop, self.crop, dtype=torch.uint8)
-        for i in range(len(rows)):
-            pick = torch.randperm(t)[: self.frames].sort().values.numpy()  # random, in order
-            y0, x0, ch, cw = self._box(h, w)  # one box and one flip for all of a clip's frames
-            clip = torch.from_numpy(
-                np.ascontiguousarray(stored[i, pick, :, y0 : y0 + ch, x0 : x0 + cw])
-            )  # (frames, 3, ch, cw) uint8
-            if (ch, cw) != (self.crop, self.crop):  # resized in uint8: 4x faster than in float
-                clip = F.interpolate(
-                    clip, size=(self.crop, self.crop), mode="bilinear", antialias=True
-                )
-            if self.cfg.flip and bool(torch.rand(()) < 0.5):
-                clip = clip.flip(-1)
-            out[i] = clip
-        return self._normalise(out)
+    def finish(self, x: torch.Tensor, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        if "box" in params:
+            x = resized_crops(x, params["box"], params["flip"], self.crop)
+        return self._normalise(x)
 
 
 class SpectrogramView(_View):
     """Spectrograms ``(N, 1, mels, frames)`` in dB -> standardised float32 (same shape).
+
+    Raw batches: the rows as stored (float16), with ``"freq_masks"`` and ``"time_masks"``
+    ``(B, masks, 2)`` int64 ``(start, width)`` when training draws SpecAugment masks.
 
     Example:
         >>> stored = np.full((3, 1, 8, 20), -30.0, dtype=np.float16)
@@ -174,24 +330,30 @@ class SpectrogramView(_View):
         self.shape = tuple(stored.shape)
         self.mean, self.std = float(mean), max(float(std), 1e-6)
 
-    def eval_batch(self, rows: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(np.asarray(self.stored[rows], dtype=np.float32))
-        return (x - self.mean) / self.std
+    def raw(self, rows: np.ndarray, *, augment: bool) -> tuple[torch.Tensor, Params]:
+        x = take_rows(self.stored, rows)  # as stored
+        params: Params = {}
+        n, m, f = len(rows), self.shape[-2], self.shape[-1]
+        for key, width_max, size in (
+            ("freq_masks", self.cfg.freq_mask, m),
+            ("time_masks", self.cfg.time_mask, f),
+        ):
+            if augment and width_max > 0 and self.cfg.masks > 0:
+                width = (torch.rand(n, self.cfg.masks) * (min(width_max, size) + 1)).long()
+                start = (torch.rand(n, self.cfg.masks) * (size - width + 1)).long()
+                params[key] = torch.stack([start, width], -1)  # (B, masks, 2)
+        return x, params
 
-    def train_batch(self, rows: np.ndarray) -> torch.Tensor:
-        x = self.eval_batch(rows)  # (B, 1, M, F)
-        m, f = x.shape[-2:]
-        for i in range(len(x)):
-            for _ in range(self.cfg.masks):
-                for width_max, size, axis in (
-                    (self.cfg.freq_mask, m, -2),
-                    (self.cfg.time_mask, f, -1),
-                ):
-                    if width_max <= 0:
-                        continue
-                    width = int(torch.randint(0, min(width_max, size) + 1, ()))
-                    start = int(torch.randint(0, size - width + 1, ()))
-                    x[i].narrow(axis, start, width).zero_()
+    def finish(self, x: torch.Tensor, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        x = torch.empty(x.shape, device=x.device).copy_(x).sub_(self.mean).div_(self.std)
+        for key, axis in (("freq_masks", -2), ("time_masks", -1)):
+            if key in params:  # (B, masks, 2): filled with 0, the training mean
+                start, width = params[key].unbind(-1)
+                pos = torch.arange(x.shape[axis], device=x.device)
+                hit = (pos >= start[..., None]) & (pos < (start + width)[..., None])
+                hit = hit.any(1)  # (B, M) or (B, F)
+                shape = (len(x), 1, -1, 1) if axis == -2 else (len(x), 1, 1, -1)
+                x = x.masked_fill(hit.view(shape), 0.0)
         return x
 
 
@@ -199,6 +361,9 @@ class PreparedDataset(ArrayDataset):
     """A split of a prepared folder: batches built by the views, augmented when ``augmented``.
 
     Subsets (a teacher's one modality) and indexed copies keep the views and the augmentation.
+    :meth:`for_device` gives the same split with raw batches (uint8 frames as stored, float16
+    spectrograms, the augmentation drawn as ``"<modality>:<param>"`` keys), which
+    :meth:`on_device` finishes after the transfer: the training loop's way to keep a GPU fed.
     """
 
     def __init__(
@@ -208,6 +373,7 @@ class PreparedDataset(ArrayDataset):
         *,
         with_index: bool = False,
         augmented: bool = False,
+        raw: bool = False,
     ) -> None:
         # The views are array-likes standing in for arrays (see the module docstring).
         super().__init__(
@@ -217,17 +383,37 @@ class PreparedDataset(ArrayDataset):
             augmented=augmented,
         )
         self.views = dict(views)
+        self.raw = raw  # batches left raw, for on_device
 
     def __getitem__(self, index: int | Sequence[int]) -> Batch:  # type: ignore[override]
         idx = np.sort(np.atleast_1d(np.asarray(index)))  # sorted reads are faster on a memmap
-        batch = {
-            m: (v.train_batch(idx) if self.augmented else v.eval_batch(idx))
-            for m, v in self.views.items()
-        }
+        batch: Batch = {}
+        for m, v in self.views.items():  # the draws: global torch generator, in modality order
+            batch[m], params = v.raw(idx, augment=self.augmented)
+            batch.update({f"{m}{PARAM_SEP}{k}": p for k, p in params.items()})
         batch["label"] = torch.from_numpy(self.labels[idx].astype(np.int64))
         if self.with_index:
             batch["index"] = torch.from_numpy(idx.astype(np.int64))
-        return batch
+        return batch if self.raw else self.on_device(batch)
+
+    def on_device(self, batch: Batch) -> Batch:
+        """A raw batch (of :meth:`for_device`, of any split) finished where it is: frames cut,
+        resized, flipped and normalised, spectrograms standardised and masked, in batch; the
+        ``"<modality>:<param>"`` keys are consumed."""
+        out: Batch = {}
+        for key, x in batch.items():
+            if key in self.views:
+                prefix = key + PARAM_SEP
+                params = {k[len(prefix) :]: p for k, p in batch.items() if k.startswith(prefix)}
+                out[key] = self.views[key].finish(x, params)
+            elif PARAM_SEP not in key:
+                out[key] = x
+        return out
+
+    def for_device(self) -> PreparedDataset:
+        return PreparedDataset(
+            self.views, self.labels, with_index=self.with_index, augmented=self.augmented, raw=True
+        )
 
     def subset(self, modalities: Sequence[str]) -> PreparedDataset:
         return PreparedDataset(
@@ -235,10 +421,13 @@ class PreparedDataset(ArrayDataset):
             self.labels,
             with_index=self.with_index,
             augmented=self.augmented,
+            raw=self.raw,
         )
 
     def indexed(self) -> PreparedDataset:
-        return PreparedDataset(self.views, self.labels, with_index=True, augmented=self.augmented)
+        return PreparedDataset(
+            self.views, self.labels, with_index=True, augmented=self.augmented, raw=self.raw
+        )
 
 
 def read_prepared_info(root: Path) -> dict[str, Any]:
@@ -311,5 +500,8 @@ __all__ = [
     "PreparedDataset",
     "SpectrogramView",
     "load_prepared",
+    "random_boxes",
     "read_prepared_info",
+    "resized_crops",
+    "take_rows",
 ]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from umt.data.base import NON_MODALITY_KEYS
+from umt.data.base import is_modality_key
 from umt.errors import UMTError
 from umt.models.base import TokenEncoder, TokenFusion
 from umt.models.encoders import EncoderConfig, build_encoder
@@ -222,7 +222,7 @@ def mask_batch(
     """
     out = dict(batch)
     for m, x in batch.items():
-        if m in NON_MODALITY_KEYS or m in keep:
+        if not is_modality_key(m) or m in keep:
             continue
         if fill == "zero":
             out[m] = torch.zeros_like(x)
