@@ -6,9 +6,12 @@ The main entry points::
     cfg = umt.load_config(overrides=["seeds=[0]"])
     result = umt.run_study(cfg, "runs")          # teachers, joint, UMT, UME, probes, choice
     umt.probe(encoder, data, "audio")             # diagnose an encoder trained elsewhere
+    umt.run_study(cfg, "runs", data=umt.UserData(train=..., val=..., test=...,
+                  modalities=["audio", "visual"], num_classes=10))   # your own Datasets
 """
 
 from umt.data import DataBundle, DataConfig, load_data
+from umt.data.user import UserData
 from umt.errors import UMTError
 from umt.probe import ProbeConfig, ProbeResult, probe
 from umt.study import StudyConfig, StudyResult, load_config, run_study
@@ -23,6 +26,7 @@ __all__ = [
     "StudyConfig",
     "StudyResult",
     "UMTError",
+    "UserData",
     "load_config",
     "load_data",
     "probe",

@@ -41,6 +41,8 @@ def summarize(
                 entry[key] = {m: mean_std([r[key][m] for r in rows]) for m in data.modalities}
         if "train_seconds" in rows[0]:
             entry["train_seconds"] = mean_std([r["train_seconds"] for r in rows])
+        if "source" in rows[0]:  # a teacher loaded from a file (``teachers: {m: PATH}``)
+            entry["source"] = rows[0]["source"]
         methods[stage] = entry
     return {
         "study": cfg.name,
