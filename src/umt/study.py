@@ -159,19 +159,23 @@ def _hash_train(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def _hash_model(
-    cfg: ModelConfig, encoders: Mapping[str, nn.Module] | None = None
+    cfg: ModelConfig,
+    modalities: Sequence[str],
+    encoders: Mapping[str, nn.Module] | None = None,
 ) -> dict[str, Any]:
-    """The model settings that change the numbers: unset options left out (so that a study that
-    does not use them keeps its cache keys); a weights file by its content, not its path; the
-    user's encoders by their class and architecture (``repr``)."""
+    """The model settings that change the numbers of a model over ``modalities``: unset options
+    left out (so that a study that does not use them keeps its cache keys); a weights file by
+    its content, not its path; the user's encoders by their class and architecture (``repr``).
+    Only the options of ``modalities`` count: a teacher's key ignores the other modalities'."""
     d = to_dict(cfg)
-    weights = d["encoder"].pop("weights")
+    weights = {m: p for m, p in d["encoder"].pop("weights").items() if m in modalities}
     if weights:
         d["encoder"]["weights"] = {m: file_digest(p) for m, p in sorted(weights.items())}
-    if encoders:
+    mine = {m: e for m, e in (encoders or {}).items() if m in modalities}
+    if mine:
         d["user_encoders"] = {
             m: f"{type(e).__module__}.{type(e).__qualname__}: {e!r}"
-            for m, e in sorted(encoders.items())
+            for m, e in sorted(mine.items())
         }
     return d
 
@@ -223,7 +227,7 @@ class _Runner:
         self.trained: list[str] = []
         self.data_key = data_key or config_hash(cfg.data)  # user data: its content's hash
         self.encoders = dict(encoders or {})  # the user's encoder factories by modality
-        self.model_key = _hash_model(cfg.model, _examples(self.encoders, data.input_shapes))
+        self.encoder_examples = _examples(self.encoders, data.input_shapes)  # for cache keys
         self.examples: dict[str, nn.Module] = {}  # first seed's models, for the task's figure
 
     # -- the stages of one seed -----------------------------------------------------------------
@@ -327,7 +331,7 @@ class _Runner:
                 write_json(self.run_dir / f"seed{seed}" / name / "result.json", result)
             return model, result
         stage_dir = self.run_dir / f"seed{seed}" / name
-        key = config_hash(self.data_key, self.model_key, parts)
+        key = config_hash(self.data_key, self.model_key([m]), parts)
         result = self._cached(stage_dir, key)
         if result is None and self.main:
             self._begin(stage_dir, key, {"stage": name, "seed": seed, **parts})
@@ -340,6 +344,10 @@ class _Runner:
         out["probes"][name] = self.probe_stage(seed, name, model, key)
         self.keep_example(name, model)
         return model, result
+
+    def model_key(self, modalities: Sequence[str]) -> dict[str, Any]:
+        """What of the model settings keys a stage over ``modalities`` (see ``_hash_model``)."""
+        return _hash_model(self.cfg.model, modalities, self.encoder_examples)
 
     def _train_and_probe(
         self,
@@ -374,7 +382,11 @@ class _Runner:
     ) -> dict[str, Any]:
         stage_dir = self.run_dir / f"seed{seed}" / name
         key = config_hash(
-            self.data_key, _hash_train(self.cfg.train), self.model_key, seed, key_parts
+            self.data_key,
+            _hash_train(self.cfg.train),
+            self.model_key(data.modalities),
+            seed,
+            key_parts,
         )
         k = self.task.metric
         done = self._cached(stage_dir, key)
