@@ -10,8 +10,7 @@ The main entry points::
                   modalities=["audio", "visual"], num_classes=10))   # your own Datasets
 """
 
-from umt.data import DataBundle, DataConfig, load_data
-from umt.data.user import UserData
+from umt.data import DataBundle, DataConfig, UserData, load_data
 from umt.errors import UMTError
 from umt.probe import ProbeConfig, ProbeResult, probe
 from umt.study import StudyConfig, StudyResult, load_config, run_study

@@ -28,8 +28,7 @@ import yaml
 from torch import nn
 
 from umt.config import apply_overrides, config_hash, from_dict, read_yaml, to_dict
-from umt.data import DataBundle, DataConfig, load_data
-from umt.data.user import UserData, content_hash
+from umt.data import DataBundle, DataConfig, UserData
 from umt.engine import (
     DivergenceError,
     TrainConfig,
@@ -40,16 +39,13 @@ from umt.engine import (
 )
 from umt.errors import UMTError
 from umt.faults import fault_point
+from umt.inputs import data_key, loaded_teacher, model_key, study_inputs
 from umt.io import read_json, write_bytes, write_json, write_text
-from umt.loggers import check_loggers
 from umt.methods import METHODS, ChoiceConfig, Ensemble, Joint, Method, MethodContext
-from umt.methods.joint import HeadOnly
-from umt.models import FUSIONS, ModelConfig
-from umt.models.encoders import EncoderFactory
-from umt.models.pretrained import file_digest, load_teacher_state, read_teacher
+from umt.models import FUSIONS, EncoderFactory, ModelConfig
 from umt.probe import ProbeConfig, extract_features
 from umt.summary import summarize
-from umt.tasks import Task, modality_scores, task_of
+from umt.tasks import Task, modality_scores
 
 MASK_FILLS = ("zero", "mean")
 
@@ -71,11 +67,7 @@ _STUDY_DOC = """Everything a study does. ``umt run --set key=value`` sets any fi
             ``model.fusion`` alone, stages named ``<method>``.
         umt, ume, gblend, ...: each method's settings, a section named as the method, with the
             dataclass its ``METHODS`` entry names (added to this class from the registry).
-        teachers: modality -> a file holding that modality's teacher, which is then not trained:
-            a state dict of the uni-modal model (a ``teacher-<m>/model.pt`` of another study)
-            or of its encoder alone (ours, or a torchvision ResNet's), or a TorchScript encoder
-            module (``(B, *shape) -> (B, D)``). An encoder alone gets its linear head trained
-            with the encoder frozen. The stage's result records ``source``.
+        teachers: modality -> a file with that teacher (not trained then); see ``umt.inputs``.
     """
 
 
@@ -150,33 +142,10 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
 
 
 def _hash_train(cfg: TrainConfig) -> dict[str, Any]:
-    """The training settings that change the numbers (not progress bars, loader workers or
-    loggers)."""
+    """The training settings that change the numbers (not progress bars, workers or loggers)."""
     d = to_dict(cfg)
     for key in ("progress", "num_workers", "threads", "logger"):
         d.pop(key)
-    return d
-
-
-def _hash_model(
-    cfg: ModelConfig,
-    modalities: Sequence[str],
-    encoders: Mapping[str, nn.Module] | None = None,
-) -> dict[str, Any]:
-    """The model settings that change the numbers of a model over ``modalities``: unset options
-    left out (so that a study that does not use them keeps its cache keys); a weights file by
-    its content, not its path; the user's encoders by their class and architecture (``repr``).
-    Only the options of ``modalities`` count: a teacher's key ignores the other modalities'."""
-    d = to_dict(cfg)
-    weights = {m: p for m, p in d["encoder"].pop("weights").items() if m in modalities}
-    if weights:
-        d["encoder"]["weights"] = {m: file_digest(p) for m, p in sorted(weights.items())}
-    mine = {m: e for m, e in (encoders or {}).items() if m in modalities}
-    if mine:
-        d["user_encoders"] = {
-            m: f"{type(e).__module__}.{type(e).__qualname__}: {e!r}"
-            for m, e in sorted(mine.items())
-        }
     return d
 
 
@@ -209,15 +178,7 @@ class _Runner:
     """
 
     def __init__(
-        self,
-        cfg: StudyConfig,
-        data: DataBundle,
-        task: Task,
-        run_dir: Path,
-        log: Log,
-        *,
-        data_key: str | None = None,
-        encoders: Mapping[str, EncoderFactory] | None = None,
+        self, cfg: StudyConfig, data: DataBundle, task: Task, run_dir: Path, log: Log
     ) -> None:
         self.cfg, self.data, self.task, self.run_dir = cfg, data, task, run_dir
         self.main = is_main_process()
@@ -225,9 +186,7 @@ class _Runner:
         self.device = eval_device(cfg.train)
         self.means = data.modality_means() if cfg.mask_fill == "mean" else None
         self.trained: list[str] = []
-        self.data_key = data_key or config_hash(cfg.data)  # user data: its content's hash
-        self.encoders = dict(encoders or {})  # the user's encoder factories by modality
-        self.encoder_examples = _examples(self.encoders, data.input_shapes)  # for cache keys
+        self.data_key = data_key(cfg.data, data)  # the user's data: its content's hash
         self.examples: dict[str, nn.Module] = {}  # first seed's models, for the task's figure
 
     # -- the stages of one seed -----------------------------------------------------------------
@@ -253,11 +212,7 @@ class _Runner:
                 name = method if len(fusions) == 1 else f"{method}-{fusion}"
                 torch.manual_seed(seed)
                 model = self.task.build_model(
-                    self.cfg.model,
-                    self.data.input_shapes,
-                    self.data.num_classes,
-                    fusion=fusion,
-                    encoders=self.encoders,
+                    self.cfg.model, self.data.input_shapes, self.data.num_classes, fusion=fusion
                 )
                 settings = self.cfg.settings(method)
                 context = MethodContext(
@@ -283,71 +238,19 @@ class _Runner:
         for m in self.data.modalities:
             torch.manual_seed(seed)
             model = self.task.build_model(
-                self.cfg.model,
-                {m: self.data.input_shapes[m]},
-                self.data.num_classes,
-                uni=True,
-                encoders=self.encoders,
+                self.cfg.model, {m: self.data.input_shapes[m]}, self.data.num_classes, uni=True
             )
-            if m in self.cfg.teachers:
-                model, result = self._loaded_teacher(seed, m, model, out)
-                if result is not None:
-                    teachers[m], keys[m] = model, result["key"]
-                continue
-            parts = {"method": "unimodal", "modality": m}
-            data = self.data.restrict([m])
-            result = self._train_and_probe(seed, f"teacher-{m}", model, Joint(), data, parts, out)
+            if m in self.cfg.teachers:  # from a file (umt.inputs)
+                model, result = loaded_teacher(self, seed, m, model, out)
+            else:
+                parts = {"method": "unimodal", "modality": m}
+                data = self.data.restrict([m])
+                result = self._train_and_probe(
+                    seed, f"teacher-{m}", model, Joint(), data, parts, out
+                )
             if result is not None:
                 teachers[m], keys[m] = model, result["key"]
         return teachers, keys
-
-    def _loaded_teacher(
-        self, seed: int, m: str, model: nn.Module, out: dict[str, Any]
-    ) -> tuple[nn.Module, dict[str, Any] | None]:
-        """The teacher of ``m`` from its file (``teachers.<m>``): a whole uni-modal model is
-        evaluated as it is; an encoder alone (a state dict or TorchScript) gets its head trained,
-        the encoder frozen. Keyed on the file's content; the result records ``source``."""
-        path, what = self.cfg.teachers[m], f"teachers.{m}"
-        name, data = f"teacher-{m}", self.data.restrict([m])
-        loaded = read_teacher(path, what=what)
-        if isinstance(loaded, nn.Module):  # TorchScript: the encoder, with a fresh head
-            torch.manual_seed(seed)
-            model = self.task.build_model(
-                self.cfg.model,
-                {m: self.data.input_shapes[m]},
-                self.data.num_classes,
-                uni=True,
-                encoders={m: lambda _shape: loaded},
-            )
-            kind = "encoder"
-        else:
-            kind = load_teacher_state(model, loaded, modality=m, what=what, source=path)
-        parts = {"method": "loaded", "modality": m, "file": file_digest(path), "loaded": kind}
-        extra = {"source": str(path), "loaded": kind}
-        if kind == "encoder":  # train the head alone, as any stage (cached, checkpointed)
-            result = self._train_and_probe(seed, name, model, HeadOnly(model), data, parts, out)
-            if result is not None and result.get("source") != extra["source"] and self.main:
-                result.update(extra)
-                write_json(self.run_dir / f"seed{seed}" / name / "result.json", result)
-            return model, result
-        stage_dir = self.run_dir / f"seed{seed}" / name
-        key = config_hash(self.data_key, self.model_key([m]), parts)
-        result = self._cached(stage_dir, key)
-        if result is None and self.main:
-            self._begin(stage_dir, key, {"stage": name, "seed": seed, **parts})
-            result = {**self._evaluate(model, data, key, name, seed), **extra}
-            save_model(model, stage_dir / "model.pt")
-            write_json(stage_dir / "result.json", result)
-        result = result if result is not None else {"key": key}
-        self.log(f"[seed {seed}] {name}: loaded from {path}")
-        out["stages"][name] = result
-        out["probes"][name] = self.probe_stage(seed, name, model, key)
-        self.keep_example(name, model)
-        return model, result
-
-    def model_key(self, modalities: Sequence[str]) -> dict[str, Any]:
-        """What of the model settings keys a stage over ``modalities`` (see ``_hash_model``)."""
-        return _hash_model(self.cfg.model, modalities, self.encoder_examples)
 
     def _train_and_probe(
         self,
@@ -381,13 +284,8 @@ class _Runner:
         key_parts: dict[str, Any],
     ) -> dict[str, Any]:
         stage_dir = self.run_dir / f"seed{seed}" / name
-        key = config_hash(
-            self.data_key,
-            _hash_train(self.cfg.train),
-            self.model_key(data.modalities),
-            seed,
-            key_parts,
-        )
+        model_cfg = model_key(self.cfg.model, data.input_shapes, self.task)  # options in use
+        key = config_hash(self.data_key, _hash_train(self.cfg.train), model_cfg, seed, key_parts)
         k = self.task.metric
         done = self._cached(stage_dir, key)
         if done is not None and self._load(model, stage_dir / "model.pt"):
@@ -585,40 +483,21 @@ def run_study(
     encoders: Mapping[str, EncoderFactory] | None = None,
 ) -> StudyResult:
     """Run (or resume) the study ``cfg`` under ``out/cfg.name`` and write its summary and report.
-
-    Args:
-        cfg: the study.
-        out: the runs folder.
-        log: where progress lines go.
-        report: write ``report.md``/``report.html`` and the figures.
-        data: your own data instead of ``cfg.data``: a :class:`~umt.data.user.UserData` of
-            ``Dataset`` s (read into memory once) or a ``DataBundle``. Stages are cached by a hash
-            of its content, and the summary's ``data`` section says ``"source": "user"``.
-        encoders: your own encoders, ``{modality: factory}`` with ``factory(input_shape) ->
-            nn.Module`` mapping ``(B, *input_shape)`` to ``(B, D)`` (``D`` from its
-            ``feature_dim``, else found by a dry forward pass); every stage's models (teachers
-            and fused) use them for those modalities instead of ``model.encoder``.
+    ``data``: your own data instead of ``cfg.data``; ``encoders``: your own encoder factories by
+    modality (see ``umt.inputs``).
 
     Example::
 
         cfg = umt.load_config(overrides=["seeds=[0]"])   # the default study: avdigits
         result = umt.run_study(cfg, "runs")
         result.summary["probes"]["visual"]   # teacher / joint / umt probe accuracies
-
-        mine = umt.UserData(train=tr, val=va, test=te, modalities=["audio", "visual"],
-                            num_classes=10, name="mine")
-        umt.run_study(cfg, "runs", data=mine, encoders={"visual": lambda shape: MyCNN(shape)})
     """
     start = time.perf_counter()
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
-    bundle, data_key = _study_data(cfg, data)
-    task = task_of(bundle)
-    _check_for_task(cfg, task, bundle)
-    _check_inputs(cfg, bundle, encoders)
-    data = bundle
+    data, task = study_inputs(cfg, data, encoders)  # checked before anything trains
     run_dir = Path(out) / cfg.name
-    runner = _Runner(cfg, data, task, run_dir, log, data_key=data_key, encoders=encoders)
+    runner = _Runner(cfg, data, task, run_dir, log)
     if runner.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text(run_dir / "study.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
@@ -626,8 +505,6 @@ def run_study(
     if not runner.main:
         return StudyResult(run_dir=run_dir, summary={}, trained=runner.trained, main=False)
     summary = summarize(cfg, data, task, per_seed)
-    if data_key is not None:  # the user's data, not cfg.data
-        summary["data"].update(source="user", content_hash=data_key)
     summary["wall_seconds"] = round(time.perf_counter() - start, 2)
     write_json(run_dir / "summary.json", summary)
     if report:
@@ -638,67 +515,3 @@ def run_study(
             write_bytes(run_dir / "figures" / "examples.png", png)
         write_report(summary, run_dir)
     return StudyResult(run_dir=run_dir, summary=summary, trained=runner.trained)
-
-
-def _study_data(
-    cfg: StudyConfig, data: UserData | DataBundle | None
-) -> tuple[DataBundle, str | None]:
-    """The study's data set and, for the user's own data, the hash of its content."""
-    if data is None:
-        return load_data(cfg.data), None
-    if isinstance(data, UserData):
-        data = data.bundle()
-    if not isinstance(data, DataBundle):
-        raise UMTError(
-            f"run_study(data=...): expected umt.UserData or umt.DataBundle, got "
-            f"{type(data).__name__}"
-        )
-    return data, content_hash(data)
-
-
-def _examples(
-    encoders: Mapping[str, EncoderFactory], shapes: Mapping[str, tuple[int, ...]]
-) -> dict[str, nn.Module]:
-    """One module from each of the user's encoder factories (for the cache key)."""
-    return {m: f(tuple(shapes[m])) for m, f in encoders.items() if m in shapes}
-
-
-def _check_inputs(
-    cfg: StudyConfig, data: DataBundle, encoders: Mapping[str, EncoderFactory] | None
-) -> None:
-    """Refuse, before anything trains, a file, encoder or logger the study cannot use."""
-    for key, named in (
-        ("teachers", cfg.teachers),
-        ("model.encoder.weights", cfg.model.encoder.weights),
-        ("run_study(encoders=...)", encoders or {}),
-    ):
-        unknown = [m for m in named if m not in data.modalities]
-        if unknown:
-            raise UMTError(
-                f"{key}: {unknown} are not modalities of data set {data.name!r}; it has "
-                f"{list(data.modalities)}"
-            )
-    for key, files in (
-        ("teachers", cfg.teachers),
-        ("model.encoder.weights", cfg.model.encoder.weights),
-    ):
-        for m, path in files.items():
-            if not Path(path).expanduser().is_file():
-                raise UMTError(f"{key}.{m}: the file {str(path)!r} does not exist")
-    check_loggers(cfg.train.logger)
-
-
-def _check_for_task(cfg: StudyConfig, task: Task, data: DataBundle) -> None:
-    """Refuse, before anything trains, what the data set's task cannot run."""
-    unsupported = [m for m in cfg.methods if task.name not in METHODS[m].tasks]
-    if unsupported:
-        supported = [m for m, spec in METHODS.items() if task.name in spec.tasks]
-        raise UMTError(
-            f"methods: {unsupported} do not support {task.name} (data set {data.name!r}); "
-            f"choose among {supported}"
-        )
-    if cfg.fusion and not task.fusion_sweep:
-        raise UMTError(
-            "fusion: the sweep is over classification fusion modules; a segmentation "
-            "model fuses per stage, set model.seg.fusion (add or attention) instead"
-        )

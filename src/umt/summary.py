@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from umt.data.base import DataBundle
+from umt.data.user import user_data_summary
 from umt.methods import choose
 from umt.tasks import Task, mean_std
 
@@ -54,6 +55,7 @@ def summarize(
             "sizes": {s: len(data.split(s)) for s in ("train", "val", "test")},
             "task": data.task,
             **task.data_extras(data),
+            **user_data_summary(data),  # "source": "user" for run_study(data=...)
         },
         "seeds": seeds,
         "mask_fill": cfg.mask_fill,

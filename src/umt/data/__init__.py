@@ -15,6 +15,7 @@ from umt.data.nyuv2 import NYUv2Config, load_nyuv2
 from umt.data.prepared import PreparedConfig, load_prepared
 from umt.data.rgbd import RGBDConfig, load_rgbd
 from umt.data.synthetic import PRESETS, SyntheticConfig, load_synthetic
+from umt.data.user import UserData
 from umt.errors import UMTError
 
 
@@ -95,6 +96,7 @@ __all__ = [
     "Batch",
     "DataBundle",
     "DataConfig",
+    "UserData",
     "load_data",
     "make_loader",
 ]

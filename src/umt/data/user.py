@@ -162,3 +162,11 @@ def content_hash(data: DataBundle) -> str:
                 chunk = np.ascontiguousarray(np.asarray(arr[start : start + 4096]))
                 h.update(chunk.tobytes())
     return h.hexdigest()[:16]
+
+
+def user_data_summary(data: DataBundle) -> dict[str, Any]:
+    """The summary's ``data`` entries of the user's own data: ``source`` and ``content_hash``
+    (none for a configured data set, whose summary stays as it was)."""
+    if "content_hash" not in data.info:
+        return {}
+    return {"source": "user", "content_hash": data.info["content_hash"]}
