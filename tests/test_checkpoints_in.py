@@ -95,6 +95,8 @@ def test_generated_layout_has_torchvisions_parameter_counts() -> None:
     """The generator matches torchvision's architectures: resnet18 11,689,512 and resnet34
     21,797,672 weights (torchvision's documented counts, running statistics excluded)."""
     for depth, expected in ((18, 11_689_512), (34, 21_797_672)):
+        ours = build_resnet18((3, 64, 64), depth=depth)  # the same trunk, without fc (513,000)
+        assert sum(p.numel() for p in ours.parameters()) == expected - 513_000
         state = torchvision_resnet_state(depth)
         n = sum(
             v.numel()

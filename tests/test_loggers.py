@@ -90,3 +90,14 @@ def test_study_logs_to_csv_and_tensorboard(tmp_path: Path, tiny_overrides: list[
         logged.summary["methods"]["joint"]["test_acc"]
         == plain.summary["methods"]["joint"]["test_acc"]
     )
+
+
+@pytest.mark.parametrize(("logger", "folder"), [("wandb", "wandb"), ("mlflow", "mlruns")])
+def test_wandb_and_mlflow_write_under_the_stage(logger: str, folder: str, tmp_path: Path) -> None:
+    if importlib.util.find_spec(logger) is None:
+        pytest.skip(f"needs {logger} (extra)")
+    stage = tmp_path / "study" / "seed0" / "joint"
+    (lg,) = build_loggers([logger], stage)
+    lg.log_metrics({"val/acc": 0.5}, step=0)
+    lg.finalize("success")
+    assert any(p.is_file() for p in (stage / folder).rglob("*"))  # local files, no server

@@ -198,7 +198,7 @@ def loaded_teacher(
             shapes,
             runner.data.num_classes,
             uni=True,
-            encoders={m: lambda _: loaded},
+            encoders={m: lambda _: loaded.train()},
         )
         kind = "encoder"
     else:

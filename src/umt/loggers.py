@@ -11,6 +11,7 @@ network. The last three are optional dependencies, installed as extras of the sa
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -79,11 +80,19 @@ def build_loggers(names: Sequence[str], stage_dir: Path) -> list[Logger]:
 
             out.append(TensorBoardLogger(stage_dir, name="tensorboard", version=""))
         elif name == "wandb":
+            import wandb
             from lightning.pytorch.loggers import WandbLogger
+
+            if wandb.run is not None:  # the last stage's run: one run per stage, not one for all
+                wandb.finish()
 
             out.append(WandbLogger(name=run_name, save_dir=stage_dir, offline=True, project="umt"))
         elif name == "mlflow":
             from lightning.pytorch.loggers import MLFlowLogger
+
+            # MLflow 3 refuses its file store unless told (it prefers a database server); a
+            # stage's local folder is what we want here. A value the user set is kept.
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
 
             out.append(
                 MLFlowLogger(

@@ -32,7 +32,8 @@ class HeadOnly:
     teacher whose encoder was loaded from a file, ``teachers: {m: PATH}``).
 
     The encoders' weights leave the optimiser, and they run in eval mode at every step (the
-    trainer sets train mode each epoch), so BatchNorm statistics stay those of the file.
+    trainer restores train mode after each validation), so BatchNorm statistics stay those of
+    the file.
     """
 
     def __init__(self, model: nn.Module) -> None:

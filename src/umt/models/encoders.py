@@ -211,8 +211,8 @@ def build_encoder(cfg: EncoderConfig, in_shape: tuple[int, ...]) -> nn.Module:
     if name in ("resnet18", "resnet34"):
         return build_resnet18(in_shape, width=cfg.width, depth=int(name.removeprefix("resnet")))
     raise UMTError(
-        f"unknown encoder {cfg.name!r} (model.encoder.name); expected auto, mlp, cnn, resnet18 "
-        "or resnet34"
+        f"unknown encoder {cfg.name!r} (model.encoder.name); expected auto, mlp, cnn or "
+        "resnet18 (or resnet34)"
     )
 
 
