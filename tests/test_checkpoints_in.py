@@ -362,3 +362,28 @@ def test_teacher_files_are_checked_before_training(
             log=lambda _: None,
         )
     assert not (tmp_path / "default" / "seed0").exists()
+
+
+def test_a_teacher_file_that_does_not_fit_is_named(
+    tmp_path: Path, tiny_overrides: list[str]
+) -> None:
+    script = tmp_path / "wrong.ts"
+    torch.jit.script(nn.Linear(5, 3)).save(str(script))  # the weak inputs are (64,), not (5,)
+    with pytest.raises(UMTError, match=r"teachers\.weak: .*wrong\.ts' is a TorchScript module"):
+        run_study(
+            load_config(overrides=tiny(tiny_overrides, f"teachers={{weak: {script}}}")),
+            tmp_path,
+            log=lambda _: None,
+        )
+    other = tmp_path / "other.pt"
+    torch.save(
+        {"encoders.weak.net.0.weight": torch.zeros(3, 3), "head.weight": torch.zeros(10, 3)}, other
+    )
+    with pytest.raises(
+        UMTError, match=r"teachers\.weak: key 'encoders\.weak\.net\.0\.weight' of .*other\.pt'"
+    ):
+        run_study(
+            load_config(overrides=tiny(tiny_overrides, f"teachers={{weak: {other}}}")),
+            tmp_path,
+            log=lambda _: None,
+        )

@@ -193,13 +193,19 @@ def loaded_teacher(
     name, data, shapes = f"teacher-{m}", runner.data.restrict([m]), {m: runner.data.input_shapes[m]}
     loaded = read_teacher(path, what=what)
     if isinstance(loaded, nn.Module):  # TorchScript: the encoder, with a fresh head
-        model = runner.task.build_model(
-            runner.cfg.model,
-            shapes,
-            runner.data.num_classes,
-            uni=True,
-            encoders={m: lambda _: loaded.train()},
-        )
+        try:
+            model = runner.task.build_model(
+                runner.cfg.model,
+                shapes,
+                runner.data.num_classes,
+                uni=True,
+                encoders={m: lambda _: loaded.train()},
+            )
+        except UMTError as e:
+            raise UMTError(
+                f"{what}: {path!r} is a TorchScript module, taken as the encoder of {m!r} "
+                f"(inputs (B, *{shapes[m]}) -> features (B, D)), and it does not fit: {e}"
+            ) from e
         kind = "encoder"
     else:
         kind = load_teacher_state(model, loaded, modality=m, what=what, source=path)

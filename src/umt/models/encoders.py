@@ -222,9 +222,9 @@ EncoderFactory = Callable[[tuple[int, ...]], nn.Module]
 
 
 def user_encoder(factory: EncoderFactory, in_shape: tuple[int, ...], modality: str) -> nn.Module:
-    """The module ``factory(in_shape)`` made into an encoder: it gets ``feature_dim`` from its own
-    attribute, else from ``out_features``, else from one dry forward pass on zeros (in eval mode,
-    so no BatchNorm statistic moves).
+    """The module ``factory(in_shape)`` made into an encoder, checked by one dry forward pass on
+    zeros ``(2, *in_shape)`` (in eval mode, so no BatchNorm statistic moves): it must return
+    ``(2, D)`` features; ``feature_dim`` is set to ``D`` (a ``feature_dim`` of its own must agree).
 
     Example:
         >>> enc = user_encoder(lambda s: nn.Sequential(nn.Flatten(), nn.Linear(6, 5)), (2, 3), "a")
@@ -237,26 +237,30 @@ def user_encoder(factory: EncoderFactory, in_shape: tuple[int, ...], modality: s
             f"encoders[{modality!r}]: the factory returned a {type(module).__name__}; expected "
             "an nn.Module mapping (B, *input_shape) to (B, D)"
         )
-    dim = getattr(module, "feature_dim", None) or getattr(module, "out_features", None)
-    if dim is None:
-        training = module.training
-        module.eval()
-        try:
-            with torch.no_grad():
-                out = module(torch.zeros(2, *in_shape))  # (2, D)
-        except Exception as e:
-            raise UMTError(
-                f"encoders[{modality!r}]: the encoder fails on a batch of shape "
-                f"{(2, *in_shape)} ({type(e).__name__}: {e})"
-            ) from e
-        finally:
-            module.train(training)
-        if not isinstance(out, torch.Tensor) or out.ndim != 2:
-            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise UMTError(
-                f"encoders[{modality!r}]: the encoder must return (B, D) features; it returned "
-                f"{shape} for inputs {(2, *in_shape)} (pool or flatten its output)"
-            )
-        dim = out.shape[1]
-    module.feature_dim = int(dim)  # type: ignore[assignment]
+    training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            out = module(torch.zeros(2, *in_shape))  # (2, D)
+    except Exception as e:
+        last = (str(e).strip().splitlines() or [""])[-1]  # TorchScript errors span many lines
+        raise UMTError(
+            f"encoders[{modality!r}]: the encoder fails on a batch of shape {(2, *in_shape)} "
+            f"({type(e).__name__}: {last})"
+        ) from e
+    finally:
+        module.train(training)
+    if not isinstance(out, torch.Tensor) or out.ndim != 2:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise UMTError(
+            f"encoders[{modality!r}]: the encoder must return (B, D) features; it returned "
+            f"{shape} for inputs {(2, *in_shape)} (pool or flatten its output)"
+        )
+    own = getattr(module, "feature_dim", None)
+    if own is not None and int(own) != out.shape[1]:
+        raise UMTError(
+            f"encoders[{modality!r}]: feature_dim is {own}, but the encoder returns "
+            f"{out.shape[1]} features"
+        )
+    module.feature_dim = int(out.shape[1])  # type: ignore[assignment]
     return module
