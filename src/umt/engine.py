@@ -273,7 +273,7 @@ def fit(
     """Train ``model`` with ``method``; keep the epoch with the best validation score (the
     ``task``'s metric: accuracy, or mean IoU for segmentation).
 
-    Writes ``stage_dir/metrics.csv`` (and the other ``cfg.logger`` logs) and ``stage_dir/checkpoints/{best,last}.ckpt``. If
+    Writes ``stage_dir/metrics.csv`` and ``stage_dir/checkpoints/{best,last}.ckpt``. If
     ``last.ckpt`` exists (an interrupted run), training resumes from it. On return ``model``
     holds the best epoch's weights. ``module`` and ``checkpoint_cls`` are the seams for a
     variant of the Lightning adapter or of the checkpoint callback (the benchmarks price them).
