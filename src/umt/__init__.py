@@ -6,6 +6,8 @@ The main entry points::
     cfg = umt.load_config(overrides=["seeds=[0]"])
     result = umt.run_study(cfg, "runs")          # teachers, joint, UMT, UME, probes, choice
     umt.probe(encoder, data, "audio")             # diagnose an encoder trained elsewhere
+    umt.run_study(cfg, "runs", data=umt.UserData(train=..., val=..., test=...,
+                  modalities=["audio", "visual"], num_classes=10))   # your own Datasets
 
 With your own model, data and loop::
 
@@ -13,7 +15,7 @@ With your own model, data and loop::
     umt_loss = umt.UMTLoss(diag.teachers, weights=5.0)   # + umt_loss(batch, features)["loss"]
 """
 
-from umt.data import DataBundle, DataConfig, load_data
+from umt.data import DataBundle, DataConfig, UserData, load_data
 from umt.diagnose import DiagnoseConfig, Diagnosis, diagnose
 from umt.distill import UMTLoss
 from umt.errors import UMTError
@@ -34,6 +36,7 @@ __all__ = [
     "StudyResult",
     "UMTError",
     "UMTLoss",
+    "UserData",
     "diagnose",
     "load_config",
     "load_data",

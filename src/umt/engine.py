@@ -24,7 +24,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 from torchmetrics import Metric
 
@@ -32,6 +31,7 @@ from umt.data.base import Batch, DataBundle, make_loader
 from umt.errors import UMTError
 from umt.faults import fault_active, fault_point
 from umt.io import save_torch
+from umt.loggers import build_loggers
 from umt.methods.base import (
     AfterBackwardHook,
     EpochStartHook,
@@ -64,6 +64,9 @@ class TrainConfig:
             place (``nn.Module.compile``: weights and checkpoints are unchanged). ``inductor`` is
             PyTorch's compiler, worth its start-up cost (tens of seconds per stage) for large
             encoders on a GPU; ``eager`` and ``aot_eager`` trace without compiling (debugging).
+        logger: where training curves go, one or several of ``csv`` (``<stage>/metrics.csv``),
+            ``tensorboard``, ``wandb`` (offline) and ``mlflow`` (a local file store); see
+            ``umt.loggers``.
     """
 
     epochs: int = 20
@@ -85,6 +88,7 @@ class TrainConfig:
     deterministic: bool = True
     threads: int = 0
     compile: str = "none"
+    logger: tuple[str, ...] = ("csv",)
 
 
 class DivergenceError(UMTError):
@@ -304,7 +308,7 @@ def fit(
         strategy=cfg.strategy,
         num_nodes=cfg.num_nodes,
         precision=cfg.precision,  # type: ignore[arg-type]
-        logger=CSVLogger(stage_dir, name="", version=""),
+        logger=build_loggers(cfg.logger, stage_dir),  # train.logger; csv: stage_dir/metrics.csv
         callbacks=[checkpoint],
         enable_progress_bar=cfg.progress,
         enable_model_summary=False,

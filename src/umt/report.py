@@ -56,7 +56,8 @@ def accuracy_table(summary: dict[str, Any]) -> str:
     rows = []
     for stage, entry in summary["methods"].items():
         per = entry.get(f"modality_test_{k}", {})
-        row = [_name(stage), pm(entry[f"val_{k}"]), pm(entry[f"test_{k}"])]
+        shown = _name(stage) + (" (loaded)" if "source" in entry else "")  # teachers: {m: PATH}
+        row = [shown, pm(entry[f"val_{k}"]), pm(entry[f"test_{k}"])]
         if "test_pixel_acc" in entry:
             row.append(pm(entry["test_pixel_acc"]))
         row += [pm(per[m]) if m in per else "" for m in mods]

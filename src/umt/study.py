@@ -16,7 +16,7 @@ from __future__ import annotations
 import io
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ import yaml
 from torch import nn
 
 from umt.config import config_hash, to_dict
-from umt.data import DataBundle, load_data
+from umt.data import DataBundle, UserData
 from umt.engine import (
     DivergenceError,
     TrainConfig,
@@ -38,18 +38,22 @@ from umt.engine import (
 )
 from umt.errors import UMTError
 from umt.faults import fault_point
+from umt.inputs import data_key, model_key, study_inputs
 from umt.io import read_json, write_bytes, write_json, write_text
 from umt.methods import METHODS, Ensemble, Joint, Method, MethodContext
+from umt.methods.joint import HeadOnly
+from umt.models import EncoderFactory
+from umt.models.pretrained import file_digest, load_teacher_state, read_teacher
 from umt.probe import extract_features
 from umt.study_config import MASK_FILLS, StudyConfig, load_config
 from umt.summary import summarize
-from umt.tasks import Task, modality_scores, task_of
+from umt.tasks import Task, modality_scores
 
 
 def _hash_train(cfg: TrainConfig) -> dict[str, Any]:
-    """The training settings that change the numbers (not progress bars or loader workers)."""
+    """The training settings that change the numbers (not progress bars, workers or loggers)."""
     d = to_dict(cfg)
-    for key in ("progress", "num_workers", "threads"):
+    for key in ("progress", "num_workers", "threads", "logger"):
         d.pop(key)
     return d
 
@@ -93,7 +97,7 @@ class _Runner:
         self.device = eval_device(cfg.train)
         self.means = data.modality_means() if cfg.mask_fill == "mean" else None
         self.trained: list[str] = []
-        self.data_key = config_hash(cfg.data)
+        self.data_key = data_key(cfg.data, data)  # the user's data: its content's hash
         self.examples: dict[str, nn.Module] = {}  # first seed's models, for the task's figure
 
     # -- the stages of one seed -----------------------------------------------------------------
@@ -147,12 +151,70 @@ class _Runner:
             model = self.task.build_model(
                 self.cfg.model, {m: self.data.input_shapes[m]}, self.data.num_classes, uni=True
             )
-            parts = {"method": "unimodal", "modality": m}
-            data = self.data.restrict([m])
-            result = self._train_and_probe(seed, f"teacher-{m}", model, Joint(), data, parts, out)
+            if m in self.cfg.teachers:  # from a file (umt.inputs)
+                model, result = self._loaded_teacher(seed, m, model, out)
+            else:
+                parts = {"method": "unimodal", "modality": m}
+                data = self.data.restrict([m])
+                result = self._train_and_probe(
+                    seed, f"teacher-{m}", model, Joint(), data, parts, out
+                )
             if result is not None:
                 teachers[m], keys[m] = model, result["key"]
         return teachers, keys
+
+    def _loaded_teacher(
+        self, seed: int, m: str, model: nn.Module, out: dict[str, Any]
+    ) -> tuple[nn.Module, dict[str, Any] | None]:
+        """The stage ``teacher-<m>`` from its file (``teachers.<m>``), into ``out`` like any stage.
+
+        A whole uni-modal model is evaluated as it is; an encoder alone (a state dict, or a
+        TorchScript module) gets its head trained with the encoder frozen (:class:`HeadOnly`).
+        Keyed on the file's content; the result records ``source`` (the path) and ``loaded``
+        (``model`` or ``encoder``). Returns the teacher and its result (``None`` if it failed).
+        """
+        path, what = self.cfg.teachers[m], f"teachers.{m}"
+        name, data, shapes = f"teacher-{m}", self.data.restrict([m]), {m: self.data.input_shapes[m]}
+        loaded = read_teacher(path, what=what)
+        if isinstance(loaded, nn.Module):  # TorchScript: the encoder, with a fresh head
+            try:
+                model = self.task.build_model(
+                    self.cfg.model,
+                    shapes,
+                    self.data.num_classes,
+                    uni=True,
+                    encoders={m: lambda _: loaded.train()},
+                )
+            except UMTError as e:
+                raise UMTError(
+                    f"{what}: {path!r} is a TorchScript module, taken as the encoder of {m!r} "
+                    f"(inputs (B, *{shapes[m]}) -> features (B, D)), and it does not fit: {e}"
+                ) from e
+            kind = "encoder"
+        else:
+            kind = load_teacher_state(model, loaded, modality=m, what=what, source=path)
+        parts = {"method": "loaded", "modality": m, "file": file_digest(path), "loaded": kind}
+        extra = {"source": str(path), "loaded": kind}
+        if kind == "encoder":  # train the head alone, as any stage (cached, checkpointed)
+            result = self._train_and_probe(seed, name, model, HeadOnly(model), data, parts, out)
+            if result is not None and result.get("source") != extra["source"] and self.main:
+                result.update(extra)
+                write_json(self.run_dir / f"seed{seed}" / name / "result.json", result)
+            return model, result
+        stage_dir = self.run_dir / f"seed{seed}" / name
+        key = config_hash(self.data_key, model_key(self.cfg.model, shapes, self.task), parts)
+        result = self._cached(stage_dir, key)
+        if result is None and self.main:
+            self._begin(stage_dir, key, {"stage": name, "seed": seed, **parts})
+            result = {**self._evaluate(model, data, key, name, seed), **extra}
+            save_model(model, stage_dir / "model.pt")
+            write_json(stage_dir / "result.json", result)
+        result = result if result is not None else {"key": key}
+        self.log(f"[seed {seed}] {name}: loaded from {path}")
+        out["stages"][name] = result
+        out["probes"][name] = self.probe_stage(seed, name, model, key)
+        self.keep_example(name, model)
+        return model, result
 
     def _train_and_probe(
         self,
@@ -186,9 +248,8 @@ class _Runner:
         key_parts: dict[str, Any],
     ) -> dict[str, Any]:
         stage_dir = self.run_dir / f"seed{seed}" / name
-        key = config_hash(
-            self.data_key, _hash_train(self.cfg.train), self.cfg.model, seed, key_parts
-        )
+        model_cfg = model_key(self.cfg.model, data.input_shapes, self.task)  # options in use
+        key = config_hash(self.data_key, _hash_train(self.cfg.train), model_cfg, seed, key_parts)
         k = self.task.metric
         done = self._cached(stage_dir, key)
         if done is not None and self._load(model, stage_dir / "model.pt"):
@@ -377,9 +438,17 @@ class StageFailed(Exception):
 
 
 def run_study(
-    cfg: StudyConfig, out: str | Path = "runs", *, log: Log = print, report: bool = True
+    cfg: StudyConfig,
+    out: str | Path = "runs",
+    *,
+    log: Log = print,
+    report: bool = True,
+    data: UserData | DataBundle | None = None,
+    encoders: Mapping[str, EncoderFactory] | None = None,
 ) -> StudyResult:
     """Run (or resume) the study ``cfg`` under ``out/cfg.name`` and write its summary and report.
+    ``data``: your own data instead of ``cfg.data``; ``encoders``: your own encoder factories by
+    modality (see ``umt.inputs``).
 
     Example::
 
@@ -390,9 +459,7 @@ def run_study(
     start = time.perf_counter()
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
-    data = load_data(cfg.data)
-    task = task_of(data)
-    _check_for_task(cfg, task, data)
+    data, task = study_inputs(cfg, data, encoders)  # checked before anything trains
     run_dir = Path(out) / cfg.name
     runner = _Runner(cfg, data, task, run_dir, log)
     if runner.main:
@@ -412,19 +479,3 @@ def run_study(
             write_bytes(run_dir / "figures" / "examples.png", png)
         write_report(summary, run_dir)
     return StudyResult(run_dir=run_dir, summary=summary, trained=runner.trained)
-
-
-def _check_for_task(cfg: StudyConfig, task: Task, data: DataBundle) -> None:
-    """Refuse, before anything trains, what the data set's task cannot run."""
-    unsupported = [m for m in cfg.methods if task.name not in METHODS[m].tasks]
-    if unsupported:
-        supported = [m for m, spec in METHODS.items() if task.name in spec.tasks]
-        raise UMTError(
-            f"methods: {unsupported} do not support {task.name} (data set {data.name!r}); "
-            f"choose among {supported}"
-        )
-    if cfg.fusion and not task.fusion_sweep:
-        raise UMTError(
-            "fusion: the sweep is over classification fusion modules; a segmentation "
-            "model fuses per stage, set model.seg.fusion (add or attention) instead"
-        )

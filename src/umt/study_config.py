@@ -37,6 +37,7 @@ _STUDY_DOC = """Everything a study does. ``umt run --set key=value`` sets any fi
             ``model.fusion`` alone, stages named ``<method>``.
         umt, ume, gblend, ...: each method's settings, a section named as the method, with the
             dataclass its ``METHODS`` entry names (added to this class from the registry).
+        teachers: modality -> a file with that teacher (not trained then); see ``umt.inputs``.
     """
 
 
@@ -54,6 +55,7 @@ class _StudyFields:
     choice: ChoiceConfig = field(default_factory=ChoiceConfig)
     mask_fill: str = "zero"
     fusion: tuple[str, ...] = ()
+    teachers: dict[str, str] = field(default_factory=dict)
 
     def settings(self, method: str) -> Any:
         """The settings section of ``method`` (``None`` for a method without settings)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from umt.data.base import DataBundle
+from umt.data.user import user_data_summary
 from umt.methods import choose
 from umt.study_config import StudyConfig
 from umt.tasks import Task, mean_std
@@ -39,6 +40,8 @@ def summarize(
                 entry[key] = {m: mean_std([r[key][m] for r in rows]) for m in data.modalities}
         if "train_seconds" in rows[0]:
             entry["train_seconds"] = mean_std([r["train_seconds"] for r in rows])
+        if "source" in rows[0]:  # a teacher loaded from a file (``teachers: {m: PATH}``)
+            entry["source"] = rows[0]["source"]
         methods[stage] = entry
     return {
         "study": cfg.name,
@@ -50,6 +53,7 @@ def summarize(
             "sizes": {s: len(data.split(s)) for s in ("train", "val", "test")},
             "task": data.task,
             **task.data_extras(data),
+            **user_data_summary(data),  # "source": "user" for run_study(data=...)
         },
         "seeds": seeds,
         "mask_fill": cfg.mask_fill,

@@ -15,6 +15,7 @@ from umt.data.nyuv2 import load_nyuv2
 from umt.data.prepared import load_prepared
 from umt.data.rgbd import load_rgbd
 from umt.data.synthetic import PRESETS, load_synthetic
+from umt.data.user import UserData
 from umt.errors import UMTError
 
 Loader = Callable[[DataConfig], DataBundle]
@@ -73,6 +74,7 @@ __all__ = [
     "Batch",
     "DataBundle",
     "DataConfig",
+    "UserData",
     "load_data",
     "make_loader",
 ]

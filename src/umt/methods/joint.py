@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from umt.data.base import Batch
 from umt.models.multimodal import MultimodalModel
@@ -23,4 +24,26 @@ class Joint:
         return {"loss": loss, "logits": logits}
 
     def to(self, device: torch.device) -> Joint:
+        return self
+
+
+class HeadOnly:
+    """Cross-entropy with the encoders frozen: trains only the rest of the model (the head of a
+    teacher whose encoder was loaded from a file, ``teachers: {m: PATH}``).
+
+    The encoders' weights leave the optimiser, and they run in eval mode at every step (the
+    trainer restores train mode after each validation), so BatchNorm statistics stay those of
+    the file.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        encoders = model.encoders
+        assert isinstance(encoders, nn.Module)  # the FusionModel contract
+        encoders.requires_grad_(False)
+
+    def step(self, model: MultimodalModel, batch: Batch) -> dict[str, torch.Tensor]:
+        model.encoders.eval()
+        return Joint().step(model, batch)
+
+    def to(self, device: torch.device) -> HeadOnly:
         return self

@@ -1,6 +1,12 @@
 """Models: encoders, fusion modules and the fusion model."""
 
-from umt.models.encoders import CNNEncoder, EncoderConfig, MLPEncoder, build_encoder
+from umt.models.encoders import (
+    CNNEncoder,
+    EncoderConfig,
+    EncoderFactory,
+    MLPEncoder,
+    build_encoder,
+)
 from umt.models.fusion import (
     FUSIONS,
     AttentionFusion,
@@ -24,6 +30,7 @@ __all__ = [
     "CNNEncoder",
     "ConcatFusion",
     "EncoderConfig",
+    "EncoderFactory",
     "FiLMFusion",
     "GatedFusion",
     "MLPEncoder",

@@ -15,7 +15,8 @@ as a single token (see ``umt.models.multimodal.MultimodalModel.encode_all``).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
@@ -47,7 +48,8 @@ class EncoderConfig:
 
     Attributes:
         name: ``auto`` (MLP for vectors, CNN for ``(C, H, W)`` inputs, ResNet-18 for
-            ``(T, C, H, W)`` clips), ``mlp``, ``cnn`` or ``resnet18`` (see ``umt.models.resnet``).
+            ``(T, C, H, W)`` clips), ``mlp``, ``cnn``, ``resnet18`` or ``resnet34`` (see
+            ``umt.models.resnet``).
         feature_dim: size D of the feature vector (MLP, CNN; a ResNet-18's features are its pooled
             last stage, ``512 * width``).
         hidden: MLP hidden width.
@@ -59,6 +61,11 @@ class EncoderConfig:
             layer); the CNN's tokens are the positions of its last feature map.
         width: ResNet-18 width multiplier (1.0: the standard 64-channel base; 0.125 for tiny CPU
             variants).
+        weights: modality -> a weights file that initialises that modality's encoder in every
+            stage (teachers and fused models): a state dict of ours (an encoder's, or a stage's
+            ``model.pt``), or a torchvision-layout ResNet-18/34 state dict (e.g. ImageNet
+            weights) for ``resnet18``/``resnet34`` encoders at ``width: 1``; see
+            ``umt.models.pretrained``.
     """
 
     name: str = "auto"
@@ -70,6 +77,7 @@ class EncoderConfig:
     dropout: float = 0.0
     tokens: int = 4
     width: float = 1.0
+    weights: dict[str, str] = field(default_factory=dict)
 
 
 class MLPEncoder(nn.Module):
@@ -200,8 +208,59 @@ def build_encoder(cfg: EncoderConfig, in_shape: tuple[int, ...]) -> nn.Module:
         return CNNEncoder(
             in_shape, feature_dim=cfg.feature_dim, width=cfg.channels, depth=cfg.stages
         )
-    if name == "resnet18":
-        return build_resnet18(in_shape, width=cfg.width)
+    if name in ("resnet18", "resnet34"):
+        return build_resnet18(in_shape, width=cfg.width, depth=int(name.removeprefix("resnet")))
     raise UMTError(
-        f"unknown encoder {cfg.name!r} (model.encoder.name); expected auto, mlp, cnn or resnet18"
+        f"unknown encoder {cfg.name!r} (model.encoder.name); expected auto, mlp, cnn or "
+        "resnet18 (or resnet34)"
     )
+
+
+#: A user's encoder for one modality: ``factory(input_shape) -> nn.Module`` (``input_shape``
+#: without the batch dimension); the module maps ``(B, *input_shape)`` to ``(B, D)``.
+EncoderFactory = Callable[[tuple[int, ...]], nn.Module]
+
+
+def user_encoder(factory: EncoderFactory, in_shape: tuple[int, ...], modality: str) -> nn.Module:
+    """The module ``factory(in_shape)`` made into an encoder, checked by one dry forward pass on
+    zeros ``(2, *in_shape)`` (in eval mode, so no BatchNorm statistic moves): it must return
+    ``(2, D)`` features; ``feature_dim`` is set to ``D`` (a ``feature_dim`` of its own must agree).
+
+    Example:
+        >>> enc = user_encoder(lambda s: nn.Sequential(nn.Flatten(), nn.Linear(6, 5)), (2, 3), "a")
+        >>> enc.feature_dim
+        5
+    """
+    module = factory(in_shape)
+    if not isinstance(module, nn.Module):
+        raise UMTError(
+            f"encoders[{modality!r}]: the factory returned a {type(module).__name__}; expected "
+            "an nn.Module mapping (B, *input_shape) to (B, D)"
+        )
+    training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            out = module(torch.zeros(2, *in_shape))  # (2, D)
+    except Exception as e:
+        last = (str(e).strip().splitlines() or [""])[-1]  # TorchScript errors span many lines
+        raise UMTError(
+            f"encoders[{modality!r}]: the encoder fails on a batch of shape {(2, *in_shape)} "
+            f"({type(e).__name__}: {last})"
+        ) from e
+    finally:
+        module.train(training)
+    if not isinstance(out, torch.Tensor) or out.ndim != 2:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise UMTError(
+            f"encoders[{modality!r}]: the encoder must return (B, D) features; it returned "
+            f"{shape} for inputs {(2, *in_shape)} (pool or flatten its output)"
+        )
+    own = getattr(module, "feature_dim", None)
+    if own is not None and int(own) != out.shape[1]:
+        raise UMTError(
+            f"encoders[{modality!r}]: feature_dim is {own}, but the encoder returns "
+            f"{out.shape[1]} features"
+        )
+    module.feature_dim = int(out.shape[1])  # type: ignore[assignment]
+    return module

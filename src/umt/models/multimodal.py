@@ -17,8 +17,9 @@ from torch import nn
 from umt.data.base import is_modality_key
 from umt.errors import UMTError
 from umt.models.base import TokenEncoder, TokenFusion
-from umt.models.encoders import EncoderConfig, build_encoder
+from umt.models.encoders import EncoderConfig, EncoderFactory, build_encoder, user_encoder
 from umt.models.fusion import FUSIONS, build_fusion
+from umt.models.pretrained import init_encoders
 from umt.models.segmentation import SegModelConfig
 
 
@@ -160,6 +161,7 @@ def build_model(
     num_classes: int,
     *,
     linear_head: bool = False,
+    encoders: Mapping[str, EncoderFactory] | None = None,
 ) -> MultimodalModel:
     """A model over the modalities of ``input_shapes`` (one modality: a uni-modal model).
 
@@ -168,6 +170,12 @@ def build_model(
         input_shapes: modality -> per-sample input shape.
         num_classes: K.
         linear_head: force a linear head (uni-modal models: encoder + linear head, as the paper).
+        encoders: modality -> a factory of the user's encoder (``factory(input_shape)``, see
+            :func:`~umt.models.encoders.user_encoder`), used instead of ``cfg.encoder`` for
+            that modality.
+
+    The encoders ``cfg.encoder.weights`` names start from those files
+    (:func:`~umt.models.pretrained.init_encoders`).
 
     Example:
         >>> cfg = ModelConfig(EncoderConfig(feature_dim=8, hidden=8), fusion="film",
@@ -179,8 +187,16 @@ def build_model(
         >>> type(build_model(cfg, {"a": (3,)}, 2, linear_head=True).fusion).__name__
         'ConcatFusion'
     """
-    encoders = nn.ModuleDict({m: build_encoder(cfg.encoder, s) for m, s in input_shapes.items()})
-    dims = {m: int(e.feature_dim) for m, e in encoders.items()}  # type: ignore[arg-type]
+    factories = encoders or {}
+    built = nn.ModuleDict(
+        {
+            m: user_encoder(factories[m], s, m) if m in factories else build_encoder(cfg.encoder, s)
+            for m, s in input_shapes.items()
+        }
+    )
+    if cfg.encoder.weights:
+        init_encoders(built, cfg.encoder.weights)
+    dims = {m: int(e.feature_dim) for m, e in built.items()}  # type: ignore[arg-type]
     if cfg.fusion not in FUSIONS:  # checked for teachers too, before anything trains
         build_fusion(cfg.fusion, dims)  # raises the error that lists the valid names
     # Fusing one modality means nothing: a uni-modal model is its encoder plus the head.
@@ -200,7 +216,7 @@ def build_model(
         head = nn.Sequential(
             nn.Linear(width, cfg.head_hidden), nn.ReLU(), nn.Linear(cfg.head_hidden, num_classes)
         )
-    return MultimodalModel(encoders, fusion, head)
+    return MultimodalModel(built, fusion, head)
 
 
 def mask_batch(

@@ -17,6 +17,10 @@ encoder): 11,176,512 for three input channels — torchvision's 11,689,512 minus
 Features are the pooled last stage, ``feature_dim = 8 * base`` (512 at ``width=1``). Tokens for
 the attention fusion are the last stage's positions, ``(B, H'W', D)`` (``(B, T H'W', D)`` for
 clips), and ``forward(x) == tokens(x).mean(1)``.
+
+``depth=34`` gives ResNet-34 (``3, 4, 6, 3`` blocks per stage; 21,284,672 weights for three input
+channels at ``width=1``, torchvision's 21,797,672 minus ``fc``), so that ImageNet weights of either
+depth in torchvision's layout load onto these encoders (``umt.models.pretrained``).
 """
 
 from __future__ import annotations
@@ -68,11 +72,24 @@ class BasicBlock(nn.Module):
         return self.relu(h + self.shortcut(x))
 
 
-class ResNet18Trunk(nn.Module):
-    """Stem + four stages: ``(N, C, H, W) -> (N, 8 * base, H / 32, W / 32)`` (sizes rounded up)."""
+#: Basic blocks per stage of each depth (He et al., Table 1).
+BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
 
-    def __init__(self, in_channels: int, *, width: float = 1.0) -> None:
+
+def _blocks(depth: int) -> tuple[int, ...]:
+    if depth not in BLOCKS:
+        raise UMTError(f"ResNet depth must be one of {sorted(BLOCKS)}; got {depth}")
+    return BLOCKS[depth]
+
+
+class ResNet18Trunk(nn.Module):
+    """Stem + four stages: ``(N, C, H, W) -> (N, 8 * base, H / 32, W / 32)`` (sizes rounded up).
+
+    ``depth=34`` stacks ``3, 4, 6, 3`` basic blocks per stage instead of two (ResNet-34)."""
+
+    def __init__(self, in_channels: int, *, width: float = 1.0, depth: int = 18) -> None:
         super().__init__()
+        blocks = _blocks(depth)
         base = _base_channels(width)
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, base, 7, stride=2, padding=3, bias=False),
@@ -84,9 +101,8 @@ class ResNet18Trunk(nn.Module):
         c_in = base
         for i, c_out in enumerate((base, 2 * base, 4 * base, 8 * base)):
             stride = 1 if i == 0 else 2
-            stages.append(
-                nn.Sequential(BasicBlock(c_in, c_out, stride=stride), BasicBlock(c_out, c_out))
-            )
+            rest = [BasicBlock(c_out, c_out) for _ in range(blocks[i] - 1)]
+            stages.append(nn.Sequential(BasicBlock(c_in, c_out, stride=stride), *rest))
             c_in = c_out
         self.stages = nn.Sequential(*stages)
         self.out_channels = c_in
@@ -110,14 +126,14 @@ class ResNet18Encoder(nn.Module):
         (2, 4, 64)
     """
 
-    def __init__(self, in_shape: tuple[int, ...], *, width: float = 1.0) -> None:
+    def __init__(self, in_shape: tuple[int, ...], *, width: float = 1.0, depth: int = 18) -> None:
         super().__init__()
         if len(in_shape) != 3:
             raise UMTError(
                 f"the resnet18 encoder expects (C, H, W) inputs (e.g. a spectrogram (1, mels, "
                 f"frames)) or (T, C, H, W) clips; got shape {in_shape}"
             )
-        self.trunk = ResNet18Trunk(in_shape[0], width=width)
+        self.trunk = ResNet18Trunk(in_shape[0], width=width, depth=depth)
         self.feature_dim = self.trunk.out_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -145,13 +161,13 @@ class FrameResNet18Encoder(nn.Module):
         (2, 3, 64)
     """
 
-    def __init__(self, in_shape: tuple[int, ...], *, width: float = 1.0) -> None:
+    def __init__(self, in_shape: tuple[int, ...], *, width: float = 1.0, depth: int = 18) -> None:
         super().__init__()
         if len(in_shape) != 4:
             raise UMTError(
                 f"the frame resnet18 encoder expects clips of shape (T, C, H, W); got {in_shape}"
             )
-        self.trunk = ResNet18Trunk(in_shape[1], width=width)
+        self.trunk = ResNet18Trunk(in_shape[1], width=width, depth=depth)
         self.feature_dim = self.trunk.out_channels
 
     def _maps(self, x: torch.Tensor) -> torch.Tensor:
@@ -173,18 +189,20 @@ class FrameResNet18Encoder(nn.Module):
         return self.forward_tokens(x)[1]
 
 
-def build_resnet18(in_shape: tuple[int, ...], *, width: float = 1.0) -> nn.Module:
+def build_resnet18(in_shape: tuple[int, ...], *, width: float = 1.0, depth: int = 18) -> nn.Module:
     """The ResNet-18 encoder for ``in_shape``: :class:`ResNet18Encoder` for ``(C, H, W)``,
-    :class:`FrameResNet18Encoder` for ``(T, C, H, W)``.
+    :class:`FrameResNet18Encoder` for ``(T, C, H, W)`` (``depth=34``: the ResNet-34 ones).
 
     Example:
         >>> [type(build_resnet18(s)).__name__ for s in [(3, 3, 64, 64), (1, 64, 64)]]
         ['FrameResNet18Encoder', 'ResNet18Encoder']
+        >>> [len(stage) for stage in build_resnet18((3, 32, 32), depth=34).trunk.stages]
+        [3, 4, 6, 3]
     """
     if len(in_shape) == 4:
-        return FrameResNet18Encoder(in_shape, width=width)
+        return FrameResNet18Encoder(in_shape, width=width, depth=depth)
     if len(in_shape) == 3:
-        return ResNet18Encoder(in_shape, width=width)
+        return ResNet18Encoder(in_shape, width=width, depth=depth)
     raise UMTError(
         f"the resnet18 encoder expects (C, H, W) or (T, C, H, W) inputs; got shape {in_shape} "
         "(use model.encoder.name=mlp for vectors)"

@@ -17,6 +17,7 @@ from torch import nn
 from torchmetrics import Metric
 
 from umt.data.base import ArrayDataset, Batch, DataBundle
+from umt.models.encoders import EncoderFactory
 from umt.models.multimodal import ModelConfig, mask_batch
 from umt.probe import ProbeConfig
 
@@ -82,8 +83,10 @@ class Task(Protocol):
         *,
         uni: bool = False,
         fusion: str | None = None,
+        encoders: Mapping[str, EncoderFactory] | None = None,
     ) -> nn.Module:
-        """A fresh model (``uni``: a uni-modal teacher; ``fusion``: overrides the config's)."""
+        """A fresh model (``uni``: a uni-modal teacher; ``fusion``: overrides the config's;
+        ``encoders``: the user's encoder factories by modality, instead of ``cfg.encoder``)."""
         ...
 
     def val_metric(self, num_classes: int) -> Metric:

@@ -13,6 +13,7 @@ from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy
 
 from umt.data.base import ArrayDataset, Batch, DataBundle, make_loader
+from umt.models.encoders import EncoderFactory
 from umt.models.multimodal import ModelConfig, build_model
 from umt.probe import ProbeConfig, ProbeResult, extract_features, linear_probe
 from umt.tasks.base import Predict, ReportText
@@ -69,10 +70,11 @@ class Classification:
         *,
         uni: bool = False,
         fusion: str | None = None,
+        encoders: Mapping[str, EncoderFactory] | None = None,
     ) -> nn.Module:
         if fusion is not None:
             cfg = replace(cfg, fusion=fusion)
-        return build_model(cfg, shapes, num_classes, linear_head=uni)
+        return build_model(cfg, shapes, num_classes, linear_head=uni, encoders=encoders)
 
     def val_metric(self, num_classes: int) -> Metric:
         return MulticlassAccuracy(num_classes=num_classes, average="micro")

@@ -23,8 +23,11 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardInd
 
 from umt.data.base import ArrayDataset, Batch, DataBundle, make_loader
 from umt.data.segmentation import IGNORE_INDEX
+from umt.errors import UMTError
 from umt.methods import stage_display_name
+from umt.models.encoders import EncoderFactory
 from umt.models.multimodal import ModelConfig
+from umt.models.pretrained import init_encoders
 from umt.models.segmentation import build_seg_model
 from umt.probe import DEFAULT_PROBE, ProbeConfig, encode_split
 from umt.tasks.base import Predict, ReportText, mean_std
@@ -286,8 +289,17 @@ class Segmentation:
         *,
         uni: bool = False,
         fusion: str | None = None,
+        encoders: Mapping[str, EncoderFactory] | None = None,
     ) -> nn.Module:
-        return build_seg_model(cfg.seg, shapes, num_classes)
+        if encoders:
+            raise UMTError(
+                f"encoders {sorted(encoders)}: your own encoders are for classification; a "
+                "segmentation model's branches are set by model.seg"
+            )
+        model = build_seg_model(cfg.seg, shapes, num_classes)
+        if cfg.encoder.weights:
+            init_encoders(model.encoders, cfg.encoder.weights)  # our SegEncoder state dicts
+        return model
 
     def val_metric(self, num_classes: int) -> Metric:
         return MulticlassJaccardIndex(num_classes, ignore_index=IGNORE_INDEX)
