@@ -8,6 +8,7 @@ again reuses finished stages; changing a setting retrains only the stages that d
       study.yaml                  the resolved configuration
       seed<k>/<stage>/            teacher-<m>, joint, umt, ume
         config.yaml  metrics.csv  checkpoints/  model.pt  result.json  probe.json
+        test-outcomes.npy         per test sample, the outcome (``Task.outcomes``) for intervals
       summary.json  report.md  report.html  figures/probes.png
 """
 
@@ -27,6 +28,7 @@ import torch
 import yaml
 from torch import nn
 
+from umt.compare import comparisons, recommendation
 from umt.config import apply_overrides, config_hash, from_dict, read_yaml, to_dict
 from umt.data import DataBundle, DataConfig, load_data
 from umt.engine import (
@@ -47,6 +49,7 @@ from umt.summary import summarize
 from umt.tasks import Task, modality_scores, task_of
 
 MASK_FILLS = ("zero", "mean")
+OUTCOMES_FILE = "test-outcomes.npy"
 
 
 _STUDY_DOC = """Everything a study does. ``umt run --set key=value`` sets any field by its dotted name.
@@ -185,6 +188,7 @@ class _Runner:
         self.trained: list[str] = []
         self.data_key = config_hash(cfg.data)
         self.examples: dict[str, nn.Module] = {}  # first seed's models, for the task's figure
+        self.outcomes: dict[tuple[int, str], np.ndarray] = {}  # per-sample test outcomes
 
     # -- the stages of one seed -----------------------------------------------------------------
     def run_seed(self, seed: int) -> dict[str, Any]:
@@ -282,6 +286,7 @@ class _Runner:
         k = self.task.metric
         done = self._cached(stage_dir, key)
         if done is not None and self._load(model, stage_dir / "model.pt"):
+            self.test_outcomes(model, data, stage_dir, seed, name, fresh=False)
             self.log(
                 f"[seed {seed}] {name}: cached (val {done[f'val_{k}']:.4f}, "
                 f"test {done[f'test_{k}']:.4f})"
@@ -316,6 +321,7 @@ class _Runner:
             train_seconds=round(fitted.seconds, 3),
         )
         save_model(model, stage_dir / "model.pt")
+        self.test_outcomes(model, data, stage_dir, seed, name, fresh=True)
         write_json(stage_dir / "result.json", result)  # written last: marks the stage finished
         fault_point(f"done:seed{seed}/{name}")
         self.trained.append(f"seed{seed}/{name}")
@@ -333,10 +339,13 @@ class _Runner:
         settings = self.cfg.settings("ume")
         key = config_hash(teacher_keys, settings, self.cfg.mask_fill)
         done = self._cached(stage_dir, key)
+        ensemble = Ensemble(teachers, settings)
         if done is not None:
+            self.test_outcomes(ensemble, self.data, stage_dir, seed, "ume", fresh=False)
             return done
         self._begin(stage_dir, key, {"stage": "ume", "seed": seed, "ume": to_dict(settings)})
-        result = self._evaluate(Ensemble(teachers, settings), self.data, key, "ume", seed)
+        result = self._evaluate(ensemble, self.data, key, "ume", seed)
+        self.test_outcomes(ensemble, self.data, stage_dir, seed, "ume", fresh=True)
         write_json(stage_dir / "result.json", result)
         k = self.task.metric
         self.log(f"[seed {seed}] ume: val {result[f'val_{k}']:.4f}, test {result[f'test_{k}']:.4f}")
@@ -368,6 +377,35 @@ class _Runner:
                 device=self.device,
             )
         return result
+
+    def test_outcomes(
+        self,
+        model: nn.Module,
+        data: DataBundle,
+        stage_dir: Path,
+        seed: int,
+        name: str,
+        *,
+        fresh: bool,
+    ) -> None:
+        """The stage's per-sample test outcomes, kept in ``self.outcomes`` and beside its
+        result (``test-outcomes.npy``, written before ``result.json``). ``fresh``: the model was
+        just trained, so any file there is stale; else a cached stage's file is read, or
+        recomputed from its model where a run directory written before outcomes lacks it."""
+        if not self.main:  # only the main process evaluates and writes
+            return
+        path = stage_dir / OUTCOMES_FILE
+        if not fresh and path.is_file():
+            try:
+                self.outcomes[(seed, name)] = np.load(path)
+                return
+            except (OSError, ValueError) as e:  # a cut-off file: recompute it
+                self.log(f"  {path} is unusable ({type(e).__name__}); recomputing it")
+        outcomes = self.task.outcomes(model, data.test, data.num_classes, device=self.device)
+        buf = io.BytesIO()
+        np.save(buf, outcomes)
+        write_bytes(path, buf.getvalue())
+        self.outcomes[(seed, name)] = outcomes
 
     def probe_stage(self, seed: int, name: str, model: nn.Module, stage_key: str) -> dict[str, Any]:
         if not self.main:
@@ -492,6 +530,14 @@ def run_study(
     if not runner.main:
         return StudyResult(run_dir=run_dir, summary={}, trained=runner.trained, main=False)
     summary = summarize(cfg, data, task, per_seed)
+    # Added keys (every other key is summarize's): the report's comparisons and recommendation.
+    summary["comparisons"] = comparisons(summary, task, runner.outcomes)
+    summary["recommendation"] = recommendation(
+        summary,
+        task,
+        rule_stage=_stage_of(summary, cfg, (summary.get("choice") or {}).get("method")),
+        compare_stage=_stage_of(summary, cfg, cfg.choice.compare),
+    )
     summary["wall_seconds"] = round(time.perf_counter() - start, 2)
     write_json(run_dir / "summary.json", summary)
     if report:
@@ -502,6 +548,14 @@ def run_study(
             write_bytes(run_dir / "figures" / "examples.png", png)
         write_report(summary, run_dir)
     return StudyResult(run_dir=run_dir, summary=summary, trained=runner.trained)
+
+
+def _stage_of(summary: dict[str, Any], cfg: StudyConfig, method: str | None) -> str | None:
+    """The stage of ``method`` the UMT/UME rule reads (in a fusion sweep: ``model.fusion``'s)."""
+    for stage in (method, f"{method}-{cfg.model.fusion}") if method else ():
+        if stage in summary["methods"]:
+            return stage
+    return None
 
 
 def _check_for_task(cfg: StudyConfig, task: Task, data: DataBundle) -> None:
