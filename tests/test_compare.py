@@ -7,9 +7,14 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
+from umt.data.base import ArrayDataset
+from umt.data.segmentation import IGNORE_INDEX, SegmentationDataset
+from umt.stats import paired_bootstrap
 from umt.study import OUTCOMES_FILE, load_config, run_study
-from umt.tasks import CLASSIFICATION
+from umt.tasks import CLASSIFICATION, SEGMENTATION, accuracy
 
 
 def _quiet(_: str) -> None:
@@ -71,3 +76,54 @@ def test_tiny_study_keeps_outcomes_and_compares(tmp_path: Path, tiny_overrides: 
     assert again.trained == []
     assert (run / "seed1" / "joint" / OUTCOMES_FILE).is_file()
     assert again.summary["comparisons"] == summary["comparisons"]
+
+
+def _one_hot(b: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Logits ``(B, K, H, W)`` whose argmax is the stored prediction map ``b["x"]``."""
+    return F.one_hot(b["x"][:, 0].long(), 4).permute(0, 3, 1, 2).float()
+
+
+def test_segmentation_outcomes_by_hand_and_against_the_scores() -> None:
+    # Image 0: labels [0 0 1 | 1 2 ignored], prediction [0 1 1 | 1 2 0]. Class 0: I 1, U 2;
+    # class 1: I 2, U 3; class 2: I 1, U 1 (the unlabelled pixel counts nowhere).
+    label = np.array([[[0, 0, 1], [1, 2, IGNORE_INDEX]]])
+    pred = np.array([[[0, 1, 1], [1, 2, 0]]])
+    ds = SegmentationDataset({"x": pred[:, None].astype(np.float32)}, label)
+    out = SEGMENTATION.outcomes(_one_hot, ds, 4)
+    assert out.shape == (1, 2, 4)
+    assert out[0].tolist() == [[1, 2, 1, 0], [2, 3, 1, 0]]
+    assert abs(SEGMENTATION.score_of(out) - (1 / 2 + 2 / 3 + 1) / 3) < 1e-7  # float32
+    assert SEGMENTATION.score_of(out) == segmentation_scores_miou(ds)
+
+    # Random maps (some classes absent from some images, a tenth unlabelled): the mIoU of the
+    # summed outcomes is the metric's, exactly, on the whole split and on a subset of images.
+    rng = np.random.default_rng(0)
+    label = rng.integers(0, 3, (12, 5, 6))  # class 3 only ever predicted
+    label[rng.random(label.shape) < 0.1] = IGNORE_INDEX
+    pred = rng.integers(0, 4, (12, 5, 6))
+    ds = SegmentationDataset({"x": pred[:, None].astype(np.float32)}, label)
+    out = SEGMENTATION.outcomes(_one_hot, ds, 4)
+    assert SEGMENTATION.score_of(out) == segmentation_scores_miou(ds)
+    rows = [0, 3, 3, 7]  # a bootstrap resample repeats images
+    sub = SegmentationDataset({"x": pred[rows, None].astype(np.float32)}, label[rows])
+    assert SEGMENTATION.score_of(out[rows]) == segmentation_scores_miou(sub)
+
+
+def segmentation_scores_miou(ds: SegmentationDataset) -> float:
+    return float(SEGMENTATION.scores(_one_hot, ds, 4)["miou"])
+
+
+def test_classification_outcomes_recompute_accuracy_exactly() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 3, 37)
+    y = np.where(rng.random(37) < 0.7, x, (x + 1) % 3)
+    ds = ArrayDataset({"x": x[:, None].astype(np.float32)}, y)
+
+    def predict(b: dict[str, torch.Tensor]) -> torch.Tensor:
+        return F.one_hot(b["x"][:, 0].long(), 3).float()
+
+    out = CLASSIFICATION.outcomes(predict, ds, 3)
+    assert out.dtype == np.uint8 and out.tolist() == (x == y).astype(int).tolist()
+    assert CLASSIFICATION.score_of(out) == accuracy(predict, ds, 3)  # float32, as torchmetrics
+    same = paired_bootstrap([out], [out.copy()], CLASSIFICATION.score_of, n_boot=100)
+    assert (same.mean_diff, same.lo, same.hi) == (0.0, 0.0, 0.0)

@@ -169,9 +169,16 @@ def _points(x: float) -> str:
     return "0.0" if text == "-0.0" else text.replace("-", "−")
 
 
-def comparison_line(c: dict[str, Any]) -> str:
+def _signed(x: float) -> str:
+    """Percentage points with their sign (``+0.0`` for a difference that rounds to 0)."""
+    text = _points(x)
+    return text if text.startswith("−") else f"+{text}"
+
+
+def comparison_line(c: dict[str, Any], column: str = "acc") -> str:
     """One comparison: ``+2.3 points [0.8, 3.9]``, or ``…, within noise`` where the interval
-    covers 0, then the per-seed differences and how the interval was made.
+    covers 0, then the per-seed differences and how the interval was made. ``column``: the
+    task's score as table headers name it (``acc``, ``mIoU``).
 
     Example:
         >>> c = {"name": "UMT − joint", "what": "test_acc", "mean_diff": 0.004, "lo": -0.011,
@@ -182,22 +189,23 @@ def comparison_line(c: dict[str, Any]) -> str:
         (paired bootstrap over test samples within each seed)'
     """
     what = c["what"].replace("probe_test_", "probe test ").replace("test_", "test ")
-    sign = "+" if c["mean_diff"] >= 0 else ""
-    text = f"- {c['name']} ({what}): {sign}{_points(c['mean_diff'])} points"
+    what = what.rsplit(" ", 1)[0] + f" {column}"
+    text = f"- {c['name']} ({what}): {_signed(c['mean_diff'])} points"
     if c.get("lo") is None:
         text += " (no interval: one seed and no per-sample outcomes)"
     else:
         text += f" [{_points(c['lo'])}, {_points(c['hi'])}]"
         if c["within_noise"]:
             text += ", within noise"
-    seeds = ", ".join(("+" if d >= 0 else "") + _points(d) for d in c["per_seed"])
+    seeds = ", ".join(_signed(d) for d in c["per_seed"])
     text += f"; per seed {seeds}"
     return text + (f" ({c['interval']})" if c.get("interval") else "")
 
 
 def comparisons_text(summary: dict[str, Any]) -> str:
     """The comparisons' lines (empty for a summary written before they were kept)."""
-    return "\n".join(comparison_line(c) for c in summary.get("comparisons") or [])
+    _, column = _metric(summary)
+    return "\n".join(comparison_line(c, column) for c in summary.get("comparisons") or [])
 
 
 def recommendation_text(summary: dict[str, Any]) -> str:
