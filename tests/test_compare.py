@@ -10,10 +10,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from umt.compare import OUTCOMES_FILE
 from umt.data.base import ArrayDataset
 from umt.data.segmentation import IGNORE_INDEX, SegmentationDataset
 from umt.stats import paired_bootstrap
-from umt.study import OUTCOMES_FILE, load_config, run_study
+from umt.study import load_config, run_study
 from umt.tasks import CLASSIFICATION, SEGMENTATION, accuracy
 
 

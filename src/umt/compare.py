@@ -9,15 +9,26 @@ Student-t interval over seeds (the probes keep one score per seed, so their gaps
 
 ``recommendation`` names the method to use: the best on validation (mean over seeds) among the
 trained methods and UME (not the teachers), beside the papers' UMT/UME rule.
+
+The per-sample outcomes are kept beside each stage's result (``write_outcomes``,
+``test-outcomes.npy``) and read back by ``add_comparisons``, which adds both entries to a study's
+summary.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from torch import nn
 
+from umt.data.base import DataBundle
+from umt.engine import is_main_process
+from umt.io import write_bytes
 from umt.methods import stage_display_name as name
 from umt.stats import (
     MIN_SEEDS_TO_RESAMPLE,
@@ -33,8 +44,74 @@ BOOTSTRAP_SAMPLES = "paired bootstrap over test samples within each seed"
 BOOTSTRAP_SEEDS = "paired bootstrap over seeds, then test samples within each seed"
 T_OVER_SEEDS = "Student t over the per-seed differences"
 
-# Outcomes per (seed, stage): per-sample test outcomes (``Task.outcomes``).
+#: A stage's per-sample test outcomes (``Task.outcomes``), beside its ``result.json``.
+OUTCOMES_FILE = "test-outcomes.npy"
+
+# Outcomes per (seed, stage).
 Outcomes = Mapping[tuple[int, str], np.ndarray]
+
+
+def _read(path: Path) -> np.ndarray | None:
+    try:
+        return np.load(path) if path.is_file() else None
+    except (OSError, ValueError):  # a cut-off file
+        return None
+
+
+def write_outcomes(
+    task: Task,
+    model: nn.Module,
+    data: DataBundle,
+    stage_dir: Path,
+    device: torch.device | str = "cpu",
+    *,
+    fresh: bool = True,
+) -> None:
+    """Write ``model``'s per-sample test outcomes to ``stage_dir/test-outcomes.npy`` (main
+    process only). ``fresh=False``: only where the file is missing or unreadable, e.g. a stage
+    cached by a version that did not keep outcomes (its saved model gives them again)."""
+    path = stage_dir / OUTCOMES_FILE
+    if not is_main_process() or (not fresh and _read(path) is not None):
+        return
+    buf = io.BytesIO()
+    np.save(buf, task.outcomes(model, data.test, data.num_classes, device=device))
+    write_bytes(path, buf.getvalue())
+
+
+def add_comparisons(
+    summary: dict[str, Any],
+    task: Task,
+    run_dir: Path,
+    *,
+    fusion: str,
+    compare: str = "joint",
+    n_boot: int = 2000,
+) -> None:
+    """Add ``comparisons`` and ``recommendation`` to a study's ``summary`` (every other key left
+    as it is), the outcomes read from the stages' directories under ``run_dir``. ``fusion``
+    (``model.fusion``) and ``compare`` (``choice.compare``) name the stages the UMT/UME rule
+    read in a fusion sweep."""
+    methods = summary["methods"]
+    outcomes = {
+        (s, st): o
+        for s in summary["seeds"]
+        for st in methods
+        if (o := _read(run_dir / f"seed{s}" / st / OUTCOMES_FILE)) is not None
+    }
+
+    def stage_of(method: str | None) -> str | None:
+        for stage in (method, f"{method}-{fusion}") if method else ():
+            if stage in methods:
+                return stage
+        return None
+
+    summary["comparisons"] = comparisons(summary, task, outcomes, n_boot=n_boot)
+    summary["recommendation"] = recommendation(
+        summary,
+        task,
+        rule_stage=stage_of((summary.get("choice") or {}).get("method")),
+        compare_stage=stage_of(compare),
+    )
 
 
 def _fused(stage: str) -> bool:

@@ -7,8 +7,7 @@ again reuses finished stages; changing a setting retrains only the stages that d
     runs/<study>/
       study.yaml                  the resolved configuration
       seed<k>/<stage>/            teacher-<m>, joint, umt, ume
-        config.yaml  metrics.csv  checkpoints/  model.pt  result.json  probe.json
-        test-outcomes.npy         per test sample, the outcome (``Task.outcomes``) for intervals
+        config.yaml  metrics.csv  checkpoints/  model.pt  result.json  probe.json  test-outcomes.npy
       summary.json  report.md  report.html  figures/probes.png
 """
 
@@ -28,17 +27,10 @@ import torch
 import yaml
 from torch import nn
 
-from umt.compare import comparisons, recommendation
+from umt.compare import add_comparisons, write_outcomes
 from umt.config import apply_overrides, config_hash, from_dict, read_yaml, to_dict
 from umt.data import DataBundle, DataConfig, load_data
-from umt.engine import (
-    DivergenceError,
-    TrainConfig,
-    eval_device,
-    fit,
-    is_main_process,
-    save_model,
-)
+from umt.engine import DivergenceError, TrainConfig, eval_device, fit, is_main_process, save_model
 from umt.errors import UMTError
 from umt.faults import fault_point
 from umt.io import read_json, write_bytes, write_json, write_text
@@ -49,7 +41,6 @@ from umt.summary import summarize
 from umt.tasks import Task, modality_scores, task_of
 
 MASK_FILLS = ("zero", "mean")
-OUTCOMES_FILE = "test-outcomes.npy"
 
 
 _STUDY_DOC = """Everything a study does. ``umt run --set key=value`` sets any field by its dotted name.
@@ -188,7 +179,6 @@ class _Runner:
         self.trained: list[str] = []
         self.data_key = config_hash(cfg.data)
         self.examples: dict[str, nn.Module] = {}  # first seed's models, for the task's figure
-        self.outcomes: dict[tuple[int, str], np.ndarray] = {}  # per-sample test outcomes
 
     # -- the stages of one seed -----------------------------------------------------------------
     def run_seed(self, seed: int) -> dict[str, Any]:
@@ -286,7 +276,7 @@ class _Runner:
         k = self.task.metric
         done = self._cached(stage_dir, key)
         if done is not None and self._load(model, stage_dir / "model.pt"):
-            self.test_outcomes(model, data, stage_dir, seed, name, fresh=False)
+            write_outcomes(self.task, model, data, stage_dir, self.device, fresh=False)
             self.log(
                 f"[seed {seed}] {name}: cached (val {done[f'val_{k}']:.4f}, "
                 f"test {done[f'test_{k}']:.4f})"
@@ -321,7 +311,6 @@ class _Runner:
             train_seconds=round(fitted.seconds, 3),
         )
         save_model(model, stage_dir / "model.pt")
-        self.test_outcomes(model, data, stage_dir, seed, name, fresh=True)
         write_json(stage_dir / "result.json", result)  # written last: marks the stage finished
         fault_point(f"done:seed{seed}/{name}")
         self.trained.append(f"seed{seed}/{name}")
@@ -339,13 +328,12 @@ class _Runner:
         settings = self.cfg.settings("ume")
         key = config_hash(teacher_keys, settings, self.cfg.mask_fill)
         done = self._cached(stage_dir, key)
-        ensemble = Ensemble(teachers, settings)
         if done is not None:
-            self.test_outcomes(ensemble, self.data, stage_dir, seed, "ume", fresh=False)
+            ume = Ensemble(teachers, settings)
+            write_outcomes(self.task, ume, self.data, stage_dir, self.device, fresh=False)
             return done
         self._begin(stage_dir, key, {"stage": "ume", "seed": seed, "ume": to_dict(settings)})
-        result = self._evaluate(ensemble, self.data, key, "ume", seed)
-        self.test_outcomes(ensemble, self.data, stage_dir, seed, "ume", fresh=True)
+        result = self._evaluate(Ensemble(teachers, settings), self.data, key, "ume", seed)
         write_json(stage_dir / "result.json", result)
         k = self.task.metric
         self.log(f"[seed {seed}] ume: val {result[f'val_{k}']:.4f}, test {result[f'test_{k}']:.4f}")
@@ -360,6 +348,7 @@ class _Runner:
         task, k = self.task, data.num_classes
         val = task.scores(model, data.val, k, device=self.device)
         test = task.scores(model, data.test, k, device=self.device)
+        write_outcomes(task, model, data, self.run_dir / f"seed{seed}" / name, self.device)
         result: dict[str, Any] = {"key": key, "stage": name, "seed": seed}
         result.update(task.split_results(val, test))
         if len(data.modalities) < 2:
@@ -377,35 +366,6 @@ class _Runner:
                 device=self.device,
             )
         return result
-
-    def test_outcomes(
-        self,
-        model: nn.Module,
-        data: DataBundle,
-        stage_dir: Path,
-        seed: int,
-        name: str,
-        *,
-        fresh: bool,
-    ) -> None:
-        """The stage's per-sample test outcomes, kept in ``self.outcomes`` and beside its
-        result (``test-outcomes.npy``, written before ``result.json``). ``fresh``: the model was
-        just trained, so any file there is stale; else a cached stage's file is read, or
-        recomputed from its model where a run directory written before outcomes lacks it."""
-        if not self.main:  # only the main process evaluates and writes
-            return
-        path = stage_dir / OUTCOMES_FILE
-        if not fresh and path.is_file():
-            try:
-                self.outcomes[(seed, name)] = np.load(path)
-                return
-            except (OSError, ValueError) as e:  # a cut-off file: recompute it
-                self.log(f"  {path} is unusable ({type(e).__name__}); recomputing it")
-        outcomes = self.task.outcomes(model, data.test, data.num_classes, device=self.device)
-        buf = io.BytesIO()
-        np.save(buf, outcomes)
-        write_bytes(path, buf.getvalue())
-        self.outcomes[(seed, name)] = outcomes
 
     def probe_stage(self, seed: int, name: str, model: nn.Module, stage_key: str) -> dict[str, Any]:
         if not self.main:
@@ -530,14 +490,7 @@ def run_study(
     if not runner.main:
         return StudyResult(run_dir=run_dir, summary={}, trained=runner.trained, main=False)
     summary = summarize(cfg, data, task, per_seed)
-    # Added keys (every other key is summarize's): the report's comparisons and recommendation.
-    summary["comparisons"] = comparisons(summary, task, runner.outcomes)
-    summary["recommendation"] = recommendation(
-        summary,
-        task,
-        rule_stage=_stage_of(summary, cfg, (summary.get("choice") or {}).get("method")),
-        compare_stage=_stage_of(summary, cfg, cfg.choice.compare),
-    )
+    add_comparisons(summary, task, run_dir, fusion=cfg.model.fusion, compare=cfg.choice.compare)
     summary["wall_seconds"] = round(time.perf_counter() - start, 2)
     write_json(run_dir / "summary.json", summary)
     if report:
@@ -548,14 +501,6 @@ def run_study(
             write_bytes(run_dir / "figures" / "examples.png", png)
         write_report(summary, run_dir)
     return StudyResult(run_dir=run_dir, summary=summary, trained=runner.trained)
-
-
-def _stage_of(summary: dict[str, Any], cfg: StudyConfig, method: str | None) -> str | None:
-    """The stage of ``method`` the UMT/UME rule reads (in a fusion sweep: ``model.fusion``'s)."""
-    for stage in (method, f"{method}-{cfg.model.fusion}") if method else ():
-        if stage in summary["methods"]:
-            return stage
-    return None
 
 
 def _check_for_task(cfg: StudyConfig, task: Task, data: DataBundle) -> None:
