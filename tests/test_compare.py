@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
-from umt.compare import OUTCOMES_FILE
+from umt.compare import OUTCOMES_FILE, comparisons
 from umt.data.base import ArrayDataset
 from umt.data.segmentation import IGNORE_INDEX, SegmentationDataset
 from umt.stats import paired_bootstrap
@@ -128,3 +130,40 @@ def test_classification_outcomes_recompute_accuracy_exactly() -> None:
     assert CLASSIFICATION.score_of(out) == accuracy(predict, ds, 3)  # float32, as torchmetrics
     same = paired_bootstrap([out], [out.copy()], CLASSIFICATION.score_of, n_boot=100)
     assert (same.mean_diff, same.lo, same.hi) == (0.0, 0.0, 0.0)
+
+
+def _s(*values: float) -> dict[str, Any]:
+    return {"mean": float(np.mean(values)), "values": list(values)}
+
+
+def test_without_outcomes_the_intervals_are_over_seeds() -> None:
+    # A run directory written before outcomes were kept (and no model to recompute them):
+    # UMT − joint per seed +0.02, +0.04 -> mean 0.03, sd 0.01414, t(1) 12.706: 0.03 ± 0.127.
+    summary = {
+        "seeds": [0, 1],
+        "methods": {
+            "joint": {"val_acc": _s(0.80, 0.80), "test_acc": _s(0.70, 0.72)},
+            "umt": {"val_acc": _s(0.82, 0.84), "test_acc": _s(0.72, 0.76)},
+        },
+        "probes": {"a": {"teacher": _s(0.6, 0.6), "joint": _s(0.5, 0.6), "umt": _s(0.6, 0.6)}},
+    }
+    c = comparisons(summary, CLASSIFICATION, {})
+    assert [(x["a"], x["b"], x["modality"]) for x in c] == [
+        ("umt", "joint", None),
+        ("umt", "joint", None),  # also the best vs the runner-up on test
+        ("teacher", "joint", "a"),
+        ("umt", "joint", "a"),
+    ]
+    assert c[0]["per_seed"] == pytest.approx([0.02, 0.04])
+    assert c[0]["interval"] == "Student t over the per-seed differences"
+    half = 12.7062 * 0.02 / np.sqrt(2) / np.sqrt(2)
+    assert (c[0]["lo"], c[0]["hi"]) == pytest.approx((0.03 - half, 0.03 + half), abs=1e-4)
+    assert c[0]["within_noise"] is True
+    assert c[2]["per_seed"] == pytest.approx([0.1, 0.0])
+    one_seed = {**summary, "seeds": [0]}
+    for entry in one_seed["methods"].values():
+        for key in ("val_acc", "test_acc"):
+            entry[key] = _s(entry[key]["values"][0])
+    one_seed["probes"] = {}
+    c = comparisons(one_seed, CLASSIFICATION, {})
+    assert c[0]["lo"] is None and c[0]["within_noise"] is None and c[0]["interval"] is None
