@@ -12,10 +12,12 @@ import pytest
 from umt.report import (
     accuracy_table,
     choice_text,
+    comparison_line,
     markdown,
     missing_table,
     pm,
     probe_table,
+    recommendation_text,
     tables,
     write_report,
 )
@@ -216,3 +218,108 @@ def test_write_report_overwrites_an_earlier_report(tmp_path: Path) -> None:
     summary["study"] = "second"
     write_report(summary, tmp_path)
     assert (tmp_path / "report.md").read_text().startswith("# Study `second`")
+
+
+def _with_comparisons() -> dict[str, Any]:
+    """The hand-made summary plus what ``run_study`` adds: comparisons and a recommendation."""
+    summary = _summary()
+    summary["comparisons"] = [
+        {
+            "name": "UMT − joint (naive fusion)",
+            "what": "test_acc",
+            "a": "umt",
+            "b": "joint",
+            "modality": None,
+            "per_seed": [0.02, 0.026],
+            "mean_diff": 0.023,
+            "lo": 0.008,
+            "hi": 0.039,
+            "within_noise": False,
+            "interval": "paired bootstrap over test samples within each seed",
+        },
+        {
+            "name": "weak probe: UMT − joint (naive fusion)",
+            "what": "probe_test_acc",
+            "a": "umt",
+            "b": "joint",
+            "modality": "weak",
+            "per_seed": [-0.001, 0.009],
+            "mean_diff": 0.004,
+            "lo": -0.011,
+            "hi": 0.019,
+            "within_noise": True,
+            "interval": "Student t over the per-seed differences",
+        },
+    ]
+    summary["recommendation"] = {
+        "method": "umt",
+        "val_acc": 0.97,
+        "runner_up": "joint",
+        "runner_up_val_acc": 0.95,
+        "rule": "umt",
+        "rule_stage": "umt",
+        "rule_val_acc": 0.97,
+        "compare_stage": "joint",
+        "compare_val_acc": 0.95,
+        "agree": True,
+        "rule_below_compare": False,
+    }
+    return summary
+
+
+def test_comparison_lines_say_within_noise_where_the_interval_covers_zero() -> None:
+    first, second = (comparison_line(c) for c in _with_comparisons()["comparisons"])
+    assert "+2.3 points [0.8, 3.9];" in first and "within noise" not in first
+    assert "per seed +2.0, +2.6" in first
+    assert "+0.4 points [−1.1, 1.9], within noise; per seed −0.1, +0.9" in second
+    assert second.startswith("- weak probe: UMT − joint (naive fusion) (probe test acc):")
+
+
+def test_comparison_without_an_interval_says_why() -> None:
+    c = {**_with_comparisons()["comparisons"][0], "lo": None, "hi": None, "within_noise": None}
+    c["interval"] = None
+    assert "points (no interval: one seed" in comparison_line(c)
+
+
+def test_report_and_tables_have_the_comparisons_and_the_recommendation() -> None:
+    summary = _with_comparisons()
+    md, text = markdown(summary), tables(summary)
+    assert "## Comparisons (95 % intervals)" in md and "## Recommendation" in md
+    for line in (comparison_line(c) for c in summary["comparisons"]):
+        assert line in md and line in text
+    rec = recommendation_text(summary)
+    assert rec.startswith("**Recommended: UMT**") and rec in md and rec in text
+    assert "val accuracy 97.00 %" in rec and "runner-up joint (naive fusion) 95.00 %" in rec
+    assert rec.endswith("The papers' UMT/UME rule picks UMT, in agreement.")
+    assert "## Comparisons" not in markdown(_summary())  # an older summary: no such section
+
+
+def test_recommendation_says_when_the_rule_picks_umt_below_joint() -> None:
+    summary = _with_comparisons()
+    summary["recommendation"].update(
+        method="joint",
+        val_acc=0.95,
+        runner_up="umt",
+        runner_up_val_acc=0.93,
+        rule_val_acc=0.93,
+        agree=False,
+        rule_below_compare=True,
+    )
+    rec = recommendation_text(summary)
+    assert rec.startswith("**Recommended: joint (naive fusion)**")
+    assert (
+        "The papers' UMT/UME rule picks UMT, but UMT validates below joint (naive fusion) "
+        "(93.00 % vs 95.00 %): the rule's pick is not the method to use here." in rec
+    )
+
+
+def test_recommendation_says_when_the_rule_pick_is_not_the_best_on_val() -> None:
+    summary = _with_comparisons()
+    summary["recommendation"].update(
+        rule="ume", rule_stage="ume", rule_val_acc=0.9, agree=False, rule_below_compare=True
+    )
+    rec = recommendation_text(summary)
+    assert rec.endswith(
+        "The papers' UMT/UME rule picks UME, which is not the best on validation "
+        "(90.00 % vs UMT 97.00 %)."
+    )

@@ -159,6 +159,93 @@ def choice_text(summary: dict[str, Any]) -> str:
     return f"**Chosen: {choice['method'].upper()}.** {choice['reason']}."
 
 
+def _points(x: float) -> str:
+    """A fraction as percentage points, one decimal, a true minus sign.
+
+    Example:
+        >>> _points(-0.0114), _points(0.0)
+        ('−1.1', '0.0')
+    """
+    text = f"{100 * x:.1f}"
+    return "0.0" if text == "-0.0" else text.replace("-", "−")
+
+
+def _signed(x: float) -> str:
+    """Percentage points with their sign (``+0.0`` for a difference that rounds to 0)."""
+    text = _points(x)
+    return text if text.startswith("−") else f"+{text}"
+
+
+def comparison_line(c: dict[str, Any], column: str = "acc") -> str:
+    """One comparison: ``+2.3 points [0.8, 3.9]``, or ``…, within noise`` where the interval
+    covers 0, then the per-seed differences and how the interval was made. ``column``: the
+    task's score as table headers name it (``acc``, ``mIoU``).
+
+    Example:
+        >>> c = {"name": "UMT − joint", "what": "test_acc", "mean_diff": 0.004, "lo": -0.011,
+        ...      "hi": 0.019, "within_noise": True, "per_seed": [0.002, 0.006],
+        ...      "interval": "paired bootstrap over test samples within each seed"}
+        >>> comparison_line(c)  # doctest: +NORMALIZE_WHITESPACE
+        '- UMT − joint (test acc): +0.4 points [−1.1, 1.9], within noise; per seed +0.2, +0.6
+        (paired bootstrap over test samples within each seed)'
+    """
+    what = c["what"].replace("probe_test_", "probe test ").replace("test_", "test ")
+    what = what.rsplit(" ", 1)[0] + f" {column}"
+    text = f"- {c['name']} ({what}): {_signed(c['mean_diff'])} points"
+    if c.get("lo") is None:
+        text += " (no interval: one seed and no per-sample outcomes)"
+    else:
+        text += f" [{_points(c['lo'])}, {_points(c['hi'])}]"
+        if c["within_noise"]:
+            text += ", within noise"
+    seeds = ", ".join(_signed(d) for d in c["per_seed"])
+    text += f"; per seed {seeds}"
+    return text + (f" ({c['interval']})" if c.get("interval") else "")
+
+
+def comparisons_text(summary: dict[str, Any]) -> str:
+    """The comparisons' lines (empty for a summary written before they were kept)."""
+    _, column = _metric(summary)
+    return "\n".join(comparison_line(c, column) for c in summary.get("comparisons") or [])
+
+
+def recommendation_text(summary: dict[str, Any]) -> str:
+    """The method to use (the best on validation among those trained), the papers' rule beside
+    it, and one sentence where the two disagree."""
+    rec = summary.get("recommendation")
+    if not rec:
+        return ""
+    k, _ = _metric(summary)
+    n = len(summary["seeds"])
+    text = (
+        f"**Recommended: {_name(rec['method'])}**, the best on validation among the trained "
+        f"methods and UME (val {_task(summary).metric_name} {100 * rec[f'val_{k}']:.2f} %, mean "
+        f"over {n} seed(s)"
+    )
+    if rec.get("runner_up"):
+        text += f"; runner-up {_name(rec['runner_up'])} {100 * rec[f'runner_up_val_{k}']:.2f} %"
+    text += ")."
+    rule = rec.get("rule")
+    if rule is None:
+        return text + " The papers' UMT/UME rule did not run (it needs UME and joint training)."
+    text += f" The papers' UMT/UME rule picks {rule.upper()}"
+    rule_val, compare_val = rec.get(f"rule_val_{k}"), rec.get(f"compare_val_{k}")
+    if rule_val is None:
+        return text + ", which this study did not train."
+    if rule == "umt" and rec.get("rule_below_compare"):
+        return text + (
+            f", but UMT validates below {_name(rec['compare_stage'])} "
+            f"({100 * rule_val:.2f} % vs {100 * compare_val:.2f} %): the rule's pick is not the "
+            "method to use here."
+        )
+    if not rec.get("agree"):
+        return text + (
+            f", which is not the best on validation ({100 * rule_val:.2f} % vs "
+            f"{_name(rec['method'])} {100 * rec[f'val_{k}']:.2f} %)."
+        )
+    return text + ", in agreement."
+
+
 def tables(summary: dict[str, Any]) -> str:
     """The text the CLI prints at the end of a study."""
     n = len(summary["seeds"])
@@ -174,6 +261,12 @@ def tables(summary: dict[str, Any]) -> str:
                 if fusion_rows(summary)
                 else []
             ),
+            *(
+                ["Comparisons (95 % intervals):", comparisons_text(summary)]
+                if summary.get("comparisons")
+                else []
+            ),
+            *([recommendation_text(summary)] if summary.get("recommendation") else []),
             choice_text(summary),
             failed_text(summary),
         ]
@@ -260,6 +353,23 @@ def markdown(summary: dict[str, Any]) -> str:
             f"Each modality in turn is removed (inputs set to {summary.get('mask_fill', 'zero')} "
             f"value) from the test split; the drop is against the full {text.score}.",
             missing_table(summary),
+            *(
+                [
+                    "## Comparisons (95 % intervals)",
+                    "Differences A − B in points (test split), averaged over seeds, with a 95 % "
+                    "interval; one that covers 0 is within noise. Stages are compared by a paired "
+                    "bootstrap of their per-sample test outcomes; probe gaps, kept as one score "
+                    "per seed, by a Student-t interval over the seeds' differences.",
+                    comparisons_text(summary),
+                ]
+                if summary.get("comparisons")
+                else []
+            ),
+            *(
+                ["## Recommendation", recommendation_text(summary)]
+                if summary.get("recommendation")
+                else []
+            ),
             "## UMT or UME",
             choice_text(summary),
             failed_text(summary),

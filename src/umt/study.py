@@ -7,7 +7,7 @@ again reuses finished stages; changing a setting retrains only the stages that d
     runs/<study>/
       study.yaml                  the resolved configuration
       seed<k>/<stage>/            teacher-<m>, joint, umt, ume
-        config.yaml  metrics.csv  checkpoints/  model.pt  result.json  probe.json
+        config.yaml  metrics.csv  checkpoints/  model.pt  result.json  probe.json  test-outcomes.npy
       summary.json  report.md  report.html  figures/probes.png
 """
 
@@ -26,16 +26,10 @@ import torch
 import yaml
 from torch import nn
 
+from umt.compare import add_comparisons, write_outcomes
 from umt.config import config_hash, to_dict
 from umt.data import DataBundle, UserData
-from umt.engine import (
-    DivergenceError,
-    TrainConfig,
-    eval_device,
-    fit,
-    is_main_process,
-    save_model,
-)
+from umt.engine import DivergenceError, TrainConfig, eval_device, fit, is_main_process, save_model
 from umt.errors import UMTError
 from umt.faults import fault_point
 from umt.inputs import data_key, model_key, study_inputs
@@ -253,6 +247,7 @@ class _Runner:
         k = self.task.metric
         done = self._cached(stage_dir, key)
         if done is not None and self._load(model, stage_dir / "model.pt"):
+            write_outcomes(self.task, model, data, stage_dir, self.device, fresh=False)
             self.log(
                 f"[seed {seed}] {name}: cached (val {done[f'val_{k}']:.4f}, "
                 f"test {done[f'test_{k}']:.4f})"
@@ -305,6 +300,8 @@ class _Runner:
         key = config_hash(teacher_keys, settings, self.cfg.mask_fill)
         done = self._cached(stage_dir, key)
         if done is not None:
+            ume = Ensemble(teachers, settings)
+            write_outcomes(self.task, ume, self.data, stage_dir, self.device, fresh=False)
             return done
         self._begin(stage_dir, key, {"stage": "ume", "seed": seed, "ume": to_dict(settings)})
         result = self._evaluate(Ensemble(teachers, settings), self.data, key, "ume", seed)
@@ -322,6 +319,7 @@ class _Runner:
         task, k = self.task, data.num_classes
         val = task.scores(model, data.val, k, device=self.device)
         test = task.scores(model, data.test, k, device=self.device)
+        write_outcomes(task, model, data, self.run_dir / f"seed{seed}" / name, self.device)
         result: dict[str, Any] = {"key": key, "stage": name, "seed": seed}
         result.update(task.split_results(val, test))
         if len(data.modalities) < 2:
@@ -469,6 +467,7 @@ def run_study(
     if not runner.main:
         return StudyResult(run_dir=run_dir, summary={}, trained=runner.trained, main=False)
     summary = summarize(cfg, data, task, per_seed)
+    add_comparisons(summary, task, run_dir, fusion=cfg.model.fusion, compare=cfg.choice.compare)
     summary["wall_seconds"] = round(time.perf_counter() - start, 2)
     write_json(run_dir / "summary.json", summary)
     if report:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 from torch import nn
 from torchmetrics import Metric
@@ -107,6 +108,25 @@ class Task(Protocol):
 
     def split_results(self, val: dict[str, Any], test: dict[str, Any]) -> dict[str, Any]:
         """A stage's ``result.json`` entries from its val and test scores."""
+        ...
+
+    def outcomes(
+        self,
+        predict: Predict,
+        dataset: ArrayDataset,
+        num_classes: int,
+        *,
+        device: torch.device | str = "cpu",
+    ) -> np.ndarray:
+        """Per-sample outcomes of ``predict`` on ``dataset``, first axis the samples in order
+        (classification: ``(N,)`` uint8 1/0 correct; segmentation: ``(N, 2, K)`` per-class
+        intersection and union pixel counts), from which ``score_of`` recomputes the score of
+        any resample of the samples (:func:`umt.stats.paired_bootstrap`)."""
+        ...
+
+    def score_of(self, outcomes: np.ndarray) -> float:
+        """The task's score from per-sample ``outcomes`` (equal to ``scores()[metric]`` on the
+        same predictions)."""
         ...
 
     def probe(

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torchmetrics import Metric
@@ -41,6 +42,36 @@ def accuracy(
             batch = transform(batch)
         metric.update(predict(batch), batch["label"])
     return float(metric.compute())
+
+
+@torch.no_grad()
+def correct_outcomes(
+    predict: Predict,
+    dataset: ArrayDataset,
+    *,
+    device: torch.device | str = "cpu",
+    batch_size: int = 512,
+) -> np.ndarray:
+    """Per test sample, 1 if ``predict``'s top-1 class is its label else 0: ``(N,)`` uint8, in
+    the dataset's order (what a paired bootstrap resamples)."""
+    if isinstance(predict, nn.Module):
+        predict.eval().to(device)
+    out = []
+    for batch in make_loader(dataset, batch_size=batch_size, shuffle=False, shard=False):
+        batch = {k: v.to(device) for k, v in batch.items()}
+        out.append((predict(batch).argmax(1) == batch["label"]).cpu().numpy())
+    return np.concatenate(out).astype(np.uint8)
+
+
+def accuracy_of(outcomes: np.ndarray) -> float:
+    """Accuracy from per-sample 1/0 outcomes, divided in float32 as torchmetrics divides, so
+    that it equals :func:`accuracy` on the same predictions exactly.
+
+    Example:
+        >>> accuracy_of(np.array([1, 0, 1], dtype=np.uint8)) == float(np.float32(2) / np.float32(3))
+        True
+    """
+    return float(np.float32(outcomes.sum()) / np.float32(len(outcomes)))
 
 
 class Classification:
@@ -93,6 +124,19 @@ class Classification:
 
     def split_results(self, val: dict[str, Any], test: dict[str, Any]) -> dict[str, Any]:
         return {"val_acc": val["acc"], "test_acc": test["acc"]}
+
+    def outcomes(
+        self,
+        predict: Predict,
+        dataset: ArrayDataset,
+        num_classes: int,
+        *,
+        device: torch.device | str = "cpu",
+    ) -> np.ndarray:
+        return correct_outcomes(predict, dataset, device=device)
+
+    def score_of(self, outcomes: np.ndarray) -> float:
+        return accuracy_of(outcomes)
 
     def probe(
         self,

@@ -205,6 +205,55 @@ def segmentation_scores(
     }
 
 
+@torch.no_grad()
+def iou_outcomes(
+    predict: Callable[[Batch], torch.Tensor] | nn.Module,
+    dataset: ArrayDataset,
+    num_classes: int,
+    *,
+    device: torch.device | str = "cpu",
+    batch_size: int = 64,
+) -> np.ndarray:
+    """Per image, per class, the intersection and the union pixel counts of ``predict``'s
+    prediction and the labels (unlabelled pixels left out): ``(N, 2, K)`` int64, in the
+    dataset's order. Summed over any set of images they give that set's IoU (:func:`miou_of`).
+    """
+    if isinstance(predict, nn.Module):
+        predict.eval().to(device)
+    k = num_classes
+    out = []
+    for batch in make_loader(dataset, batch_size=batch_size, shuffle=False, shard=False):
+        batch = {key: v.to(device) for key, v in batch.items()}
+        pred, label = predict(batch).argmax(1), batch["label"]  # (B, H, W) each
+        b = len(label)
+        image = torch.arange(b, device=label.device).view(b, 1, 1).expand_as(label)
+        valid = label != IGNORE_INDEX
+        # One confusion matrix per image (B, K, K): rows labels, columns predictions.
+        cell = (image * k * k + label.clamp_min(0) * k + pred)[valid]
+        conf = torch.bincount(cell, minlength=b * k * k).view(b, k, k)
+        inter = conf.diagonal(dim1=1, dim2=2)
+        union = conf.sum(1) + conf.sum(2) - inter
+        out.append(torch.stack([inter, union], 1).cpu().numpy())
+    return np.concatenate(out).astype(np.int64)
+
+
+def miou_of(outcomes: np.ndarray) -> float:
+    """Mean IoU from per-image ``(N, 2, K)`` intersection and union counts: summed over the
+    images, averaged over the classes present (union > 0), in float32 as torchmetrics'
+    ``MulticlassJaccardIndex(average="macro")`` computes it.
+
+    Example:
+        >>> o = np.array([[[2, 0], [4, 0]], [[0, 1], [0, 1]]])  # class 0: 2/4; class 1: 1/1
+        >>> miou_of(o)
+        0.75
+    """
+    totals = torch.from_numpy(np.asarray(outcomes).sum(0)).float()  # (2, K)
+    inter, union = totals[0], totals[1]
+    present = (union > 0).float()
+    iou = torch.where(union > 0, inter / union.clamp_min(1), torch.zeros_like(inter))
+    return float(((present * iou) / present.sum()).sum())
+
+
 def segmentation_examples(
     models: Mapping[str, nn.Module],
     data: DataBundle,
@@ -325,6 +374,19 @@ class Segmentation:
             "test_pixel_acc": test["pixel_acc"],
             "test_iou": test["iou"],
         }
+
+    def outcomes(
+        self,
+        predict: Predict,
+        dataset: ArrayDataset,
+        num_classes: int,
+        *,
+        device: torch.device | str = "cpu",
+    ) -> np.ndarray:
+        return iou_outcomes(predict, dataset, num_classes, device=device)
+
+    def score_of(self, outcomes: np.ndarray) -> float:
+        return miou_of(outcomes)
 
     def probe(
         self,
