@@ -27,7 +27,7 @@ import torch
 import yaml
 from torch import nn
 
-from umt.config import apply_overrides, config_hash, from_dict, read_yaml, to_dict
+from umt.config import apply_overrides, config_hash, from_dict, key_dict, read_yaml, to_dict
 from umt.data import DataBundle, DataConfig, load_data
 from umt.engine import (
     DivergenceError,
@@ -47,6 +47,9 @@ from umt.summary import summarize
 from umt.tasks import Task, modality_scores, task_of
 
 MASK_FILLS = ("zero", "mean")
+#: In each probe.json's key: probes made before version 2 read augmented training features and
+#: a fused segmentation branch run alone, so they are made again rather than reused.
+PROBE_VERSION = 2
 
 
 _STUDY_DOC = """Everything a study does. ``umt run --set key=value`` sets any field by its dotted name.
@@ -218,7 +221,7 @@ class _Runner:
                 step = spec.build(context)
                 key_parts: dict[str, Any] = {
                     "method": method,
-                    "settings": to_dict(settings),
+                    "settings": key_dict(settings),  # new settings at default: old keys
                     "fusion": fusion,
                 }
                 if spec.uses_teachers:
@@ -373,16 +376,19 @@ class _Runner:
         if not self.main:
             return {}
         path = self.run_dir / f"seed{seed}" / name / "probe.json"
-        key = config_hash(stage_key, self.cfg.probe)
+        key = config_hash(stage_key, self.cfg.probe, PROBE_VERSION)
         if path.is_file():
             done = read_json(path)
             if done.get("key") == key:
                 return dict(done["encoders"])
         encoders = model.encoders
         assert isinstance(encoders, nn.ModuleDict)  # the FusionModel contract
+        # Each branch as the model computes it (forward_features), on the evaluation view.
         probes = {
-            m: self.task.probe(enc, self.data, m, self.cfg.probe, device=self.device).as_dict()
-            for m, enc in encoders.items()
+            m: self.task.probe_model(
+                model, self.data, m, self.cfg.probe, device=self.device
+            ).as_dict()
+            for m in encoders
         }
         write_json(path, {"key": key, "encoders": probes})
         k = self.task.metric
@@ -398,14 +404,13 @@ class _Runner:
         encoders = teacher.encoders
         assert isinstance(encoders, nn.ModuleDict)  # the FusionModel contract
         encoder = encoders[modality]
+        train = self.data.eval_split("train")  # the cache is refused for augmented inputs
         if not self.main:  # other DDP processes compute their own copy, write nothing
-            return extract_features(encoder, self.data.train, modality, device=self.device)[
-                0
-            ].numpy()
+            return extract_features(encoder, train, modality, device=self.device)[0].numpy()
         stage_dir = self.run_dir / f"seed{seed}" / f"teacher-{modality}"
         path, meta = stage_dir / "features-train.npy", stage_dir / "features-train.json"
         if not (path.is_file() and meta.is_file() and read_json(meta).get("key") == teacher_key):
-            feats, _ = extract_features(encoder, self.data.train, modality, device=self.device)
+            feats, _ = extract_features(encoder, train, modality, device=self.device)
             buf = io.BytesIO()
             np.save(buf, feats.numpy())
             write_bytes(path, buf.getvalue())

@@ -14,7 +14,11 @@ from the uni-modal segmentation teacher's encoder at the chosen encoder stages `
 
     L = CE_pixels(logits, y) + sum_m lambda_m * mean_{k in S} D(r_m^k, r_hat_m^k)
 
-where ``r_m^k`` is branch m's own stage-k map (before fusion) in the fused model.
+where ``r_m^k`` is branch m's stage-k map in the fused model. With ESANet's injection the primary
+branch's stages run on fused maps; ``umt.seg_target`` chooses its ``r_m^k``: ``branch`` (each
+stage's output in the fused pass, before that stage's fusion), ``fused`` (the fused map it carries
+on) or ``alone`` (the branch run on its own modality). With ``model.seg.inject: false`` (late
+fusion) every branch is uni-modal and the three are the same.
 """
 
 from __future__ import annotations
@@ -27,10 +31,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from umt.config import KEY_OMITS_DEFAULT
 from umt.data.base import Batch
 from umt.errors import UMTError
 from umt.methods.base import MethodContext
 from umt.models.base import FusionModel, StagedEncoder, encoder_features
+from umt.models.segmentation import STAGE_MAPS, SegmentationModel
 
 DISTILL_LOSSES = ("mse", "l1", "cosine")
 
@@ -49,6 +55,9 @@ class UMTConfig:
             them back instead of running the teachers in every step. Only valid when the
             training inputs are the same every epoch (no random augmentation); refused otherwise.
         stages: segmentation: the encoder stages distilled (0-based); empty: all of them.
+        seg_target: segmentation with injection (ESANet): which maps of the injected branch are
+            distilled: ``branch``, ``fused`` or ``alone`` (see the module docstring). Left out
+            of stage keys while at its default, so earlier runs' stages stay valid.
     """
 
     weight: float = 5.0
@@ -57,6 +66,13 @@ class UMTConfig:
     init_from_teacher: bool = False
     cache_teachers: bool = False
     stages: tuple[int, ...] = ()
+    seg_target: str = field(default="branch", metadata=KEY_OMITS_DEFAULT)
+
+    def __post_init__(self) -> None:
+        if self.seg_target not in STAGE_MAPS:
+            raise UMTError(
+                f"umt.seg_target: unknown {self.seg_target!r}; expected one of {STAGE_MAPS}"
+            )
 
     def weight_of(self, modality: str) -> float:
         return self.weights.get(modality, self.weight)
@@ -194,7 +210,12 @@ class UMT:
     def step(self, model: FusionModel, batch: Batch) -> dict[str, torch.Tensor]:
         """Fused loss plus each encoder's features (every distilled stage of a segmentation
         branch) pulled towards its teacher's (see the module docstring)."""
-        logits, features = model.forward_features(batch)  # (B, K[, H, W]), {m: [features]}
+        if self.cfg.seg_target == "branch":
+            logits, features = model.forward_features(batch)  # (B, K[, H, W]), {m: [features]}
+        else:  # a SegmentationModel (checked by build_umt)
+            logits, features = model.forward_stages(  # type: ignore[attr-defined]
+                batch, maps=self.cfg.seg_target
+            )
         task = F.cross_entropy(logits, batch["label"])  # unlabelled pixels: ignored (-100)
         targets = self.teacher_targets(batch)
         weights = {m: self.cfg.weight_of(m) for m in self.teachers}
@@ -214,6 +235,11 @@ def build_umt(ctx: MethodContext) -> UMT:
     if cfg.init_from_teacher:
         for m, enc in encoders.items():
             ctx.model.encoders[m].load_state_dict(enc.state_dict())
+    if cfg.seg_target != "branch" and not isinstance(ctx.model, SegmentationModel):
+        raise UMTError(
+            f"umt.seg_target={cfg.seg_target!r} applies to segmentation models only; this "
+            "model's encoders have no fused input: leave it 'branch'"
+        )
     cached = None
     if cfg.cache_teachers and any(isinstance(e, StagedEncoder) for e in encoders.values()):
         raise UMTError(
