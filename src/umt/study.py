@@ -47,9 +47,7 @@ from umt.summary import summarize
 from umt.tasks import Task, modality_scores, task_of
 
 MASK_FILLS = ("zero", "mean")
-#: In each probe.json's key: probes made before version 2 read augmented training features and
-#: a fused segmentation branch run alone, so they are made again rather than reused.
-PROBE_VERSION = 2
+PROBE_VERSION = 2  # in probe.json keys; version 1 read augmented inputs, seg branches alone
 
 
 _STUDY_DOC = """Everything a study does. ``umt run --set key=value`` sets any field by its dotted name.
@@ -381,14 +379,10 @@ class _Runner:
             done = read_json(path)
             if done.get("key") == key:
                 return dict(done["encoders"])
-        encoders = model.encoders
-        assert isinstance(encoders, nn.ModuleDict)  # the FusionModel contract
-        # Each branch as the model computes it (forward_features), on the evaluation view.
-        probes = {
-            m: self.task.probe_model(
-                model, self.data, m, self.cfg.probe, device=self.device
-            ).as_dict()
-            for m in encoders
+        cfg, dev = self.cfg.probe, self.device  # each branch as the model computes it:
+        probes = {  # (forward_features, on the evaluation view; the FusionModel contract)
+            m: self.task.probe_model(model, self.data, m, cfg, device=dev).as_dict()
+            for m in model.encoders  # type: ignore[union-attr]
         }
         write_json(path, {"key": key, "encoders": probes})
         k = self.task.metric
