@@ -132,6 +132,32 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
+#: ``dataclasses.field(metadata=KEY_OMITS_DEFAULT)`` marks a setting added after the stages that
+#: read it were first cached: :func:`key_dict` leaves it out while at its default, so the keys
+#: (and cached results) of those stages stay valid.
+KEY_OMITS_DEFAULT: Mapping[str, bool] = {"key_omits_default": True}
+
+
+def key_dict(obj: Any) -> Any:
+    """:func:`to_dict` of a dataclass for a cache key: fields marked :data:`KEY_OMITS_DEFAULT`
+    are left out while equal to their default.
+
+    Example:
+        >>> @dataclasses.dataclass
+        ... class C:
+        ...     a: int = 1
+        ...     b: str = dataclasses.field(default="x", metadata=KEY_OMITS_DEFAULT)
+        >>> key_dict(C()), key_dict(C(b="y"))
+        ({'a': 1}, {'a': 1, 'b': 'y'})
+    """
+    d = to_dict(obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        for f in dataclasses.fields(obj):
+            if f.metadata.get("key_omits_default") and getattr(obj, f.name) == f.default:
+                d.pop(f.name)
+    return d
+
+
 def config_hash(*parts: Any) -> str:
     """A short stable hash of plain data or dataclasses (the key of a cached stage)."""
     text = json.dumps([to_dict(p) for p in parts], sort_keys=True, default=str)

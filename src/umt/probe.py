@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from umt.data.base import ArrayDataset, make_loader
+from umt.errors import UMTError
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,49 @@ def encode_split(
             outs.append(encoder(batch[modality].to(device)).float().cpu())
             labels.append(batch["label"])
     encoder.train(was_training)
+    return torch.cat(outs), torch.cat(labels)
+
+
+def encode_model_split(
+    model: nn.Module,
+    dataset: ArrayDataset,
+    modality: str,
+    *,
+    batch_size: int,
+    device: torch.device | str,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Branch ``modality``'s last features as the model's own forward pass computes them
+    (``model.forward_features(batch)[1][modality][-1]``, the
+    :class:`~umt.models.base.FusionModel` contract; eval mode) over ``dataset``, and its labels,
+    on the CPU.
+
+    For a classification model this is ``model.encoders[modality](x)``; for a fused segmentation
+    model whose primary branch receives the fused map (ESANet), it is that branch's map as the
+    fused model runs it, not the branch run alone.
+
+    Example:
+        >>> import numpy as np
+        >>> from umt.models.multimodal import ModelConfig, build_model
+        >>> model = build_model(ModelConfig(), {"a": (3,), "b": (2,)}, num_classes=2)
+        >>> ds = ArrayDataset({"a": np.ones((5, 3)), "b": np.zeros((5, 2))}, np.zeros(5, dtype=int))
+        >>> x, _ = encode_model_split(model, ds, "a", batch_size=5, device="cpu")
+        >>> bool(torch.equal(x, model.eval().encoders["a"](torch.ones(5, 3))))
+        True
+    """
+    encoders = model.encoders
+    assert isinstance(encoders, nn.ModuleDict)  # the FusionModel contract
+    if modality not in encoders:
+        raise UMTError(f"the model has no encoder {modality!r}; it has {list(encoders)}")
+    was_training = model.training
+    model.eval().to(device)
+    outs, labels = [], []
+    with torch.no_grad():
+        for batch in make_loader(dataset, batch_size=batch_size, shuffle=False, shard=False):
+            inputs = {m: batch[m].to(device) for m in encoders}  # the model's modalities only
+            features = model.forward_features(inputs)[1]  # type: ignore[operator]
+            outs.append(features[modality][-1].float().cpu())
+            labels.append(batch["label"])
+    model.train(was_training)
     return torch.cat(outs), torch.cat(labels)
 
 

@@ -27,7 +27,7 @@ import yaml
 from torch import nn
 
 from umt.compare import add_comparisons, write_outcomes
-from umt.config import config_hash, to_dict
+from umt.config import config_hash, key_dict, to_dict
 from umt.data import DataBundle, UserData
 from umt.engine import DivergenceError, TrainConfig, eval_device, fit, is_main_process, save_model
 from umt.errors import UMTError
@@ -42,6 +42,8 @@ from umt.probe import extract_features
 from umt.study_config import MASK_FILLS, StudyConfig, load_config
 from umt.summary import summarize
 from umt.tasks import Task, modality_scores
+
+PROBE_VERSION = 2  # in probe.json keys; version 1 read augmented inputs, seg branches alone
 
 
 def _hash_train(cfg: TrainConfig) -> dict[str, Any]:
@@ -126,7 +128,7 @@ class _Runner:
                 step = spec.build(context)
                 key_parts: dict[str, Any] = {
                     "method": method,
-                    "settings": to_dict(settings),
+                    "settings": key_dict(settings),  # new settings at default: old keys
                     "fusion": fusion,
                 }
                 if spec.uses_teachers:
@@ -342,16 +344,15 @@ class _Runner:
         if not self.main:
             return {}
         path = self.run_dir / f"seed{seed}" / name / "probe.json"
-        key = config_hash(stage_key, self.cfg.probe)
+        key = config_hash(stage_key, self.cfg.probe, PROBE_VERSION)
         if path.is_file():
             done = read_json(path)
             if done.get("key") == key:
                 return dict(done["encoders"])
-        encoders = model.encoders
-        assert isinstance(encoders, nn.ModuleDict)  # the FusionModel contract
-        probes = {
-            m: self.task.probe(enc, self.data, m, self.cfg.probe, device=self.device).as_dict()
-            for m, enc in encoders.items()
+        cfg, dev = self.cfg.probe, self.device  # each branch as the model computes it:
+        probes = {  # (forward_features, on the evaluation view; the FusionModel contract)
+            m: self.task.probe_model(model, self.data, m, cfg, device=dev).as_dict()
+            for m in model.encoders  # type: ignore[union-attr]
         }
         write_json(path, {"key": key, "encoders": probes})
         k = self.task.metric
@@ -367,14 +368,13 @@ class _Runner:
         encoders = teacher.encoders
         assert isinstance(encoders, nn.ModuleDict)  # the FusionModel contract
         encoder = encoders[modality]
+        train = self.data.eval_split("train")  # the cache is refused for augmented inputs
         if not self.main:  # other DDP processes compute their own copy, write nothing
-            return extract_features(encoder, self.data.train, modality, device=self.device)[
-                0
-            ].numpy()
+            return extract_features(encoder, train, modality, device=self.device)[0].numpy()
         stage_dir = self.run_dir / f"seed{seed}" / f"teacher-{modality}"
         path, meta = stage_dir / "features-train.npy", stage_dir / "features-train.json"
         if not (path.is_file() and meta.is_file() and read_json(meta).get("key") == teacher_key):
-            feats, _ = extract_features(encoder, self.data.train, modality, device=self.device)
+            feats, _ = extract_features(encoder, train, modality, device=self.device)
             buf = io.BytesIO()
             np.save(buf, feats.numpy())
             write_bytes(path, buf.getvalue())

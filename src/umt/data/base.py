@@ -18,6 +18,7 @@ the same modalities. Nothing here knows a modality's name.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -164,6 +165,26 @@ class ArrayDataset(Dataset[Batch]):
         """Finishes a batch of :meth:`for_device` on the device it is on (here: as it is)."""
         return batch
 
+    def eval_view(self) -> ArrayDataset:
+        """The same samples as evaluation sees them: the random training augmentation off, so
+        every read of a sample gives the same input (the evaluation transforms: centre crop,
+        centre frames, no flip or masks). ``self`` where nothing is augmented.
+
+        One place for every data set: a subclass that augments does so only while
+        ``augmented`` is true (``PreparedDataset``, ``SegmentationDataset``), so a shallow copy
+        with the flag off reads its evaluation path.
+
+        Example:
+            >>> ds = ArrayDataset({"a": np.zeros((2, 3))}, np.zeros(2, dtype=int), augmented=True)
+            >>> ds.eval_view().augmented, ds.augmented, ds.eval_view().eval_view() is not ds
+            (False, True, True)
+        """
+        if not self.augmented:
+            return self
+        view = copy.copy(self)
+        view.augmented = False
+        return view
+
 
 @dataclass(frozen=True)
 class DataBundle:
@@ -241,6 +262,11 @@ class DataBundle:
             raise UMTError(f"unknown split {name!r}; expected one of {list(SPLITS)}")
         ds: ArrayDataset = getattr(self, name)
         return ds
+
+    def eval_split(self, name: str) -> ArrayDataset:
+        """Split ``name`` with the training augmentation off (:meth:`ArrayDataset.eval_view`):
+        what probes and feature caches read, so every encoder is measured on the same inputs."""
+        return self.split(name).eval_view()
 
     def modality_means(self) -> dict[str, torch.Tensor]:
         """Per modality, the mean training input (used to mask a modality by its mean)."""

@@ -14,7 +14,11 @@ from the uni-modal segmentation teacher's encoder at the chosen encoder stages `
 
     L = CE_pixels(logits, y) + sum_m lambda_m * mean_{k in S} D(r_m^k, r_hat_m^k)
 
-where ``r_m^k`` is branch m's own stage-k map (before fusion) in the fused model.
+where ``r_m^k`` is branch m's stage-k map in the fused model. With ESANet's injection the primary
+branch's stages run on fused maps; ``umt.seg_target`` chooses its ``r_m^k``: ``branch`` (each
+stage's output in the fused pass, before that stage's fusion), ``fused`` (the fused map it carries
+on) or ``alone`` (the branch run on its own modality). With ``model.seg.inject: false`` (late
+fusion) every branch is uni-modal and the three are the same.
 
 Variants (options of :class:`UMTConfig`; by default ``umt`` trains exactly as above: no logit
 term, no prioritisation, and a projector only where the widths differ, where UMT used to stop):
@@ -55,14 +59,23 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from umt.config import KEY_OMITS_DEFAULT
 from umt.data.base import Batch
 from umt.errors import UMTError
 from umt.methods.base import MethodContext
+from umt.methods.losses import (
+    DISTILL_LOSSES,
+    feature_distance,
+    logit_distill_loss,
+    priority_coefficients,
+    umt_distill_loss,
+    umt_stage_distill_loss,
+)
 from umt.methods.ogm_ge import true_class_score
 from umt.models.base import FusionModel, StagedEncoder, encoder_features
 from umt.models.multimodal import MultimodalModel
+from umt.models.segmentation import STAGE_MAPS
 
-DISTILL_LOSSES = ("mse", "l1", "cosine")
 LOGIT_TARGETS = ("branch", "fused")
 
 
@@ -92,6 +105,9 @@ class UMTConfig:
         prioritize_start: first epoch of the prioritisation (0-based, inclusive).
         prioritize_end: last epoch of the prioritisation (inclusive; G2D's code: epoch 150 of
             300, i.e. the first half of training).
+        seg_target: segmentation with injection (ESANet): which maps of the injected branch are
+            distilled: ``branch``, ``fused`` or ``alone`` (see the module docstring). Left out
+            of stage keys while at its default, so earlier runs' stages stay valid.
     """
 
     weight: float = 5.0
@@ -100,158 +116,36 @@ class UMTConfig:
     init_from_teacher: bool = False
     cache_teachers: bool = False
     stages: tuple[int, ...] = ()
-    logit_weight: float = 0.0
-    temperature: float = 1.0
-    logit_target: str = "branch"
-    project: Literal["auto"] | bool = "auto"
-    prioritize: bool = False
-    prioritize_start: int = 0
-    prioritize_end: int = 150
+    logit_weight: float = field(default=0.0, metadata=KEY_OMITS_DEFAULT)
+    temperature: float = field(default=1.0, metadata=KEY_OMITS_DEFAULT)
+    logit_target: str = field(default="branch", metadata=KEY_OMITS_DEFAULT)
+    project: Literal["auto"] | bool = field(default="auto", metadata=KEY_OMITS_DEFAULT)
+    prioritize: bool = field(default=False, metadata=KEY_OMITS_DEFAULT)
+    prioritize_start: int = field(default=0, metadata=KEY_OMITS_DEFAULT)
+    prioritize_end: int = field(default=150, metadata=KEY_OMITS_DEFAULT)
+    seg_target: str = field(default="branch", metadata=KEY_OMITS_DEFAULT)
+
+    def __post_init__(self) -> None:
+        if self.seg_target not in STAGE_MAPS:
+            raise UMTError(
+                f"umt.seg_target: unknown {self.seg_target!r}; expected one of {STAGE_MAPS}"
+            )
 
     def weight_of(self, modality: str) -> float:
         return self.weights.get(modality, self.weight)
 
 
-def feature_distance(
-    student: torch.Tensor, teacher: torch.Tensor, kind: str = "mse"
-) -> torch.Tensor:
-    """Distance between student and teacher features, averaged over all elements.
-
-    Args:
-        student: ``(B, D)`` (or ``(B, C, H, W)``) student features.
-        teacher: the same shape, from the frozen teacher.
-        kind: ``mse``, ``l1`` or ``cosine`` (1 - cosine similarity per sample, averaged).
-
-    Example:
-        >>> s, t = torch.tensor([[1.0, 2.0]]), torch.tensor([[0.0, 0.0]])
-        >>> feature_distance(s, t).item(), feature_distance(s, t, "l1").item()
-        (2.5, 1.5)
-    """
-    if student.shape != teacher.shape:
-        raise UMTError(
-            f"student features have shape {tuple(student.shape)} but the teacher's have "
-            f"{tuple(teacher.shape)}; UMT needs the same feature shape (set the student's encoder "
-            "to the teacher's architecture)"
-        )
-    if kind == "mse":
-        return F.mse_loss(student, teacher)
-    if kind == "l1":
-        return F.l1_loss(student, teacher)
-    if kind == "cosine":
-        return (1 - F.cosine_similarity(student.flatten(1), teacher.flatten(1), dim=1)).mean()
-    raise UMTError(
-        f"unknown distillation loss {kind!r} (umt.loss); expected one of {DISTILL_LOSSES}"
-    )
-
-
-def umt_distill_loss(
-    student: Mapping[str, torch.Tensor],
-    teacher: Mapping[str, torch.Tensor],
-    weights: Mapping[str, float],
-    kind: str = "mse",
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """``sum_m lambda_m * D(student_m, teacher_m)`` over the teachers' modalities.
-
-    Returns:
-        The weighted sum, and the unweighted distance per modality (for logging).
-
-    Example:
-        >>> s = {"a": torch.ones(2, 3), "b": torch.zeros(2, 3)}
-        >>> t = {"a": torch.zeros(2, 3), "b": torch.zeros(2, 3)}
-        >>> total, per = umt_distill_loss(s, t, {"a": 2.0, "b": 10.0})
-        >>> total.item(), per["a"].item(), per["b"].item()
-        (2.0, 1.0, 0.0)
-    """
-    per = {m: feature_distance(student[m], teacher[m], kind) for m in teacher}
-    total = sum((weights[m] * d for m, d in per.items()), torch.zeros(()))
-    return total, per
-
-
-def umt_stage_distill_loss(
-    student: Mapping[str, list[torch.Tensor]],
-    teacher: Mapping[str, list[torch.Tensor]],
-    weights: Mapping[str, float],
-    stages: tuple[int, ...] = (),
-    kind: str = "mse",
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """``sum_m lambda_m * mean_{k in stages} D(student_m[k], teacher_m[k])`` (segmentation).
-
-    Args:
-        student, teacher: modality -> the encoder's stage maps ``[(B, C_k, H_k, W_k)]``.
-        weights: lambda_m.
-        stages: stage indices distilled; empty: all.
-        kind: the distance (see :func:`feature_distance`).
-
-    Example:
-        >>> s = {"d": [torch.ones(1, 2, 2, 2), torch.zeros(1, 4, 1, 1)]}
-        >>> t = {"d": [torch.zeros(1, 2, 2, 2), torch.zeros(1, 4, 1, 1)]}
-        >>> umt_stage_distill_loss(s, t, {"d": 2.0})[0].item()   # 2 * (1 + 0) / 2
-        1.0
-        >>> umt_stage_distill_loss(s, t, {"d": 2.0}, stages=(0,))[0].item()
-        2.0
-    """
-    per = {}
-    for m in teacher:
-        ks = stages or tuple(range(len(teacher[m])))
-        bad = [k for k in ks if not -len(teacher[m]) <= k < len(teacher[m])]
-        if bad:
-            raise UMTError(
-                f"umt.stages: {bad} out of range; the encoder of {m!r} has stages "
-                f"0..{len(teacher[m]) - 1}"
-            )
-        dists = [feature_distance(student[m][k], teacher[m][k], kind) for k in ks]
-        per[m] = torch.stack(dists).mean()
-    total = sum((weights[m] * d for m, d in per.items()), torch.zeros(()))
-    return total, per
-
-
-def logit_distill_loss(
-    student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0
-) -> torch.Tensor:
-    """``T^2 * KL(softmax(teacher / T) || softmax(student / T))``, averaged over the batch.
-
-    The classic knowledge-distillation term (Hinton et al. 2015); the ``T^2`` keeps its gradient's
-    scale independent of T. G2D's code computes the same (``kl_div(..., "batchmean") * T**2``).
-
-    Args:
-        student: ``(B, K)`` student logits (gradient flows into them).
-        teacher: ``(B, K)`` the frozen teacher's logits.
-        temperature: T > 0.
-
-    Example:
-        >>> s, t = torch.tensor([[0.0, 0.0]]), torch.tensor([[3.0, 1.0]]).log()
-        >>> round(logit_distill_loss(s, t).item(), 4)  # 0.75 ln 1.5 + 0.25 ln 0.5
-        0.1308
-        >>> round(logit_distill_loss(s, t, temperature=2.0).item(), 4)
-        0.1454
-    """
-    if temperature <= 0:
-        raise UMTError(f"umt.temperature: expected a number > 0, got {temperature}")
-    log_p_student = F.log_softmax(student / temperature, dim=-1)
-    p_teacher = F.softmax(teacher.detach() / temperature, dim=-1)
-    kl = F.kl_div(log_p_student, p_teacher, reduction="batchmean")
-    return kl * temperature**2
-
-
-def priority_coefficients(scores: Mapping[str, float | torch.Tensor]) -> dict[str, float]:
-    """G2D's modality prioritisation: 1 for the modality that trains now, 0 for the others.
-
-    ``s_hat_m = sum_i softmax(l_hat_m(x_i))[y_i]`` is the confidence of modality m's *teacher* on
-    the batch (G2D's code, ``utils.modulate_gradients_based_on_scores_from_two_modalities``). The
-    least confident modality is prioritised: its coefficient is 1; every other encoder's weight
-    gradients are multiplied by 0. With two modalities this is exactly the code (the one whose
-    teacher scores higher gets 0); with more, all but the weakest are held. Ties for the lowest
-    score keep every tied modality (the code raises on an exact tie of two).
-
-    Example:
-        >>> priority_coefficients({"audio": 12.0, "visual": 7.5})
-        {'audio': 0.0, 'visual': 1.0}
-        >>> priority_coefficients({"a": 3.0, "b": 1.0, "c": 1.0})
-        {'a': 0.0, 'b': 1.0, 'c': 1.0}
-    """
-    s = {m: float(v) for m, v in scores.items()}
-    low = min(s.values())
-    return {m: 1.0 if v == low else 0.0 for m, v in s.items()}
+__all__ = [
+    "DISTILL_LOSSES",
+    "UMT",
+    "UMTConfig",
+    "build_umt",
+    "feature_distance",
+    "logit_distill_loss",
+    "priority_coefficients",
+    "umt_distill_loss",
+    "umt_stage_distill_loss",
+]
 
 
 class UMTModules(nn.Module):
@@ -361,7 +255,12 @@ class UMT:
         branch) pulled towards its teacher's (see the module docstring), and G2D's additions
         where they are on."""
         cfg = self.cfg
-        logits, features = model.forward_features(batch)  # (B, K[, H, W]), {m: [features]}
+        if cfg.seg_target == "branch":
+            logits, features = model.forward_features(batch)  # (B, K[, H, W]), {m: [features]}
+        else:  # a SegmentationModel (checked by build_umt)
+            logits, features = model.forward_stages(  # type: ignore[attr-defined]
+                batch, maps=cfg.seg_target
+            )
         task = F.cross_entropy(logits, batch["label"])  # unlabelled pixels: ignored (-100)
         targets = self.teacher_targets(batch)
         weights = {m: cfg.weight_of(m) for m in self.teachers}
@@ -445,6 +344,13 @@ def build_umt(ctx: MethodContext) -> UMT:
     if cfg.init_from_teacher:
         for m, enc in encoders.items():
             ctx.model.encoders[m].load_state_dict(enc.state_dict())
+    if cfg.seg_target != "branch" and not any(
+        isinstance(e, StagedEncoder) for e in encoders.values()
+    ):
+        raise UMTError(
+            f"umt.seg_target={cfg.seg_target!r} applies to segmentation models only; this "
+            "model's encoders have no fused input: leave it 'branch'"
+        )
     cached = None
     staged = any(isinstance(e, StagedEncoder) for e in encoders.values())  # segmentation
     if cfg.cache_teachers and staged:

@@ -16,13 +16,17 @@ CPU:
 * a decoder: from the deepest fused map, repeatedly upsample, add the 1x1-projected skip of the
   stage above, refine with a 3x3 conv; a 1x1 classifier; logits bilinearly upsampled to the input.
 
+``model.seg.inject: false`` is the late-fusion variant: every branch stays uni-modal and the
+maps are fused only into the decoder.
+
 A model with one modality is the uni-modal segmentation model (a UMT teacher, a UME member): its
 encoder's maps go to the decoder unfused.
 
 The seam (``DESIGN.md``): ``model.encoders[m]`` is branch m alone (``forward(x)`` its last-stage
 map, the probe's input; ``forward_stages(x)`` every stage's map, the teacher's distillation
 targets), and ``model.forward_stages(batch) -> (logits, {m: [stage maps]})`` gives the logits and
-each branch's own stage outputs (before fusion) in one pass, which is what UMT distils.
+each branch's stage outputs in the fused pass (before each stage's fusion), which the probes read
+and UMT distils (``umt.seg_target`` chooses those, the maps after injection, or the branch alone).
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ from umt.errors import UMTError
 from umt.models.resnet import BasicBlock
 
 SEG_FUSIONS = ("add", "attention")
+#: Which maps of each branch :meth:`SegmentationModel.forward_stages` returns (``maps``).
+STAGE_MAPS = ("branch", "fused", "alone")
 
 
 @dataclass(frozen=True)
@@ -53,7 +59,9 @@ class SegModelConfig:
         fusion: how the branches' maps are fused after each stage: ``add`` or ``attention``
             (squeeze-and-excitation channel attention on each branch, then add: ESANet).
         inject: the fused map is the primary branch's input to its next stage (ESANet); false
-            keeps every branch uni-modal and fuses only into the decoder's skips.
+            is late fusion: two full encoders, each purely uni-modal, fused (``fusion``) only
+            where the decoder reads them (its input and its skips), so each branch computes what
+            its uni-modal teacher computes and UMT's distillation applies as the papers write it.
         primary: the branch fused into (``None``: the data set's first modality, e.g. ``rgb``).
         decoder_width: channels of the decoder (0: twice ``width``).
         se_reduction: channel reduction of the SE attention's bottleneck.
@@ -241,9 +249,20 @@ class SegmentationModel(nn.Module):
         return tuple(self.encoders.keys())
 
     def forward_stages(
-        self, batch: Mapping[str, torch.Tensor]
+        self, batch: Mapping[str, torch.Tensor], *, maps: str = "branch"
     ) -> tuple[torch.Tensor, dict[str, list[torch.Tensor]]]:
-        """Logits ``(B, K, H, W)`` and each branch's stage maps (its own, before fusion)."""
+        """Logits ``(B, K, H, W)`` and each branch's stage maps ``[(B, C_k, H_k, W_k)]``.
+
+        ``maps`` (:data:`STAGE_MAPS`) says which, for the branch the fused map is injected into
+        (the others' are always their own, uni-modal):
+
+        * ``branch``: the maps the branch's stages compute in the fused pass, each before its
+          stage's fusion (stage k >= 1 computed from the fused map of stage k-1);
+        * ``fused``: the maps the branch carries on after injection (each stage's fused map);
+        * ``alone``: the branch run on its own modality, no fused input (one more pass of it).
+        """
+        if maps not in STAGE_MAPS:
+            raise UMTError(f"stage maps: unknown {maps!r}; expected one of {STAGE_MAPS}")
         missing = [m for m in self.encoders if m not in batch]
         if missing:
             raise UMTError(
@@ -265,8 +284,13 @@ class SegmentationModel(nn.Module):
             skips.append(fused)
             if self.inject:  # ESANet: the fused map feeds the primary branch's next stage
                 h = {**h, self.primary: fused}
+                if maps == "fused":
+                    stages[self.primary][-1] = fused
         logits = self.decoder(skips)
         logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        if maps == "alone" and self.inject and len(self.encoders) > 1:
+            encoder = self.encoders[self.primary]
+            stages[self.primary] = encoder.forward_stages(batch[self.primary])  # type: ignore[operator]
         return logits, stages
 
     def forward_features(

@@ -138,7 +138,25 @@ class Task(Protocol):
         *,
         device: torch.device | str = "cpu",
     ) -> ProbeOutcome:
-        """Linear evaluation of a frozen encoder (see :func:`umt.probe.probe`)."""
+        """Linear evaluation of a frozen encoder run alone (see :func:`umt.probe.probe`), on
+        every split's evaluation view (:meth:`DataBundle.eval_split`)."""
+        ...
+
+    def probe_model(
+        self,
+        model: nn.Module,
+        data: DataBundle,
+        modality: str,
+        cfg: ProbeConfig,
+        *,
+        device: torch.device | str = "cpu",
+    ) -> ProbeOutcome:
+        """Linear evaluation of branch ``modality`` of a frozen model, on the features the
+        model's own forward pass computes for it (``forward_features(batch)[1][modality][-1]``,
+        :func:`umt.probe.encode_model_split`), over every split's evaluation view. What a study
+        probes: for a uni-modal teacher and a classification model it equals :meth:`probe` of
+        the encoder; for a fused segmentation model whose primary branch receives the fused map
+        (ESANet) it is that branch's map as the fused model computes it."""
         ...
 
     def summary_extras(self, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -16,7 +16,13 @@ from torchmetrics.classification import MulticlassAccuracy
 from umt.data.base import ArrayDataset, Batch, DataBundle, make_loader
 from umt.models.encoders import EncoderFactory
 from umt.models.multimodal import ModelConfig, build_model
-from umt.probe import ProbeConfig, ProbeResult, extract_features, linear_probe
+from umt.probe import (
+    ProbeConfig,
+    ProbeResult,
+    encode_model_split,
+    extract_features,
+    linear_probe,
+)
 from umt.tasks.base import Predict, ReportText
 
 
@@ -149,10 +155,27 @@ class Classification:
     ) -> ProbeResult:
         splits = [
             extract_features(
-                encoder, data.split(s), modality, batch_size=cfg.batch_size, device=device
+                encoder, data.eval_split(s), modality, batch_size=cfg.batch_size, device=device
             )
             for s in ("train", "val", "test")
         ]
+        return linear_probe(splits[0], splits[1], splits[2], data.num_classes, cfg)
+
+    def probe_model(
+        self,
+        model: nn.Module,
+        data: DataBundle,
+        modality: str,
+        cfg: ProbeConfig,
+        *,
+        device: torch.device | str = "cpu",
+    ) -> ProbeResult:
+        splits = []
+        for s in ("train", "val", "test"):
+            x, y = encode_model_split(
+                model, data.eval_split(s), modality, batch_size=cfg.batch_size, device=device
+            )
+            splits.append((x.flatten(1), y))  # (N, D), as extract_features
         return linear_probe(splits[0], splits[1], splits[2], data.num_classes, cfg)
 
     def summary_extras(self, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from umt.models.encoders import EncoderFactory
 from umt.models.multimodal import ModelConfig
 from umt.models.pretrained import init_encoders
 from umt.models.segmentation import build_seg_model
-from umt.probe import DEFAULT_PROBE, ProbeConfig, encode_split
+from umt.probe import DEFAULT_PROBE, ProbeConfig, encode_model_split, encode_split
 from umt.tasks.base import Predict, ReportText, mean_std
 
 
@@ -324,8 +324,10 @@ class Segmentation:
         probe="A 1x1 linear classifier is trained on each frozen encoder's last-stage feature "
         "map (its logits upsampled to the labels; train split, L2 chosen on val mean IoU); the "
         "table gives its test mean IoU. An encoder of the fused model below its teacher's has "
-        "learned less of its modality alone: modality failure. (A branch fed the fused map "
-        "(ESANet's RGB branch) is probed alone, its input from the other modality removed.)",
+        "learned less of its modality alone: modality failure. Each branch is probed on the map "
+        "the fused model computes for it: a branch fed the fused map (ESANet's RGB branch) is "
+        "probed with that input, as the fused model runs it. Features are computed on every "
+        "split's evaluation view (no random augmentation).",
         class_table=True,
         examples=True,
     )
@@ -398,7 +400,23 @@ class Segmentation:
         device: torch.device | str = "cpu",
     ) -> SegProbeResult:
         maps = [
-            extract_maps(encoder, data.split(s), modality, device=device)
+            extract_maps(encoder, data.eval_split(s), modality, device=device)
+            for s in ("train", "val", "test")
+        ]
+        return linear_probe_maps(maps[0], maps[1], maps[2], data.num_classes, cfg, device=device)
+
+    def probe_model(
+        self,
+        model: nn.Module,
+        data: DataBundle,
+        modality: str,
+        cfg: ProbeConfig,
+        *,
+        device: torch.device | str = "cpu",
+    ) -> SegProbeResult:
+        # The branch's last-stage map (N, C, h, w) as the fused forward pass computes it.
+        maps = [
+            encode_model_split(model, data.eval_split(s), modality, batch_size=64, device=device)
             for s in ("train", "val", "test")
         ]
         return linear_probe_maps(maps[0], maps[1], maps[2], data.num_classes, cfg, device=device)
