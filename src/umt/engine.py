@@ -85,6 +85,9 @@ class TrainConfig:
     threads: int = 0
     compile: str = "none"
 
+    def __post_init__(self) -> None:
+        _check_train(self)
+
 
 class DivergenceError(UMTError):
     """The loss became NaN or infinite; the stage stops, its last good checkpoint is kept."""
@@ -92,6 +95,52 @@ class DivergenceError(UMTError):
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("none", "cosine", "step")
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+# Lightning's precision names (``lightning.fabric.connector._PRECISION_INPUT_STR``) and the
+# short aliases it still accepts.
+PRECISIONS = (
+    *("16-true", "16-mixed", "bf16-true", "bf16-mixed", "32-true", "64-true"),
+    *("transformer-engine", "transformer-engine-float16", "16", "32", "64", "bf16"),
+)
+
+
+def _check_train(cfg: TrainConfig) -> None:
+    """Refuse, when the config is built, a ``train`` value that would fail (or silently do
+    something else) only once a stage trains."""
+
+    def need(ok: bool, key: str, expected: str, value: Any) -> None:
+        if not ok:
+            raise UMTError(f"train.{key}: expected {expected}, got {value!r}")
+
+    need(cfg.batch_size >= 1, "batch_size", "at least 1", cfg.batch_size)
+    need(math.isfinite(cfg.lr) and cfg.lr > 0, "lr", "a positive number", cfg.lr)
+    need(cfg.weight_decay >= 0, "weight_decay", "0 or more", cfg.weight_decay)
+    need(cfg.momentum >= 0, "momentum", "0 or more", cfg.momentum)
+    need(cfg.optimizer in OPTIMIZERS, "optimizer", f"one of {list(OPTIMIZERS)}", cfg.optimizer)
+    need(cfg.scheduler in SCHEDULERS, "scheduler", f"one of {list(SCHEDULERS)}", cfg.scheduler)
+    need(cfg.step_size >= 1, "step_size", "at least 1", cfg.step_size)
+    need(cfg.gamma > 0, "gamma", "a positive number", cfg.gamma)
+    need(
+        cfg.accelerator in ACCELERATORS,
+        "accelerator",
+        f"one of {list(ACCELERATORS)}",
+        cfg.accelerator,
+    )
+    need(cfg.precision in PRECISIONS, "precision", f"one of {list(PRECISIONS[:6])}", cfg.precision)
+    need(cfg.num_nodes >= 1, "num_nodes", "at least 1", cfg.num_nodes)
+    need(cfg.num_workers >= 0, "num_workers", "0 or more", cfg.num_workers)
+    need(cfg.threads >= 0, "threads", "0 (PyTorch's default) or more", cfg.threads)
+    if isinstance(cfg.devices, int):
+        need(cfg.devices >= 1 or cfg.devices == -1, "devices", "'auto', -1 or >= 1", cfg.devices)
+
+
+def check_accelerator(cfg: TrainConfig) -> None:
+    """Refuse a GPU accelerator on a machine without one (before anything trains)."""
+    if cfg.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise UMTError(
+            f"train.accelerator: {cfg.accelerator!r} but PyTorch sees no CUDA GPU here "
+            f"(torch {torch.__version__}); use train.accelerator=auto (a GPU when present) or cpu"
+        )
 
 
 class StageModule(L.LightningModule):

@@ -42,6 +42,7 @@ from umt.faults import fault_point
 from umt.io import read_json, write_bytes, write_json, write_text
 from umt.methods import METHODS, ChoiceConfig, Ensemble, Joint, Method, MethodContext
 from umt.models import FUSIONS, ModelConfig
+from umt.preflight import check_before_training, check_name, lock_study, writable_run_dir
 from umt.probe import ProbeConfig, extract_features
 from umt.summary import summarize
 from umt.tasks import Task, modality_scores, task_of
@@ -96,6 +97,14 @@ class _StudyFields:
             raise UMTError(f"methods: each method once, got {list(self.methods)}")
         if not self.seeds:
             raise UMTError("seeds: give at least one seed")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise UMTError(f"seeds: each seed once, got {list(self.seeds)}")
+        check_name(self.name)
+        if self.choice.compare not in METHODS or self.choice.compare == "ume":
+            raise UMTError(
+                f"choice.compare: expected a method UME is compared with, one of "
+                f"{[m for m in METHODS if m != 'ume']}, got {self.choice.compare!r}"
+            )
         if self.mask_fill not in MASK_FILLS:
             raise UMTError(f"mask_fill: expected one of {MASK_FILLS}, got {self.mask_fill!r}")
         if self.choice.split == "test":
@@ -427,19 +436,20 @@ class _Runner:
             done = read_json(result)
             if done.get("key") == key:
                 return dict(done)
+        return None
+
+    def _begin(self, stage_dir: Path, key: str, settings: dict[str, Any]) -> None:
+        """Start (or resume) a stage: called only once it is about to train, so a stale
+        directory is removed only when its replacement's training starts."""
+        if not self.main:
+            return
         if stage_dir.exists():
             config = stage_dir / "config.yaml"
             old = yaml.safe_load(config.read_text()) if config.is_file() else None
             if not (isinstance(old, dict) and old.get("key") == key):
                 # Settings changed since this directory was written: its checkpoints are stale.
                 self.log(f"  {stage_dir.name}: settings changed, retraining")
-                if self.main:
-                    shutil.rmtree(stage_dir)
-        return None
-
-    def _begin(self, stage_dir: Path, key: str, settings: dict[str, Any]) -> None:
-        if not self.main:
-            return
+                shutil.rmtree(stage_dir)
         stage_dir.mkdir(parents=True, exist_ok=True)
         write_text(
             stage_dir / "config.yaml", yaml.safe_dump({"key": key, **settings}, sort_keys=False)
@@ -483,10 +493,26 @@ def run_study(
     data = load_data(cfg.data)
     task = task_of(data)
     _check_for_task(cfg, task, data)
+    check_before_training(cfg, data, task)  # every value checked before the first stage
     run_dir = Path(out) / cfg.name
+    if not is_main_process():  # the main process writes (and locks) the run directory
+        return _run(cfg, data, task, run_dir, log, report, start)
+    writable_run_dir(run_dir)
+    with lock_study(run_dir):  # a second run on this directory is refused
+        return _run(cfg, data, task, run_dir, log, report, start)
+
+
+def _run(
+    cfg: StudyConfig,
+    data: DataBundle,
+    task: Task,
+    run_dir: Path,
+    log: Log,
+    report: bool,
+    start: float,
+) -> StudyResult:
     runner = _Runner(cfg, data, task, run_dir, log)
     if runner.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
         write_text(run_dir / "study.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     per_seed = {seed: runner.run_seed(seed) for seed in cfg.seeds}
     if not runner.main:
