@@ -180,3 +180,41 @@ def test_cli_shows_errors_without_traceback(capsys: pytest.CaptureFixture[str]) 
     assert main(["run", "--set", "data.name=folder", "--set", "data.root=/no/such/dir"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("umt: error:") and "Traceback" not in err
+
+
+def test_finished_stage_with_cut_off_checkpoints_retrains_instead_of_dying(tmp_path: Path) -> None:
+    """The crash loop of issue 16: ``best.ckpt`` cut off and ``model.pt`` damaged."""
+    cfg = load_config(overrides=RESUME)
+    first = run_study(cfg, tmp_path, log=lambda _: None, report=False)
+    stage = tmp_path / "default" / "seed0" / "joint"
+    best = stage / "checkpoints" / "best.ckpt"
+    best.write_bytes(best.read_bytes()[:100])
+    (stage / "model.pt").write_bytes(b"damaged")
+    again = run_study(cfg, tmp_path, log=lambda _: None, report=False)
+    assert again.trained == ["seed0/joint"]
+    assert _numbers(again.summary) == _numbers(first.summary)
+    third = run_study(cfg, tmp_path, log=lambda _: None, report=False)
+    assert third.trained == []
+
+
+def test_full_disk_leaves_no_partial_checkpoint_and_the_rerun_recovers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from umt.cli import main
+
+    args = ["run", "--out", str(tmp_path)]
+    for o in RESUME:
+        args += ["--set", o]
+    monkeypatch.setenv("UMT_FAULT", "diskfull:best.ckpt")  # every best.ckpt write fails half-way
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("umt: error: cannot write") and "No space left on device" in err, err
+    assert "best.ckpt" in err and "Traceback" not in err
+    run = tmp_path / "default"
+    assert list(run.rglob("best.ckpt")) == [] and list(run.rglob("*.tmp")) == []
+
+    monkeypatch.delenv("UMT_FAULT")
+    resumed = run_study(load_config(overrides=RESUME), tmp_path, log=lambda _: None, report=False)
+    assert len(resumed.trained) == 4
+    for ckpt in run.rglob("*.ckpt"):
+        torch.load(ckpt, map_location="cpu", weights_only=True)  # every checkpoint is whole

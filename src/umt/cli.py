@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
 import sys
@@ -191,8 +192,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM: stop like Ctrl-C (resumable), exit 143 as a process killed by it would."""
+
+
 def _terminate(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+    raise _Terminated
+
+
+# A write failed for a reason the user can fix (space, permissions): one line, not a traceback.
+_DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS)
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
@@ -288,9 +297,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"umt: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except OSError as e:
+        if args.debug or os.environ.get("UMT_DEBUG") or e.errno not in _DISK_ERRORS:
+            raise
+        print(
+            f"umt: error: cannot write {e.filename or 'a file'}: {e.strerror}; free some space "
+            "(or fix the permissions, or choose another --out) and run the same command again "
+            "to resume",
+            file=sys.stderr,
+        )
+        return 2
+    except KeyboardInterrupt as e:
         print("umt: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
+        return 143 if isinstance(e, _Terminated) else 130
 
 
 if __name__ == "__main__":

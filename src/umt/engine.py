@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 from torchmetrics import Metric
 
@@ -347,6 +348,7 @@ def fit(
         precision=cfg.precision,  # type: ignore[arg-type]
         logger=CSVLogger(stage_dir, name="", version=""),
         callbacks=[checkpoint],
+        plugins=[AtomicCheckpointIO()],  # a full disk leaves the previous checkpoint, not half one
         enable_progress_bar=cfg.progress,
         enable_model_summary=False,
         deterministic=cfg.deterministic,
@@ -360,9 +362,11 @@ def fit(
     )
     val_loader = make_loader(data.val, batch_size=cfg.batch_size * 4, shuffle=False)
     last = ckpt_dir / "last.ckpt"
-    if last.is_file() and not _readable(last):
+    if last.is_file() and not _resumable(last):
         warnings.warn(
-            f"{last} is unreadable (cut off by a crash?); restarting stage {stage!r}", stacklevel=2
+            f"{last} or the best checkpoint it names is unreadable (cut off by a crash or a full "
+            f"disk?); restarting stage {stage!r}",
+            stacklevel=2,
         )
         shutil.rmtree(ckpt_dir)
     start = time.perf_counter()
@@ -393,6 +397,33 @@ def _readable(path: Path) -> bool:
     except Exception:
         return False
     return True
+
+
+def _resumable(last: Path) -> bool:
+    """Whether training can resume from ``last``: it loads, and so does the best checkpoint it
+    names (else the resumed run would end at ``torch.load(best)``, on every rerun)."""
+    try:
+        state = torch.load(last, map_location="cpu", weights_only=True)
+    except Exception:
+        return False
+    for key, value in state.get("callbacks", {}).items():
+        if key.startswith("ModelCheckpoint") and value.get("best_model_path"):
+            best = last.parent / Path(value["best_model_path"]).name  # the run dir may have moved
+            return best.is_file() and _readable(best)
+    return True
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, through ``umt.io``'s atomic writer: Lightning writes a
+    checkpoint's bytes straight into its final name, so a full disk leaves a cut-off
+    ``best.ckpt`` there; here it leaves the previous one."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        save_torch(path, checkpoint)
 
 
 def is_main_process() -> bool:

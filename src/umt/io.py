@@ -11,6 +11,8 @@ from typing import IO, Any
 
 import torch
 
+from umt.faults import disk_full_point
+
 
 def _atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
     path = Path(path)
@@ -19,6 +21,7 @@ def _atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
+            disk_full_point(path, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)  # atomic on POSIX within one file system
