@@ -39,6 +39,7 @@ from umt.engine import (
 )
 from umt.errors import UMTError
 from umt.faults import fault_point
+from umt.fingerprint import data_key
 from umt.io import read_json, write_bytes, write_json, write_text
 from umt.methods import METHODS, ChoiceConfig, Ensemble, Joint, Method, MethodContext
 from umt.models import FUSIONS, ModelConfig
@@ -48,6 +49,7 @@ from umt.summary import summarize
 from umt.tasks import Task, modality_scores, task_of
 
 MASK_FILLS = ("zero", "mean")
+FINGERPRINT_CACHE = ".data-fingerprints.json"  # in the run directory: each data file's hash
 
 
 _STUDY_DOC = """Everything a study does. ``umt run --set key=value`` sets any field by its dotted name.
@@ -192,7 +194,8 @@ class _Runner:
         self.device = eval_device(cfg.train)
         self.means = data.modality_means() if cfg.mask_fill == "mean" else None
         self.trained: list[str] = []
-        self.data_key = config_hash(cfg.data)
+        # The data's content for a data folder (a changed file retrains), else its settings.
+        self.data_key = data_key(cfg.data, run_dir / FINGERPRINT_CACHE if self.main else None)
         self.examples: dict[str, nn.Module] = {}  # first seed's models, for the task's figure
 
     # -- the stages of one seed -----------------------------------------------------------------
