@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -71,11 +72,16 @@ def _umt_run(
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def uninterrupted_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("whole")
     done = _umt_run(out)
     assert done.returncode == 0, done.stderr
-    return dict(json.loads((out / "default" / "summary.json").read_text()))
+    return out / "default"
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(uninterrupted_dir: Path) -> dict[str, Any]:
+    return dict(json.loads((uninterrupted_dir / "summary.json").read_text()))
 
 
 @pytest.mark.parametrize(
@@ -218,3 +224,31 @@ def test_full_disk_leaves_no_partial_checkpoint_and_the_rerun_recovers(
     assert len(resumed.trained) == 4
     for ckpt in run.rglob("*.ckpt"):
         torch.load(ckpt, map_location="cpu", weights_only=True)  # every checkpoint is whole
+
+
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_resumed_stage_keeps_its_history_messages_and_time(
+    tmp_path: Path, uninterrupted_dir: Path
+) -> None:
+    killed = _umt_run(tmp_path, "step:joint:25")  # in epoch 3 of 4 (10 steps an epoch)
+    assert killed.returncode != 0
+    stage = tmp_path / "default" / "seed0" / "joint"
+    last = torch.load(stage / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["epoch"] == 1  # epochs 1 and 2 (0-based 0, 1) finished
+    before = float(last["umt_train_seconds"])
+    assert before > 0
+
+    resumed = _umt_run(tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming stage joint from epoch 3 of 4 (2 finished before" in resumed.stdout
+    # metrics.csv: every epoch, the ones before the kill included, as in the uninterrupted run.
+    rows = _csv_rows(stage / "metrics.csv")
+    whole = _csv_rows(uninterrupted_dir / "seed0" / "joint" / "metrics.csv")
+    assert sorted({r["epoch"] for r in rows}) == ["0", "1", "2", "3"]
+    assert rows == whole
+    result = json.loads((stage / "result.json").read_text())
+    assert result["train_seconds"] > before  # the time before the kill is counted

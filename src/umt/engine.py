@@ -7,6 +7,8 @@ one stage; evaluation belongs to the tasks (``umt.tasks``).
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 import math
 import os
@@ -31,7 +33,7 @@ from torchmetrics import Metric
 from umt.data.base import Batch, DataBundle, make_loader
 from umt.errors import UMTError
 from umt.faults import fault_active, fault_point
-from umt.io import save_torch
+from umt.io import save_torch, write_text
 from umt.methods.base import (
     AfterBackwardHook,
     EpochStartHook,
@@ -172,6 +174,20 @@ class StageModule(L.LightningModule):
         self.stage = stage
         self.val_acc = metric  # the task's score on the validation split
         self.val_name = f"val/{metric_key}"
+        # Training time, kept in the checkpoints so that a resumed stage counts it all:
+        # seconds before this run (from the checkpoint resumed) + since ``fit_started``.
+        self.seconds_before = 0.0
+        self.fit_started = time.perf_counter()
+
+    def train_seconds(self) -> float:
+        """Seconds this stage has trained, including the runs before a resume."""
+        return self.seconds_before + time.perf_counter() - self.fit_started
+
+    def _flush_loggers(self) -> None:
+        # Write the rows logged so far (Lightning's CSV logger holds them for 100 steps), so
+        # that an interrupted stage's metrics.csv holds every epoch up to its last checkpoint.
+        for logger in self.loggers:
+            logger.save()
 
     def on_fit_start(self) -> None:
         self.method.to(self.device)
@@ -185,6 +201,8 @@ class StageModule(L.LightningModule):
             "numpy": [kind, keys_t, pos, has_gauss, gauss],
             "python": random.getstate(),
         }
+        checkpoint["umt_train_seconds"] = self.train_seconds()
+        self._flush_loggers()
         fault_point(f"checkpoint:{self.stage}:{self.current_epoch}")
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -194,8 +212,10 @@ class StageModule(L.LightningModule):
             kind, keys, pos, has_gauss, gauss = rng["numpy"]
             np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
             random.setstate(rng["python"])
+        self.seconds_before = float(checkpoint.get("umt_train_seconds", 0.0))
 
     def on_train_epoch_start(self) -> None:
+        self._flush_loggers()  # the previous epoch's train/* means, logged after its checkpoint
         if isinstance(self.method, EpochStartHook):
             self.method.on_train_epoch_start(self.model, self.current_epoch)
 
@@ -369,9 +389,15 @@ def fit(
             stacklevel=2,
         )
         shutil.rmtree(ckpt_dir)
-    start = time.perf_counter()
+    resumed = resume_epoch(stage_dir)
+    metrics_file = stage_dir / "metrics.csv"
+    # Lightning's CSV logger starts metrics.csv afresh: keep the rows of the epochs resumed from.
+    earlier = _metric_rows(metrics_file, until_epoch=resumed) if resumed is not None else []
+    adapter.fit_started = time.perf_counter()
     trainer.fit(adapter, train_loader, val_loader, ckpt_path=str(last) if last.is_file() else None)
-    seconds = time.perf_counter() - start
+    seconds = adapter.train_seconds()
+    if earlier and is_main_process():
+        _write_metric_rows(metrics_file, earlier + _metric_rows(metrics_file))
     best = checkpoint.best_model_path
     if not best:
         raise UMTError(
@@ -397,6 +423,35 @@ def _readable(path: Path) -> bool:
     except Exception:
         return False
     return True
+
+
+def resume_epoch(stage_dir: Path) -> int | None:
+    """The epochs a stage has finished, if it has a checkpoint to resume from (else ``None``)."""
+    last = stage_dir / "checkpoints" / "last.ckpt"
+    if not (last.is_file() and _resumable(last)):
+        return None
+    return int(torch.load(last, map_location="cpu", weights_only=True)["epoch"]) + 1
+
+
+def _metric_rows(path: Path, until_epoch: int | None = None) -> list[dict[str, str]]:
+    """The rows of a ``metrics.csv`` (those of the first ``until_epoch`` epochs, if given)."""
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    if until_epoch is None:
+        return rows
+    return [r for r in rows if r.get("epoch", "").isdigit() and int(r["epoch"]) < until_epoch]
+
+
+def _write_metric_rows(path: Path, rows: list[dict[str, str]]) -> None:
+    """``rows`` as one ``metrics.csv`` (the union of their columns, sorted as Lightning does)."""
+    columns = sorted({k for r in rows for k in r})
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buf.getvalue())
 
 
 def _resumable(last: Path) -> bool:

@@ -35,6 +35,7 @@ from umt.engine import (
     eval_device,
     fit,
     is_main_process,
+    resume_epoch,
     save_model,
 )
 from umt.errors import UMTError
@@ -299,8 +300,8 @@ class _Runner:
                 f"test {done[f'test_{k}']:.4f})"
             )
             return done
-        self.log(f"[seed {seed}] {name}: training ({self.cfg.train.epochs} epochs)")
         self._begin(stage_dir, key, {"stage": name, "seed": seed, **to_dict(key_parts)})
+        self._log_start(seed, name, stage_dir)
         try:
             fitted = fit(
                 model,
@@ -335,6 +336,19 @@ class _Runner:
             f"[seed {seed}] {name}: val {result[f'val_{k}']:.4f}, test {result[f'test_{k}']:.4f}"
         )
         return result
+
+    def _log_start(self, seed: int, name: str, stage_dir: Path) -> None:
+        epochs = self.cfg.train.epochs
+        done = resume_epoch(stage_dir) if self.main else None
+        if done is None:
+            self.log(f"[seed {seed}] {name}: training ({epochs} epochs)")
+        elif done < epochs:
+            self.log(
+                f"[seed {seed}] resuming stage {name} from epoch {done + 1} of {epochs} "
+                f"({done} finished before the interruption)"
+            )
+        else:
+            self.log(f"[seed {seed}] {name}: all {epochs} epochs trained; reading the checkpoints")
 
     def ume_stage(
         self, seed: int, teachers: dict[str, nn.Module], teacher_keys: list[str]
