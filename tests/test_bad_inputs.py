@@ -82,9 +82,7 @@ def _run(out: Path, overrides: list[str], *extra: str) -> int:
     return main(args)
 
 
-@pytest.mark.parametrize(
-    ("overrides", "key"), BAD_INPUTS, ids=[" ".join(o) for o, _ in BAD_INPUTS]
-)
+@pytest.mark.parametrize(("overrides", "key"), BAD_INPUTS, ids=[" ".join(o) for o, _ in BAD_INPUTS])
 def test_bad_input_is_one_clear_error_before_any_training(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], overrides: list[str], key: str
 ) -> None:

@@ -252,3 +252,18 @@ def test_resumed_stage_keeps_its_history_messages_and_time(
     assert rows == whole
     result = json.loads((stage / "result.json").read_text())
     assert result["train_seconds"] > before  # the time before the kill is counted
+
+
+def test_moved_run_directory_retrains_a_stage_with_finite_numbers(tmp_path: Path) -> None:
+    cfg = load_config(overrides=[*RESUME, "methods=[]"])
+    first = run_study(cfg, tmp_path / "a", log=lambda _: None, report=False)
+    (tmp_path / "a").rename(tmp_path / "b")  # the checkpoints still name folder a
+    stage = tmp_path / "b" / "default" / "seed0" / "teacher-weak"
+    (stage / "result.json").unlink()  # retrain it (from its finished checkpoints)
+    again = run_study(cfg, tmp_path / "b", log=lambda _: None, report=False)
+    assert again.trained == ["seed0/teacher-weak"]
+    text = (tmp_path / "b" / "default" / "summary.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    fit_val = again.summary["per_seed"]["0"]["stages"]["teacher-weak"]["fit_val_acc"]
+    assert fit_val == first.summary["per_seed"]["0"]["stages"]["teacher-weak"]["fit_val_acc"]
+    assert _numbers(again.summary) == _numbers(first.summary)

@@ -403,12 +403,24 @@ def fit(
         raise UMTError(
             f"stage {stage!r}: training produced no checkpoint (train.epochs={cfg.epochs})"
         )
-    state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+    # A run directory that was moved or copied: its checkpoints name their old folder.
+    best = str(ckpt_dir / Path(best).name)
+    saved = torch.load(best, map_location="cpu", weights_only=True)
+    state = saved["state_dict"]
     model.load_state_dict(
         {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
     )
     score = checkpoint.best_model_score
-    best_epoch = int(torch.load(best, map_location="cpu", weights_only=True)["epoch"])
+    if score is None:  # Lightning drops it when the directory moved; the best checkpoint has it
+        score = next(
+            (
+                v.get("best_model_score")
+                for k, v in saved.get("callbacks", {}).items()
+                if k.startswith("ModelCheckpoint")
+            ),
+            None,
+        )
+    best_epoch = int(saved["epoch"])
     return FitResult(
         best_val_score=float(score) if score is not None else math.nan,
         best_epoch=best_epoch,

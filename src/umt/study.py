@@ -46,6 +46,7 @@ from umt.methods import METHODS, ChoiceConfig, Ensemble, Joint, Method, MethodCo
 from umt.models import FUSIONS, ModelConfig
 from umt.preflight import check_before_training, check_name, lock_study, writable_run_dir
 from umt.probe import ProbeConfig, extract_features
+from umt.provenance import provenance
 from umt.summary import summarize
 from umt.tasks import Task, modality_scores, task_of
 
@@ -536,6 +537,7 @@ def _run(
         return StudyResult(run_dir=run_dir, summary={}, trained=runner.trained, main=False)
     summary = summarize(cfg, data, task, per_seed)
     summary["wall_seconds"] = round(time.perf_counter() - start, 2)
+    summary["provenance"] = provenance(cfg)  # versions, machine, date, key settings
     write_json(run_dir / "summary.json", summary)
     if report:
         from umt.report import write_report

@@ -14,7 +14,6 @@ from torch import nn
 
 from umt.errors import UMTError
 
-
 UME_COMBINES = ("probs", "logits")
 
 
