@@ -27,7 +27,14 @@ import torch
 import yaml
 from torch import nn
 
-from umt.config import apply_overrides, config_hash, from_dict, read_yaml, to_dict
+from umt.config import (
+    apply_overrides,
+    config_hash,
+    config_path,
+    from_dict,
+    read_yaml,
+    to_dict,
+)
 from umt.data import DataBundle, DataConfig, load_data
 from umt.engine import (
     DivergenceError,
@@ -146,7 +153,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         >>> load_config(overrides=["train.epochs=3", "seeds=[1]"]).train.epochs
         3
     """
-    raw = read_yaml(path) if path is not None else {}
+    raw = read_yaml(config_path(path)) if path is not None else {}  # a path or a recipe name
     raw = apply_overrides(raw, list(overrides))
     return from_dict(StudyConfig, raw)
 
