@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -119,3 +120,30 @@ def test_a_refused_run_keeps_the_cached_stages(
     capsys.readouterr()
     assert _run(tmp_path, good) == 0
     assert "0 stage(s) trained" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("split", "value", "shown"), [("train", float("nan"), "NaN"), ("test", float("inf"), "inf")]
+)
+def test_data_folder_with_nan_or_inf_is_refused_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], split: str, value: float, shown: str
+) -> None:
+    """``umt run`` is as thorough as ``umt data check``: the file and sample are named."""
+    from umt.data import load_data
+    from umt.data.folder import export_folder
+    from umt.study import load_config
+
+    data = tmp_path / "data"
+    sizes = ["data.synthetic.n_train=120", "data.synthetic.n_val=40", "data.synthetic.n_test=40"]
+    export_folder(load_data(load_config(overrides=["data.name=synthetic", *sizes]).data), data)
+    path = data / split / "weak.npy"
+    arr = np.load(path)
+    arr[5, 3] = value
+    np.save(path, arr)
+    out = tmp_path / "runs"
+    folder = ["data.name=folder", f"data.root={data}"]
+    assert _run(out, folder) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("umt: error: data.root:") and f"{split}/weak.npy, sample 5" in err, err
+    assert shown in err and "Traceback" not in err
+    assert [*out.rglob("result.json"), *out.rglob("*.ckpt")] == []

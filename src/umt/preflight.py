@@ -21,12 +21,14 @@ from torch import nn
 from umt.data.base import DataBundle
 from umt.engine import check_accelerator
 from umt.errors import UMTError
+from umt.io import read_json, write_json
 from umt.tasks import Task
 
 if TYPE_CHECKING:
     from umt.study import StudyConfig
 
 LOCK_NAME = ".lock"
+CHECKED_NAME = ".data-checked.json"  # the data key whose folder passed the value check
 
 
 def check_name(name: str) -> None:
@@ -84,6 +86,28 @@ def _has_batch_norm(cfg: StudyConfig, data: DataBundle, task: Task) -> bool:
     m = data.modalities[0]
     model = task.build_model(cfg.model, {m: data.input_shapes[m]}, data.num_classes, uni=True)
     return any(isinstance(x, nn.modules.batchnorm._BatchNorm) for x in model.modules())
+
+
+def check_data_values(root: str | Path, key: str, run_dir: Path) -> None:
+    """Run ``umt data check``'s full check (every value: NaN/inf, labels) on a data folder
+    before training, once per content: ``key`` (the data's content key) is remembered in
+    ``run_dir`` when the folder passes."""
+    marker = run_dir / CHECKED_NAME
+    if marker.is_file():
+        try:
+            if read_json(marker).get("key") == key:
+                return
+        except (OSError, ValueError, AttributeError):
+            pass  # a damaged marker: check again
+    from umt.data.folder import check_folder, format_problems
+
+    errors = [p for p in check_folder(root) if p.severity == "error"]
+    if errors:
+        raise UMTError(
+            f"data.root: {str(root)!r} has {len(errors)} problem(s) that would spoil training "
+            f"(`umt data check {root}` lists them too):\n{format_problems(errors)}"
+        )
+    write_json(marker, {"key": key})
 
 
 def writable_run_dir(run_dir: Path) -> None:

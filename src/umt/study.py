@@ -47,11 +47,17 @@ from umt.engine import (
 )
 from umt.errors import UMTError
 from umt.faults import fault_point
-from umt.fingerprint import data_key
+from umt.fingerprint import FOLDER_DATASETS, data_key
 from umt.io import read_json, write_bytes, write_json, write_text
 from umt.methods import METHODS, ChoiceConfig, Ensemble, Joint, Method, MethodContext
 from umt.models import FUSIONS, ModelConfig
-from umt.preflight import check_before_training, check_name, lock_study, writable_run_dir
+from umt.preflight import (
+    check_before_training,
+    check_data_values,
+    check_name,
+    lock_study,
+    writable_run_dir,
+)
 from umt.probe import ProbeConfig, extract_features
 from umt.provenance import provenance
 from umt.summary import summarize
@@ -538,6 +544,9 @@ def _run(
 ) -> StudyResult:
     runner = _Runner(cfg, data, task, run_dir, log)
     if runner.main:
+        if cfg.data.name in FOLDER_DATASETS and cfg.data.root is not None:
+            # As thorough as `umt data check` (NaN/inf, labels), once per content.
+            check_data_values(Path(cfg.data.root).expanduser(), runner.data_key, run_dir)
         write_text(run_dir / "study.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     per_seed = {seed: runner.run_seed(seed) for seed in cfg.seeds}
     if not runner.main:
