@@ -53,11 +53,14 @@ def _digest(path: Path) -> str:
         return hashlib.file_digest(f, "blake2b").hexdigest()[:32]
 
 
-def folder_fingerprint(root: str | Path, cache: Path | None = None) -> dict[str, Any]:
+def folder_fingerprint(
+    root: str | Path, cache: Path | None = None, *, update: bool = True
+) -> dict[str, Any]:
     """``{relative path: [size, content hash]}`` of ``data_files(root)``.
 
     ``cache`` (a JSON file) keeps each file's hash under its size, times and inode; a file whose
-    stamp is unchanged is not read again.
+    stamp is unchanged is not read again. ``update=False`` reads the cache without writing it
+    (the other processes of a DDP run: the main one writes).
 
     Example:
         >>> import tempfile
@@ -82,7 +85,7 @@ def folder_fingerprint(root: str | Path, cache: Path | None = None) -> dict[str,
         digest = entry[1] if isinstance(entry, list) and entry[0] == stamp else _digest(path)
         fresh[os.fspath(path.resolve())] = [stamp, digest]
         out[rel] = [stamp[0], digest]
-    if cache is not None and fresh != known:
+    if cache is not None and update and fresh != known:
         write_json(cache, fresh)
     return out
 
@@ -91,11 +94,11 @@ def folder_fingerprint(root: str | Path, cache: Path | None = None) -> dict[str,
 FOLDER_DATASETS = ("folder", "prepared", "nyuv2")
 
 
-def data_key(cfg: DataConfig, cache: Path | None = None) -> str:
+def data_key(cfg: DataConfig, cache: Path | None = None, *, update: bool = True) -> str:
     """The data's part of a stage's cache key.
 
     A data set read from a folder: its settings without ``root``, plus the content fingerprint
-    of the folder's files (``cache``: see :func:`folder_fingerprint`). Any other (embedded or
+    of the folder's files (``cache``, ``update``: see :func:`folder_fingerprint`). Any other (embedded or
     generated) data set: the hash of its settings, which determine it.
 
     Example:
@@ -105,4 +108,6 @@ def data_key(cfg: DataConfig, cache: Path | None = None) -> str:
     if cfg.name not in FOLDER_DATASETS or cfg.root is None:
         return config_hash(cfg)
     root = Path(cfg.root).expanduser()
-    return config_hash(replace(cfg, root=None), {"files": folder_fingerprint(root, cache)})
+    return config_hash(
+        replace(cfg, root=None), {"files": folder_fingerprint(root, cache, update=update)}
+    )

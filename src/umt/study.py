@@ -210,7 +210,7 @@ class _Runner:
         self.means = data.modality_means() if cfg.mask_fill == "mean" else None
         self.trained: list[str] = []
         # The data's content for a data folder (a changed file retrains), else its settings.
-        self.data_key = data_key(cfg.data, run_dir / FINGERPRINT_CACHE if self.main else None)
+        self.data_key = data_key(cfg.data, run_dir / FINGERPRINT_CACHE, update=self.main)
         self.examples: dict[str, nn.Module] = {}  # first seed's models, for the task's figure
 
     # -- the stages of one seed -----------------------------------------------------------------
