@@ -188,8 +188,9 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """A YAML mapping from ``path``, with errors that name the file."""
-    p = Path(path)
+    """A YAML mapping from ``path`` (or a shipped recipe's name), with errors that name the
+    file."""
+    p = config_path(path)  # a path, or the name of a shipped recipe
     if not p.is_file():
         raise UMTError(f"config file {str(p)!r} does not exist")
     try:

@@ -7,8 +7,6 @@ one stage; evaluation belongs to the tasks (``umt.tasks``).
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import math
 import os
@@ -26,14 +24,20 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
-from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 from torchmetrics import Metric
 
+from umt.checkpoints import (
+    AtomicCheckpointIO,
+    metric_rows,
+    resumable,
+    resume_epoch,
+    write_metric_rows,
+)
 from umt.data.base import Batch, DataBundle, make_loader
 from umt.errors import UMTError
 from umt.faults import fault_active, fault_point
-from umt.io import save_torch, write_text
+from umt.io import save_torch
 from umt.methods.base import (
     AfterBackwardHook,
     EpochStartHook,
@@ -382,7 +386,7 @@ def fit(
     )
     val_loader = make_loader(data.val, batch_size=cfg.batch_size * 4, shuffle=False)
     last = ckpt_dir / "last.ckpt"
-    if last.is_file() and not _resumable(last):
+    if last.is_file() and not resumable(last):
         warnings.warn(
             f"{last} or the best checkpoint it names is unreadable (cut off by a crash or a full "
             f"disk?); restarting stage {stage!r}",
@@ -392,12 +396,12 @@ def fit(
     resumed = resume_epoch(stage_dir)
     metrics_file = stage_dir / "metrics.csv"
     # Lightning's CSV logger starts metrics.csv afresh: keep the rows of the epochs resumed from.
-    earlier = _metric_rows(metrics_file, until_epoch=resumed) if resumed is not None else []
+    earlier = metric_rows(metrics_file, until_epoch=resumed) if resumed is not None else []
     adapter.fit_started = time.perf_counter()
     trainer.fit(adapter, train_loader, val_loader, ckpt_path=str(last) if last.is_file() else None)
     seconds = adapter.train_seconds()
     if earlier and is_main_process():
-        _write_metric_rows(metrics_file, earlier + _metric_rows(metrics_file))
+        write_metric_rows(metrics_file, earlier + metric_rows(metrics_file))
     best = checkpoint.best_model_path
     if not best:
         raise UMTError(
@@ -427,70 +431,6 @@ def fit(
         epochs=cfg.epochs,
         seconds=seconds,
     )
-
-
-def _readable(path: Path) -> bool:
-    try:
-        torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        return False
-    return True
-
-
-def resume_epoch(stage_dir: Path) -> int | None:
-    """The epochs a stage has finished, if it has a checkpoint to resume from (else ``None``)."""
-    last = stage_dir / "checkpoints" / "last.ckpt"
-    if not (last.is_file() and _resumable(last)):
-        return None
-    return int(torch.load(last, map_location="cpu", weights_only=True)["epoch"]) + 1
-
-
-def _metric_rows(path: Path, until_epoch: int | None = None) -> list[dict[str, str]]:
-    """The rows of a ``metrics.csv`` (those of the first ``until_epoch`` epochs, if given)."""
-    if not path.is_file():
-        return []
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    if until_epoch is None:
-        return rows
-    return [r for r in rows if r.get("epoch", "").isdigit() and int(r["epoch"]) < until_epoch]
-
-
-def _write_metric_rows(path: Path, rows: list[dict[str, str]]) -> None:
-    """``rows`` as one ``metrics.csv`` (the union of their columns, sorted as Lightning does)."""
-    columns = sorted({k for r in rows for k in r})
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(path, buf.getvalue())
-
-
-def _resumable(last: Path) -> bool:
-    """Whether training can resume from ``last``: it loads, and so does the best checkpoint it
-    names (else the resumed run would end at ``torch.load(best)``, on every rerun)."""
-    try:
-        state = torch.load(last, map_location="cpu", weights_only=True)
-    except Exception:
-        return False
-    for key, value in state.get("callbacks", {}).items():
-        if key.startswith("ModelCheckpoint") and value.get("best_model_path"):
-            best = last.parent / Path(value["best_model_path"]).name  # the run dir may have moved
-            return best.is_file() and _readable(best)
-    return True
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint writer, through ``umt.io``'s atomic writer: Lightning writes a
-    checkpoint's bytes straight into its final name, so a full disk leaves a cut-off
-    ``best.ckpt`` there; here it leaves the previous one."""
-
-    def save_checkpoint(
-        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
-    ) -> None:
-        if storage_options is not None:
-            raise TypeError(f"{type(self).__name__} takes no storage_options")
-        save_torch(path, checkpoint)
 
 
 def is_main_process() -> bool:

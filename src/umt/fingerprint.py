@@ -90,15 +90,18 @@ def folder_fingerprint(
     return out
 
 
+CACHE_NAME = ".data-fingerprints.json"
+
 #: The data sets read from a ``umt-folder`` at ``data.root``: their key is the folder's content.
 FOLDER_DATASETS = ("folder", "prepared", "nyuv2")
 
 
-def data_key(cfg: DataConfig, cache: Path | None = None, *, update: bool = True) -> str:
+def data_key(cfg: DataConfig, run_dir: Path | None = None, *, update: bool = True) -> str:
     """The data's part of a stage's cache key.
 
     A data set read from a folder: its settings without ``root``, plus the content fingerprint
-    of the folder's files (``cache``, ``update``: see :func:`folder_fingerprint`). Any other (embedded or
+    of the folder's files, their hashes cached in ``run_dir/.data-fingerprints.json`` (``update``:
+    see :func:`folder_fingerprint`). Any other (embedded or
     generated) data set: the hash of its settings, which determine it.
 
     Example:
@@ -108,6 +111,7 @@ def data_key(cfg: DataConfig, cache: Path | None = None, *, update: bool = True)
     if cfg.name not in FOLDER_DATASETS or cfg.root is None:
         return config_hash(cfg)
     root = Path(cfg.root).expanduser()
+    cache = run_dir / CACHE_NAME if run_dir is not None else None
     return config_hash(
         replace(cfg, root=None), {"files": folder_fingerprint(root, cache, update=update)}
     )

@@ -18,10 +18,13 @@ from typing import TYPE_CHECKING
 
 from torch import nn
 
+from umt.data import DataConfig
 from umt.data.base import DataBundle
 from umt.engine import check_accelerator
 from umt.errors import UMTError
+from umt.fingerprint import FOLDER_DATASETS
 from umt.io import read_json, write_json
+from umt.methods import METHODS
 from umt.tasks import Task
 
 if TYPE_CHECKING:
@@ -48,8 +51,33 @@ def check_name(name: str) -> None:
         )
 
 
+def check_fields(cfg: StudyConfig) -> None:
+    """``StudyConfig``: seeds without repeats, a plain name, a known ``choice.compare``."""
+    if len(set(cfg.seeds)) != len(cfg.seeds):
+        raise UMTError(f"seeds: each seed once, got {list(cfg.seeds)}")
+    check_name(cfg.name)
+    if cfg.choice.compare not in METHODS or cfg.choice.compare == "ume":
+        raise UMTError(
+            f"choice.compare: expected a method UME is compared with, one of "
+            f"{[m for m in METHODS if m != 'ume']}, got {cfg.choice.compare!r}"
+        )
+
+
 def check_before_training(cfg: StudyConfig, data: DataBundle, task: Task) -> None:
-    """What the loaded data set or this machine must allow for ``cfg`` to run to its end."""
+    """What the loaded data set, its task or this machine must allow for ``cfg`` to run to its
+    end."""
+    unsupported = [m for m in cfg.methods if task.name not in METHODS[m].tasks]
+    if unsupported:
+        supported = [m for m, spec in METHODS.items() if task.name in spec.tasks]
+        raise UMTError(
+            f"methods: {unsupported} do not support {task.name} (data set {data.name!r}); "
+            f"choose among {supported}"
+        )
+    if cfg.fusion and not task.fusion_sweep:
+        raise UMTError(
+            "fusion: the sweep is over classification fusion modules; a segmentation "
+            "model fuses per stage, set model.seg.fusion (add or attention) instead"
+        )
     check_accelerator(cfg.train)
     modalities = list(data.modalities)
     if cfg.methods and len(modalities) < 2:
@@ -88,10 +116,13 @@ def _has_batch_norm(cfg: StudyConfig, data: DataBundle, task: Task) -> bool:
     return any(isinstance(x, nn.modules.batchnorm._BatchNorm) for x in model.modules())
 
 
-def check_data_values(root: str | Path, key: str, run_dir: Path) -> None:
+def check_data_values(cfg: DataConfig, key: str, run_dir: Path) -> None:
     """Run ``umt data check``'s full check (every value: NaN/inf, labels) on a data folder
     before training, once per content: ``key`` (the data's content key) is remembered in
-    ``run_dir`` when the folder passes."""
+    ``run_dir`` when the folder passes. Other data sets are generated or embedded: no check."""
+    if cfg.name not in FOLDER_DATASETS or cfg.root is None:
+        return
+    root = Path(cfg.root).expanduser()
     marker = run_dir / CHECKED_NAME
     if marker.is_file():
         try:
@@ -122,6 +153,18 @@ def writable_run_dir(run_dir: Path) -> None:
             f"--out: cannot write the run directory {str(run_dir)!r}: "
             f"{e.strerror or e}; choose another --out"
         ) from e
+
+
+@contextmanager
+def claim_run_dir(run_dir: Path, main: bool = True) -> Iterator[None]:
+    """Create ``run_dir`` (or one clear error) and hold its lock while a study runs there; the
+    other processes of a DDP run (``main=False``) neither create nor lock it."""
+    if not main:
+        yield
+        return
+    writable_run_dir(run_dir)
+    with lock_study(run_dir):
+        yield
 
 
 @contextmanager

@@ -27,14 +27,8 @@ import torch
 import yaml
 from torch import nn
 
-from umt.config import (
-    apply_overrides,
-    config_hash,
-    config_path,
-    from_dict,
-    read_yaml,
-    to_dict,
-)
+from umt.checkpoints import start_message
+from umt.config import apply_overrides, config_hash, from_dict, read_yaml, to_dict
 from umt.data import DataBundle, DataConfig, load_data
 from umt.engine import (
     DivergenceError,
@@ -42,29 +36,21 @@ from umt.engine import (
     eval_device,
     fit,
     is_main_process,
-    resume_epoch,
     save_model,
 )
 from umt.errors import UMTError
 from umt.faults import fault_point
-from umt.fingerprint import FOLDER_DATASETS, data_key
+from umt.fingerprint import data_key
 from umt.io import read_json, write_bytes, write_json, write_text
 from umt.methods import METHODS, ChoiceConfig, Ensemble, Joint, Method, MethodContext
 from umt.models import FUSIONS, ModelConfig
-from umt.preflight import (
-    check_before_training,
-    check_data_values,
-    check_name,
-    lock_study,
-    writable_run_dir,
-)
+from umt.preflight import check_before_training, check_data_values, check_fields, claim_run_dir
 from umt.probe import ProbeConfig, extract_features
 from umt.provenance import provenance
 from umt.summary import summarize
 from umt.tasks import Task, modality_scores, task_of
 
 MASK_FILLS = ("zero", "mean")
-FINGERPRINT_CACHE = ".data-fingerprints.json"  # in the run directory: each data file's hash
 
 
 _STUDY_DOC = """Everything a study does. ``umt run --set key=value`` sets any field by its dotted name.
@@ -114,14 +100,7 @@ class _StudyFields:
             raise UMTError(f"methods: each method once, got {list(self.methods)}")
         if not self.seeds:
             raise UMTError("seeds: give at least one seed")
-        if len(set(self.seeds)) != len(self.seeds):
-            raise UMTError(f"seeds: each seed once, got {list(self.seeds)}")
-        check_name(self.name)
-        if self.choice.compare not in METHODS or self.choice.compare == "ume":
-            raise UMTError(
-                f"choice.compare: expected a method UME is compared with, one of "
-                f"{[m for m in METHODS if m != 'ume']}, got {self.choice.compare!r}"
-            )
+        check_fields(self)  # seeds, name, choice.compare
         if self.mask_fill not in MASK_FILLS:
             raise UMTError(f"mask_fill: expected one of {MASK_FILLS}, got {self.mask_fill!r}")
         if self.choice.split == "test":
@@ -159,7 +138,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         >>> load_config(overrides=["train.epochs=3", "seeds=[1]"]).train.epochs
         3
     """
-    raw = read_yaml(config_path(path)) if path is not None else {}  # a path or a recipe name
+    raw = read_yaml(path) if path is not None else {}
     raw = apply_overrides(raw, list(overrides))
     return from_dict(StudyConfig, raw)
 
@@ -209,8 +188,8 @@ class _Runner:
         self.device = eval_device(cfg.train)
         self.means = data.modality_means() if cfg.mask_fill == "mean" else None
         self.trained: list[str] = []
-        # The data's content for a data folder (a changed file retrains), else its settings.
-        self.data_key = data_key(cfg.data, run_dir / FINGERPRINT_CACHE, update=self.main)
+        # A data folder's content (a changed file retrains), else the data's settings.
+        self.data_key = data_key(cfg.data, run_dir, update=self.main)
         self.examples: dict[str, nn.Module] = {}  # first seed's models, for the task's figure
 
     # -- the stages of one seed -----------------------------------------------------------------
@@ -315,7 +294,7 @@ class _Runner:
             )
             return done
         self._begin(stage_dir, key, {"stage": name, "seed": seed, **to_dict(key_parts)})
-        self._log_start(seed, name, stage_dir)
+        self.log(f"[seed {seed}] {start_message(name, stage_dir, self.cfg.train.epochs)}")
         try:
             fitted = fit(
                 model,
@@ -350,19 +329,6 @@ class _Runner:
             f"[seed {seed}] {name}: val {result[f'val_{k}']:.4f}, test {result[f'test_{k}']:.4f}"
         )
         return result
-
-    def _log_start(self, seed: int, name: str, stage_dir: Path) -> None:
-        epochs = self.cfg.train.epochs
-        done = resume_epoch(stage_dir) if self.main else None
-        if done is None:
-            self.log(f"[seed {seed}] {name}: training ({epochs} epochs)")
-        elif done < epochs:
-            self.log(
-                f"[seed {seed}] resuming stage {name} from epoch {done + 1} of {epochs} "
-                f"({done} finished before the interruption)"
-            )
-        else:
-            self.log(f"[seed {seed}] {name}: all {epochs} epochs trained; reading the checkpoints")
 
     def ume_stage(
         self, seed: int, teachers: dict[str, nn.Module], teacher_keys: list[str]
@@ -470,8 +436,7 @@ class _Runner:
         return None
 
     def _begin(self, stage_dir: Path, key: str, settings: dict[str, Any]) -> None:
-        """Start (or resume) a stage: called only once it is about to train, so a stale
-        directory is removed only when its replacement's training starts."""
+        # Called once the stage is about to train: only then is a stale directory removed.
         if not self.main:
             return
         if stage_dir.exists():
@@ -523,36 +488,24 @@ def run_study(
         torch.set_num_threads(cfg.train.threads)
     data = load_data(cfg.data)
     task = task_of(data)
-    _check_for_task(cfg, task, data)
     check_before_training(cfg, data, task)  # every value checked before the first stage
     run_dir = Path(out) / cfg.name
-    if not is_main_process():  # the main process writes (and locks) the run directory
-        return _run(cfg, data, task, run_dir, log, report, start)
-    writable_run_dir(run_dir)
-    with lock_study(run_dir):  # a second run on this directory is refused
+    with claim_run_dir(run_dir, is_main_process()):  # created, writable, locked: one run at once
         return _run(cfg, data, task, run_dir, log, report, start)
 
 
 def _run(
-    cfg: StudyConfig,
-    data: DataBundle,
-    task: Task,
-    run_dir: Path,
-    log: Log,
-    report: bool,
-    start: float,
+    cfg: StudyConfig, data: DataBundle, task: Task, run_dir: Path, log: Log, report: bool, t: float
 ) -> StudyResult:
     runner = _Runner(cfg, data, task, run_dir, log)
     if runner.main:
-        if cfg.data.name in FOLDER_DATASETS and cfg.data.root is not None:
-            # As thorough as `umt data check` (NaN/inf, labels), once per content.
-            check_data_values(Path(cfg.data.root).expanduser(), runner.data_key, run_dir)
+        check_data_values(cfg.data, runner.data_key, run_dir)  # as `umt data check`, once
         write_text(run_dir / "study.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     per_seed = {seed: runner.run_seed(seed) for seed in cfg.seeds}
     if not runner.main:
         return StudyResult(run_dir=run_dir, summary={}, trained=runner.trained, main=False)
     summary = summarize(cfg, data, task, per_seed)
-    summary["wall_seconds"] = round(time.perf_counter() - start, 2)
+    summary["wall_seconds"] = round(time.perf_counter() - t, 2)
     summary["provenance"] = provenance(cfg)  # versions, machine, date, key settings
     write_json(run_dir / "summary.json", summary)
     if report:
@@ -563,19 +516,3 @@ def _run(
             write_bytes(run_dir / "figures" / "examples.png", png)
         write_report(summary, run_dir)
     return StudyResult(run_dir=run_dir, summary=summary, trained=runner.trained)
-
-
-def _check_for_task(cfg: StudyConfig, task: Task, data: DataBundle) -> None:
-    """Refuse, before anything trains, what the data set's task cannot run."""
-    unsupported = [m for m in cfg.methods if task.name not in METHODS[m].tasks]
-    if unsupported:
-        supported = [m for m, spec in METHODS.items() if task.name in spec.tasks]
-        raise UMTError(
-            f"methods: {unsupported} do not support {task.name} (data set {data.name!r}); "
-            f"choose among {supported}"
-        )
-    if cfg.fusion and not task.fusion_sweep:
-        raise UMTError(
-            "fusion: the sweep is over classification fusion modules; a segmentation "
-            "model fuses per stage, set model.seg.fusion (add or attention) instead"
-        )
