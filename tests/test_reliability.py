@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -71,11 +72,16 @@ def _umt_run(
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def uninterrupted_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("whole")
     done = _umt_run(out)
     assert done.returncode == 0, done.stderr
-    return dict(json.loads((out / "default" / "summary.json").read_text()))
+    return out / "default"
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(uninterrupted_dir: Path) -> dict[str, Any]:
+    return dict(json.loads((uninterrupted_dir / "summary.json").read_text()))
 
 
 @pytest.mark.parametrize(
@@ -180,3 +186,84 @@ def test_cli_shows_errors_without_traceback(capsys: pytest.CaptureFixture[str]) 
     assert main(["run", "--set", "data.name=folder", "--set", "data.root=/no/such/dir"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("umt: error:") and "Traceback" not in err
+
+
+def test_finished_stage_with_cut_off_checkpoints_retrains_instead_of_dying(tmp_path: Path) -> None:
+    """The crash loop of issue 16: ``best.ckpt`` cut off and ``model.pt`` damaged."""
+    cfg = load_config(overrides=RESUME)
+    first = run_study(cfg, tmp_path, log=lambda _: None, report=False)
+    stage = tmp_path / "default" / "seed0" / "joint"
+    best = stage / "checkpoints" / "best.ckpt"
+    best.write_bytes(best.read_bytes()[:100])
+    (stage / "model.pt").write_bytes(b"damaged")
+    again = run_study(cfg, tmp_path, log=lambda _: None, report=False)
+    assert again.trained == ["seed0/joint"]
+    assert _numbers(again.summary) == _numbers(first.summary)
+    third = run_study(cfg, tmp_path, log=lambda _: None, report=False)
+    assert third.trained == []
+
+
+def test_full_disk_leaves_no_partial_checkpoint_and_the_rerun_recovers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from umt.cli import main
+
+    args = ["run", "--out", str(tmp_path)]
+    for o in RESUME:
+        args += ["--set", o]
+    monkeypatch.setenv("UMT_FAULT", "diskfull:best.ckpt")  # every best.ckpt write fails half-way
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("umt: error: cannot write") and "No space left on device" in err, err
+    assert "best.ckpt" in err and "Traceback" not in err
+    run = tmp_path / "default"
+    assert list(run.rglob("best.ckpt")) == [] and list(run.rglob("*.tmp")) == []
+
+    monkeypatch.delenv("UMT_FAULT")
+    resumed = run_study(load_config(overrides=RESUME), tmp_path, log=lambda _: None, report=False)
+    assert len(resumed.trained) == 4
+    for ckpt in run.rglob("*.ckpt"):
+        torch.load(ckpt, map_location="cpu", weights_only=True)  # every checkpoint is whole
+
+
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_resumed_stage_keeps_its_history_messages_and_time(
+    tmp_path: Path, uninterrupted_dir: Path
+) -> None:
+    killed = _umt_run(tmp_path, "step:joint:25")  # in epoch 3 of 4 (10 steps an epoch)
+    assert killed.returncode != 0
+    stage = tmp_path / "default" / "seed0" / "joint"
+    last = torch.load(stage / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["epoch"] == 1  # epochs 1 and 2 (0-based 0, 1) finished
+    before = float(last["umt_train_seconds"])
+    assert before > 0
+
+    resumed = _umt_run(tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming stage joint from epoch 3 of 4 (2 finished before" in resumed.stdout
+    # metrics.csv: every epoch, the ones before the kill included, as in the uninterrupted run.
+    rows = _csv_rows(stage / "metrics.csv")
+    whole = _csv_rows(uninterrupted_dir / "seed0" / "joint" / "metrics.csv")
+    assert sorted({r["epoch"] for r in rows}) == ["0", "1", "2", "3"]
+    assert rows == whole
+    result = json.loads((stage / "result.json").read_text())
+    assert result["train_seconds"] > before  # the time before the kill is counted
+
+
+def test_moved_run_directory_retrains_a_stage_with_finite_numbers(tmp_path: Path) -> None:
+    cfg = load_config(overrides=[*RESUME, "methods=[]"])
+    first = run_study(cfg, tmp_path / "a", log=lambda _: None, report=False)
+    (tmp_path / "a").rename(tmp_path / "b")  # the checkpoints still name folder a
+    stage = tmp_path / "b" / "default" / "seed0" / "teacher-weak"
+    (stage / "result.json").unlink()  # retrain it (from its finished checkpoints)
+    again = run_study(cfg, tmp_path / "b", log=lambda _: None, report=False)
+    assert again.trained == ["seed0/teacher-weak"]
+    text = (tmp_path / "b" / "default" / "summary.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    fit_val = again.summary["per_seed"]["0"]["stages"]["teacher-weak"]["fit_val_acc"]
+    assert fit_val == first.summary["per_seed"]["0"]["stages"]["teacher-weak"]["fit_val_acc"]
+    assert _numbers(again.summary) == _numbers(first.summary)

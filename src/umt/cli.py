@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Sequence
+from typing import TextIO
 
 import yaml
 
@@ -61,7 +64,11 @@ def _parser() -> argparse.ArgumentParser:
         epilog=_RUN_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run.add_argument("--config", metavar="FILE", help="YAML study configuration")
+    run.add_argument(
+        "--config",
+        metavar="FILE",
+        help="YAML study configuration: a file, or a shipped recipe by name (vggsound, nyuv2, ...)",
+    )
     run.add_argument(
         "--set",
         dest="overrides",
@@ -80,7 +87,9 @@ def _parser() -> argparse.ArgumentParser:
         help="print the resolved configuration as YAML",
         description="Print the configuration a `umt run` with the same arguments would use.",
     )
-    cfg.add_argument("--config", metavar="FILE", help="YAML study configuration")
+    cfg.add_argument(
+        "--config", metavar="FILE", help="YAML study configuration: a file or a recipe name"
+    )
     cfg.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
     data = sub.add_parser(
@@ -126,8 +135,8 @@ def _parser() -> argparse.ArgumentParser:
         "run it again to finish an interrupted run; unusable clips are listed in "
         "OUT/skipped.csv. nyuv2: RAW holds nyu_depth_v2_labeled.mat, splits.mat, "
         "classMapping40.mat (and optionally class13Mapping.mat); images are kept at 480x640 "
-        "unless --height/--width are given. Then: umt run --config src/umt/configs/DATASET.yaml "
-        "--set data.root=OUT (the recipes ship with the package).",
+        "unless --height/--width are given. Then: umt run --config DATASET --set data.root=OUT "
+        "(DATASET: a recipe shipped with the package, e.g. vggsound or nyuv2).",
     )
     prep.add_argument(
         "dataset", metavar="DATASET", help="vggsound, kinetics-sounds, cremad, ave or nyuv2"
@@ -185,8 +194,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM: stop like Ctrl-C (resumable), exit 143 as a process killed by it would."""
+
+
 def _terminate(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+    raise _Terminated
+
+
+# A write failed for a reason the user can fix (space, permissions): one line, not a traceback.
+_DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS)
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
@@ -261,6 +278,23 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """A warning as one ``umt: warning: ...`` line, without Python's source line (a user reads
+    it; ``--debug`` shows where it came from)."""
+    if os.environ.get("UMT_DEBUG"):
+        where = f" ({category.__name__} at {filename}:{lineno})"
+    else:
+        where = ""
+    print(f"umt: warning: {message}{where}", file=file if file is not None else sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``umt`` command; returns the exit status."""
     parser = _parser()
@@ -275,6 +309,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "prepare": _cmd_prepare,
         "datasets": _cmd_datasets,
     }
+    shown = warnings.showwarning
+    warnings.showwarning = _show_warning  # while the command runs
     try:
         return commands[args.command](args)
     except UMTError as e:
@@ -282,9 +318,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"umt: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except OSError as e:
+        if args.debug or os.environ.get("UMT_DEBUG") or e.errno not in _DISK_ERRORS:
+            raise
+        print(
+            f"umt: error: cannot write {e.filename or 'a file'}: {e.strerror}; free some space "
+            "(or fix the permissions, or choose another --out) and run the same command again "
+            "to resume",
+            file=sys.stderr,
+        )
+        return 2
+    except KeyboardInterrupt as e:
         print("umt: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
+        return 143 if isinstance(e, _Terminated) else 130
+    finally:
+        warnings.showwarning = shown
 
 
 if __name__ == "__main__":

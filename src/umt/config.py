@@ -214,12 +214,14 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """A YAML mapping from ``path``, with errors that name the file."""
-    p = Path(path)
+    """A YAML mapping from ``path`` (or a shipped recipe's name), with errors that name the
+    file."""
+    p = config_path(path)  # a path, or the name of a shipped recipe
     if not p.is_file():
         raise UMTError(f"config file {str(p)!r} does not exist")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        with p.open(encoding="utf-8") as f:  # read from the file, YAML's messages name it
+            data = yaml.safe_load(f)
     except UnicodeDecodeError as e:
         raise UMTError(f"config file {str(p)!r} is not UTF-8 text: {e}") from e
     except yaml.YAMLError as e:
@@ -231,3 +233,28 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
             f"config file {str(p)!r} must hold a mapping of keys, got {type(data).__name__}"
         )
     return data
+
+
+def recipe_names() -> list[str]:
+    """The study recipes shipped with the package (``umt/configs/<name>.yaml``)."""
+    configs = Path(__file__).resolve().parent / "configs"
+    return sorted(p.stem for p in configs.glob("*.yaml"))
+
+
+def config_path(name: str | Path) -> Path:
+    """A ``--config`` argument as a file: a path, or the name of a shipped recipe.
+
+    Example:
+        >>> config_path("vggsound").name
+        'vggsound.yaml'
+    """
+    p = Path(name)
+    if p.is_file() or p.parent != Path(".") or p.suffix not in ("", ".yaml"):
+        return p  # a path: read_yaml names it if it does not exist
+    recipe = Path(__file__).resolve().parent / "configs" / f"{p.stem}.yaml"
+    if recipe.is_file():
+        return recipe
+    raise UMTError(
+        f"--config {str(name)!r}: no such file, nor a recipe; the recipes are "
+        f"{', '.join(recipe_names())} (or give the path of a YAML file)"
+    )

@@ -27,6 +27,13 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 from torchmetrics import Metric
 
+from umt.checkpoints import (
+    AtomicCheckpointIO,
+    metric_rows,
+    resumable,
+    resume_epoch,
+    write_metric_rows,
+)
 from umt.data.base import Batch, DataBundle, make_loader
 from umt.errors import UMTError
 from umt.faults import fault_active, fault_point
@@ -90,6 +97,9 @@ class TrainConfig:
     compile: str = "none"
     logger: tuple[str, ...] = ("csv",)
 
+    def __post_init__(self) -> None:
+        _check_train(self)
+
 
 class DivergenceError(UMTError):
     """The loss became NaN or infinite; the stage stops, its last good checkpoint is kept."""
@@ -97,6 +107,52 @@ class DivergenceError(UMTError):
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("none", "cosine", "step")
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+# Lightning's precision names (``lightning.fabric.connector._PRECISION_INPUT_STR``) and the
+# short aliases it still accepts.
+PRECISIONS = (
+    *("16-true", "16-mixed", "bf16-true", "bf16-mixed", "32-true", "64-true"),
+    *("transformer-engine", "transformer-engine-float16", "16", "32", "64", "bf16"),
+)
+
+
+def _check_train(cfg: TrainConfig) -> None:
+    """Refuse, when the config is built, a ``train`` value that would fail (or silently do
+    something else) only once a stage trains."""
+
+    def need(ok: bool, key: str, expected: str, value: Any) -> None:
+        if not ok:
+            raise UMTError(f"train.{key}: expected {expected}, got {value!r}")
+
+    need(cfg.batch_size >= 1, "batch_size", "at least 1", cfg.batch_size)
+    need(math.isfinite(cfg.lr) and cfg.lr > 0, "lr", "a positive number", cfg.lr)
+    need(cfg.weight_decay >= 0, "weight_decay", "0 or more", cfg.weight_decay)
+    need(cfg.momentum >= 0, "momentum", "0 or more", cfg.momentum)
+    need(cfg.optimizer in OPTIMIZERS, "optimizer", f"one of {list(OPTIMIZERS)}", cfg.optimizer)
+    need(cfg.scheduler in SCHEDULERS, "scheduler", f"one of {list(SCHEDULERS)}", cfg.scheduler)
+    need(cfg.step_size >= 1, "step_size", "at least 1", cfg.step_size)
+    need(cfg.gamma > 0, "gamma", "a positive number", cfg.gamma)
+    need(
+        cfg.accelerator in ACCELERATORS,
+        "accelerator",
+        f"one of {list(ACCELERATORS)}",
+        cfg.accelerator,
+    )
+    need(cfg.precision in PRECISIONS, "precision", f"one of {list(PRECISIONS[:6])}", cfg.precision)
+    need(cfg.num_nodes >= 1, "num_nodes", "at least 1", cfg.num_nodes)
+    need(cfg.num_workers >= 0, "num_workers", "0 or more", cfg.num_workers)
+    need(cfg.threads >= 0, "threads", "0 (PyTorch's default) or more", cfg.threads)
+    if isinstance(cfg.devices, int):
+        need(cfg.devices >= 1 or cfg.devices == -1, "devices", "'auto', -1 or >= 1", cfg.devices)
+
+
+def check_accelerator(cfg: TrainConfig) -> None:
+    """Refuse a GPU accelerator on a machine without one (before anything trains)."""
+    if cfg.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise UMTError(
+            f"train.accelerator: {cfg.accelerator!r} but PyTorch sees no CUDA GPU here "
+            f"(torch {torch.__version__}); use train.accelerator=auto (a GPU when present) or cpu"
+        )
 
 
 class StageModule(L.LightningModule):
@@ -129,11 +185,25 @@ class StageModule(L.LightningModule):
         self.val_name = f"val/{metric_key}"
         self.finish_train: Callable[[Batch], Batch] | None = None  # set by fit (issue 17)
         self.finish_val: Callable[[Batch], Batch] | None = None
+        # Training time, kept in the checkpoints so that a resumed stage counts it all:
+        # seconds before this run (from the checkpoint resumed) + since ``fit_started``.
+        self.seconds_before = 0.0
+        self.fit_started = time.perf_counter()
 
     def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
         # The data's on_device step (prepared clips: crop, flip, normalise in batch on the GPU).
         finish = self.finish_train if self.trainer.training else self.finish_val
         return finish(batch) if finish is not None else batch
+
+    def train_seconds(self) -> float:
+        """Seconds this stage has trained, including the runs before a resume."""
+        return self.seconds_before + time.perf_counter() - self.fit_started
+
+    def _flush_loggers(self) -> None:
+        # Write the rows logged so far (Lightning's CSV logger holds them for 100 steps), so
+        # that an interrupted stage's metrics.csv holds every epoch up to its last checkpoint.
+        for logger in self.loggers:
+            logger.save()
 
     def on_fit_start(self) -> None:
         self.method.to(self.device)
@@ -147,6 +217,8 @@ class StageModule(L.LightningModule):
             "numpy": [kind, keys_t, pos, has_gauss, gauss],
             "python": random.getstate(),
         }
+        checkpoint["umt_train_seconds"] = self.train_seconds()
+        self._flush_loggers()
         fault_point(f"checkpoint:{self.stage}:{self.current_epoch}")
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -156,8 +228,10 @@ class StageModule(L.LightningModule):
             kind, keys, pos, has_gauss, gauss = rng["numpy"]
             np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
             random.setstate(rng["python"])
+        self.seconds_before = float(checkpoint.get("umt_train_seconds", 0.0))
 
     def on_train_epoch_start(self) -> None:
+        self._flush_loggers()  # the previous epoch's train/* means, logged after its checkpoint
         if isinstance(self.method, EpochStartHook):
             self.method.on_train_epoch_start(self.model, self.current_epoch)
 
@@ -310,6 +384,7 @@ def fit(
         precision=cfg.precision,  # type: ignore[arg-type]
         logger=build_loggers(cfg.logger, stage_dir),  # train.logger; csv: stage_dir/metrics.csv
         callbacks=[checkpoint],
+        plugins=[AtomicCheckpointIO()],  # a full disk leaves the previous checkpoint, not half one
         enable_progress_bar=cfg.progress,
         enable_model_summary=False,
         deterministic=cfg.deterministic,
@@ -326,39 +401,51 @@ def fit(
     )
     val_loader = make_loader(val_set, batch_size=cfg.batch_size * 4, shuffle=False)
     last = ckpt_dir / "last.ckpt"
-    if last.is_file() and not _readable(last):
+    if last.is_file() and not resumable(last):
         warnings.warn(
-            f"{last} is unreadable (cut off by a crash?); restarting stage {stage!r}", stacklevel=2
+            f"{last} or the best checkpoint it names is unreadable (cut off by a crash or a full "
+            f"disk?); restarting stage {stage!r}",
+            stacklevel=2,
         )
         shutil.rmtree(ckpt_dir)
-    start = time.perf_counter()
+    resumed = resume_epoch(stage_dir)
+    metrics_file = stage_dir / "metrics.csv"
+    # Lightning's CSV logger starts metrics.csv afresh: keep the rows of the epochs resumed from.
+    earlier = metric_rows(metrics_file, until_epoch=resumed) if resumed is not None else []
+    adapter.fit_started = time.perf_counter()
     trainer.fit(adapter, train_loader, val_loader, ckpt_path=str(last) if last.is_file() else None)
-    seconds = time.perf_counter() - start
+    seconds = adapter.train_seconds()
+    if earlier and is_main_process():
+        write_metric_rows(metrics_file, earlier + metric_rows(metrics_file))
     best = checkpoint.best_model_path
     if not best:
         raise UMTError(
             f"stage {stage!r}: training produced no checkpoint (train.epochs={cfg.epochs})"
         )
-    state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+    # A run directory that was moved or copied: its checkpoints name their old folder.
+    best = str(ckpt_dir / Path(best).name)
+    saved = torch.load(best, map_location="cpu", weights_only=True)
+    state = saved["state_dict"]
     model.load_state_dict(
         {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
     )
     score = checkpoint.best_model_score
-    best_epoch = int(torch.load(best, map_location="cpu", weights_only=True)["epoch"])
+    if score is None:  # Lightning drops it when the directory moved; the best checkpoint has it
+        score = next(
+            (
+                v.get("best_model_score")
+                for k, v in saved.get("callbacks", {}).items()
+                if k.startswith("ModelCheckpoint")
+            ),
+            None,
+        )
+    best_epoch = int(saved["epoch"])
     return FitResult(
         best_val_score=float(score) if score is not None else math.nan,
         best_epoch=best_epoch,
         epochs=cfg.epochs,
         seconds=seconds,
     )
-
-
-def _readable(path: Path) -> bool:
-    try:
-        torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        return False
-    return True
 
 
 def is_main_process() -> bool:

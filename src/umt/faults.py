@@ -5,13 +5,18 @@ Set ``UMT_FAULT`` to a comma-separated list of points, e.g.
 ``checkpoint:seed0/joint:2`` (while the checkpoint of epoch 2 is being written) or
 ``done:seed0/teacher-weak`` (right after that stage is marked finished); ``nan:seed0/joint:30``
 makes that step's loss NaN instead (divergence). ``UMT_FAULT_SIGNAL`` is
-``KILL`` (default) or ``TERM``. Unset, these calls cost one dictionary lookup.
+``KILL`` (default) or ``TERM``. ``diskfull:best.ckpt`` makes the atomic writer (``umt.io``) fail
+as a full disk would, half-way through every file of that name (``OSError`` ENOSPC). Unset, these
+calls cost one dictionary lookup.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
+from pathlib import Path
+from typing import IO
 
 
 def fault_active(point: str) -> bool:
@@ -26,3 +31,12 @@ def fault_point(point: str) -> None:
         return
     sig = signal.SIGTERM if os.environ.get("UMT_FAULT_SIGNAL") == "TERM" else signal.SIGKILL
     os.kill(os.getpid(), sig)
+
+
+def disk_full_point(path: Path, f: IO[bytes]) -> None:
+    """Fail like a full disk, half-way through ``f`` (being written as ``path``), if
+    ``diskfull:<file name>`` is listed in ``UMT_FAULT``."""
+    if not fault_active(f"diskfull:{path.name}"):
+        return
+    f.truncate(f.tell() // 2)
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))

@@ -21,15 +21,16 @@ from typing import Any, cast
 
 from torch import nn
 
-from umt.config import config_hash, to_dict
+from umt.config import to_dict
 from umt.data import DataBundle, DataConfig, load_data
 from umt.data.user import UserData, content_hash
 from umt.errors import UMTError
+from umt.fingerprint import data_key as folder_data_key
 from umt.loggers import check_loggers
-from umt.methods import METHODS
 from umt.models.encoders import EncoderFactory
 from umt.models.multimodal import ModelConfig
 from umt.models.pretrained import file_digest
+from umt.preflight import check_before_training
 from umt.study_config import StudyConfig
 from umt.tasks import Task, task_of
 
@@ -97,16 +98,21 @@ def study_inputs(
             )
         bundle = dataclasses.replace(data, info={**data.info, "content_hash": content_hash(data)})
     task = task_of(bundle)
-    check_for_task(cfg, task, bundle)
+    check_before_training(cfg, bundle, task)  # the task, the machine, the values
     check_inputs(cfg, bundle, encoders)
     if encoders:
         task = cast(Task, UserEncoders(task, encoders))
     return bundle, task
 
 
-def data_key(cfg: DataConfig, data: DataBundle) -> str:
-    """What keys the data of every stage: the user data's content, else the data config."""
-    return str(data.info.get("content_hash") or config_hash(cfg))
+def data_key(
+    cfg: DataConfig, data: DataBundle, run_dir: Path | None = None, *, update: bool = True
+) -> str:
+    """What keys the data of every stage: the user data's content, else a data folder's files'
+    content, else the data config (:func:`umt.fingerprint.data_key`)."""
+    if data.info.get("content_hash"):
+        return str(data.info["content_hash"])
+    return folder_data_key(cfg, run_dir, update=update)
 
 
 def model_key(
@@ -156,19 +162,3 @@ def check_inputs(
             if not Path(path).expanduser().is_file():
                 raise UMTError(f"{key}.{m}: the file {str(path)!r} does not exist")
     check_loggers(cfg.train.logger)
-
-
-def check_for_task(cfg: StudyConfig, task: Task, data: DataBundle) -> None:
-    """Refuse, before anything trains, what the data set's task cannot run."""
-    unsupported = [m for m in cfg.methods if task.name not in METHODS[m].tasks]
-    if unsupported:
-        supported = [m for m, spec in METHODS.items() if task.name in spec.tasks]
-        raise UMTError(
-            f"methods: {unsupported} do not support {task.name} (data set {data.name!r}); "
-            f"choose among {supported}"
-        )
-    if cfg.fusion and not task.fusion_sweep:
-        raise UMTError(
-            "fusion: the sweep is over classification fusion modules; a segmentation "
-            "model fuses per stage, set model.seg.fusion (add or attention) instead"
-        )

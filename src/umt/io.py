@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 import shutil
@@ -22,6 +23,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import torch
+
+from umt.faults import disk_full_point
 
 # O_EXCL: never write into a file someone else created; the rest as tempfile.mkstemp opens.
 _FLAGS = (
@@ -48,6 +51,7 @@ def write_with(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
+            disk_full_point(path, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)  # atomic on POSIX within one file system
@@ -67,8 +71,25 @@ def write_text(path: str | Path, text: str) -> None:
 
 
 def write_json(path: str | Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON to ``path`` atomically."""
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    """``obj`` as strict JSON: a NaN or infinite number (no JSON value) is written as ``null``."""
+    text = json.dumps(finite_json(obj), indent=2, sort_keys=False, allow_nan=False)
+    write_text(path, text + "\n")
+
+
+def finite_json(obj: Any) -> Any:
+    """``obj`` with every NaN or infinite float replaced by ``None`` (JSON ``null``).
+
+    Example:
+        >>> finite_json({"a": float("nan"), "b": [1.5, float("inf")]})
+        {'a': None, 'b': [1.5, None]}
+    """
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite_json(v) for v in obj]
+    return obj
 
 
 def read_json(path: str | Path) -> Any:

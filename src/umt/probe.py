@@ -38,6 +38,16 @@ class ProbeConfig:
     max_iter: int = 100
     batch_size: int = 512
 
+    def __post_init__(self) -> None:
+        if not self.l2 or any(not (v >= 0) for v in self.l2):  # `not >=` also catches NaN
+            raise UMTError(
+                f"probe.l2: expected a non-empty list of strengths >= 0, got {list(self.l2)}"
+            )
+        if self.max_iter < 1:
+            raise UMTError(f"probe.max_iter: expected at least 1, got {self.max_iter}")
+        if self.batch_size < 1:
+            raise UMTError(f"probe.batch_size: expected at least 1, got {self.batch_size}")
+
 
 DEFAULT_PROBE = ProbeConfig()
 

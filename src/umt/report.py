@@ -10,6 +10,7 @@ from typing import Any
 
 from umt.io import write_bytes, write_text
 from umt.methods import stage_display_name
+from umt.provenance import provenance_text
 from umt.tasks import Task, task_named
 
 _name = stage_display_name
@@ -314,7 +315,8 @@ def markdown(summary: dict[str, Any]) -> str:
     text = _task(summary).report
     sizes = ", ".join(f"{k} {v}" for k, v in d["sizes"].items())
     return "\n\n".join(
-        [
+        block
+        for block in [
             f"# Study `{summary['study']}`",
             f"Data: **{d['name']}** ({d['description']}); modalities {', '.join(d['modalities'])}; "
             f"{d['num_classes']} classes; {sizes}{text.sizes_unit}. Seeds: {summary['seeds']}. "
@@ -373,7 +375,13 @@ def markdown(summary: dict[str, Any]) -> str:
             "## UMT or UME",
             choice_text(summary),
             failed_text(summary),
+            *(
+                ["## Provenance", provenance_text(summary["provenance"])]
+                if "provenance" in summary
+                else []
+            ),
         ]
+        if block  # no blank block (e.g. no failed stages) before the provenance
     ).rstrip()
 
 

@@ -26,6 +26,7 @@ import torch
 import yaml
 from torch import nn
 
+from umt.checkpoints import start_message
 from umt.compare import add_comparisons, write_outcomes
 from umt.config import config_hash, key_dict, to_dict
 from umt.data import DataBundle, UserData
@@ -38,7 +39,9 @@ from umt.methods import METHODS, Ensemble, Joint, Method, MethodContext
 from umt.methods.joint import HeadOnly
 from umt.models import EncoderFactory
 from umt.models.pretrained import file_digest, load_teacher_state, read_teacher
+from umt.preflight import check_data_values, claim_run_dir
 from umt.probe import extract_features
+from umt.provenance import provenance
 from umt.study_config import MASK_FILLS, StudyConfig, load_config
 from umt.summary import summarize
 from umt.tasks import Task, modality_scores
@@ -93,7 +96,9 @@ class _Runner:
         self.device = eval_device(cfg.train)
         self.means = data.modality_means() if cfg.mask_fill == "mean" else None
         self.trained: list[str] = []
-        self.data_key = data_key(cfg.data, data)  # the user's data: its content's hash
+        # The user's data: its content's hash; a data folder: its files' content (a changed file
+        # retrains); else the data's settings.
+        self.data_key = data_key(cfg.data, data, run_dir, update=self.main)
         self.examples: dict[str, nn.Module] = {}  # first seed's models, for the task's figure
 
     # -- the stages of one seed -----------------------------------------------------------------
@@ -255,8 +260,8 @@ class _Runner:
                 f"test {done[f'test_{k}']:.4f})"
             )
             return done
-        self.log(f"[seed {seed}] {name}: training ({self.cfg.train.epochs} epochs)")
         self._begin(stage_dir, key, {"stage": name, "seed": seed, **to_dict(key_parts)})
+        self.log(f"[seed {seed}] {start_message(name, stage_dir, self.cfg.train.epochs)}")
         try:
             fitted = fit(
                 model,
@@ -396,19 +401,19 @@ class _Runner:
             done = read_json(result)
             if done.get("key") == key:
                 return dict(done)
+        return None
+
+    def _begin(self, stage_dir: Path, key: str, settings: dict[str, Any]) -> None:
+        # Called once the stage is about to train: only then is a stale directory removed.
+        if not self.main:
+            return
         if stage_dir.exists():
             config = stage_dir / "config.yaml"
             old = yaml.safe_load(config.read_text()) if config.is_file() else None
             if not (isinstance(old, dict) and old.get("key") == key):
                 # Settings changed since this directory was written: its checkpoints are stale.
                 self.log(f"  {stage_dir.name}: settings changed, retraining")
-                if self.main:
-                    shutil.rmtree(stage_dir)
-        return None
-
-    def _begin(self, stage_dir: Path, key: str, settings: dict[str, Any]) -> None:
-        if not self.main:
-            return
+                shutil.rmtree(stage_dir)
         stage_dir.mkdir(parents=True, exist_ok=True)
         write_text(
             stage_dir / "config.yaml", yaml.safe_dump({"key": key, **settings}, sort_keys=False)
@@ -459,16 +464,24 @@ def run_study(
         torch.set_num_threads(cfg.train.threads)
     data, task = study_inputs(cfg, data, encoders)  # checked before anything trains
     run_dir = Path(out) / cfg.name
+    with claim_run_dir(run_dir, is_main_process()):  # created, writable, locked: one run at once
+        return _run(cfg, data, task, run_dir, log, report, start)
+
+
+def _run(
+    cfg: StudyConfig, data: DataBundle, task: Task, run_dir: Path, log: Log, report: bool, t: float
+) -> StudyResult:
     runner = _Runner(cfg, data, task, run_dir, log)
     if runner.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        check_data_values(cfg.data, runner.data_key, run_dir)  # as `umt data check`, once
         write_text(run_dir / "study.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     per_seed = {seed: runner.run_seed(seed) for seed in cfg.seeds}
     if not runner.main:
         return StudyResult(run_dir=run_dir, summary={}, trained=runner.trained, main=False)
     summary = summarize(cfg, data, task, per_seed)
     add_comparisons(summary, task, run_dir, fusion=cfg.model.fusion, compare=cfg.choice.compare)
-    summary["wall_seconds"] = round(time.perf_counter() - start, 2)
+    summary["wall_seconds"] = round(time.perf_counter() - t, 2)
+    summary["provenance"] = provenance(cfg)  # versions, machine, date, key settings
     write_json(run_dir / "summary.json", summary)
     if report:
         from umt.report import write_report

@@ -15,6 +15,7 @@ from umt.engine import TrainConfig
 from umt.errors import UMTError
 from umt.methods import METHODS, ChoiceConfig
 from umt.models import FUSIONS, ModelConfig
+from umt.preflight import check_fields
 from umt.probe import ProbeConfig
 
 MASK_FILLS = ("zero", "mean")
@@ -69,6 +70,7 @@ class _StudyFields:
             raise UMTError(f"methods: each method once, got {list(self.methods)}")
         if not self.seeds:
             raise UMTError("seeds: give at least one seed")
+        check_fields(self)  # seeds, name, choice.compare
         if self.mask_fill not in MASK_FILLS:
             raise UMTError(f"mask_fill: expected one of {MASK_FILLS}, got {self.mask_fill!r}")
         if self.choice.split == "test":

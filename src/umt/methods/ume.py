@@ -14,6 +14,8 @@ from torch import nn
 
 from umt.errors import UMTError
 
+UME_COMBINES = ("probs", "logits")
+
 
 @dataclass(frozen=True)
 class UMEConfig:
@@ -26,6 +28,15 @@ class UMEConfig:
 
     combine: str = "probs"
     weights: dict[str, float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.combine not in UME_COMBINES:
+            raise UMTError(
+                f"ume.combine: expected one of {list(UME_COMBINES)}, got {self.combine!r}"
+            )
+        weights = self.weights or {}
+        if any(not w >= 0 for w in weights.values()) or (weights and sum(weights.values()) <= 0):
+            raise UMTError(f"ume.weights: expected weights >= 0 with a positive sum, got {weights}")
 
 
 def ume_combine(

@@ -130,6 +130,16 @@ class UMTConfig:
             raise UMTError(
                 f"umt.seg_target: unknown {self.seg_target!r}; expected one of {STAGE_MAPS}"
             )
+        if self.loss not in DISTILL_LOSSES:
+            raise UMTError(f"umt.loss: expected one of {list(DISTILL_LOSSES)}, got {self.loss!r}")
+        bad = {m: w for m, w in {"": self.weight, **self.weights}.items() if not w >= 0}
+        if bad:
+            where = ", ".join(
+                f"umt.weights.{m}={w}" if m else f"umt.weight={w}" for m, w in bad.items()
+            )
+            raise UMTError(f"{where}: a distillation weight must be 0 or more")
+        if any(k < 0 for k in self.stages):
+            raise UMTError(f"umt.stages: expected stage indices >= 0, got {list(self.stages)}")
 
     def weight_of(self, modality: str) -> float:
         return self.weights.get(modality, self.weight)
