@@ -22,7 +22,7 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 from torchmetrics import Metric
@@ -46,12 +46,17 @@ class TrainConfig:
     """How a stage is trained (the same for every stage of a study).
 
     Attributes:
-        epochs: training epochs; the checkpoint kept is the epoch with the best val accuracy.
+        epochs: the cap on training epochs; the checkpoint kept is the epoch with the best val
+            score (the task's metric).
         batch_size: samples per step (per device).
         optimizer: ``adam``, ``adamw`` or ``sgd`` (momentum ``momentum``).
         lr, weight_decay, momentum: optimiser settings.
-        scheduler: ``none``, ``cosine`` (over ``epochs``) or ``step`` (x ``gamma`` every
-            ``step_size`` epochs).
+        scheduler: ``none``, ``cosine`` (over ``epochs``), ``step`` (x ``gamma`` every
+            ``step_size`` epochs) or ``plateau`` (x ``gamma`` when the val score has not improved
+            for ``plateau_patience`` epochs: ``ReduceLROnPlateau``).
+        patience: early stopping: stop when the val score has not improved for ``patience``
+            epochs (0: off, train all ``epochs``).
+        plateau_patience: epochs without improvement before ``plateau`` lowers the lr.
         accelerator, devices, strategy, num_nodes, precision: passed to the Lightning Trainer
             (``auto`` uses a GPU when one is present).
         num_workers: DataLoader worker processes.
@@ -84,6 +89,13 @@ class TrainConfig:
     deterministic: bool = True
     threads: int = 0
     compile: str = "none"
+    patience: int = 0
+    plateau_patience: int = 3
+
+
+#: Fields added after stage keys existed: a stage's key includes them only when they differ from
+#: these defaults, so that run directories trained before they existed stay valid.
+LATE_FIELDS = {"patience": 0, "plateau_patience": 3}
 
 
 class DivergenceError(UMTError):
@@ -91,7 +103,7 @@ class DivergenceError(UMTError):
 
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULERS = ("none", "cosine", "step")
+SCHEDULERS = ("none", "cosine", "step", "plateau")
 
 
 class StageModule(L.LightningModule):
@@ -208,6 +220,13 @@ class StageModule(L.LightningModule):
             )
         elif cfg.scheduler == "step":
             sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size, gamma=cfg.gamma)
+        elif cfg.scheduler == "plateau":
+            plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                opt, mode="max", factor=cfg.gamma, patience=cfg.plateau_patience
+            )
+            # Stepped once per epoch on the val score (validation runs every epoch).
+            monitor = {"scheduler": plateau, "monitor": self.val_name, "interval": "epoch"}
+            return {"optimizer": opt, "lr_scheduler": monitor}
         else:
             raise UMTError(
                 f"unknown scheduler {cfg.scheduler!r} (train.scheduler); expected one of {SCHEDULERS}"
@@ -228,12 +247,37 @@ def _quiet_lightning() -> None:
 @dataclass(frozen=True)
 class FitResult:
     """A trained stage: its best validation score (the task's metric, as logged in training),
-    the epoch it came from, the epochs run and the training time."""
+    the epoch it came from, the epoch cap and the training time; the last epoch run
+    (``stopped_epoch``, 0-based like ``best_epoch``) and whether training converged."""
 
     best_val_score: float
     best_epoch: int
     epochs: int
     seconds: float
+    stopped_epoch: int = -1
+    converged: bool = True
+
+
+def cap_tail(epochs: int) -> int:
+    """How many of the last epochs of a cap count as "at the cap": a tenth of it, at least one.
+
+    Example:
+        >>> cap_tail(20), cap_tail(5), cap_tail(100)
+        (2, 1, 10)
+    """
+    return max(1, epochs // 10)
+
+
+def is_converged(best_epoch: int, epochs: int, *, early_stopped: bool = False) -> bool:
+    """False when the best epoch lies within the last :func:`cap_tail` epochs of the cap
+    ``epochs`` (the val score was still improving when training hit the cap), unless early
+    stopping ended training (the score had stopped improving).
+
+    Example:
+        >>> is_converged(19, 20), is_converged(17, 20), is_converged(9, 20, early_stopped=True)
+        (False, True, True)
+    """
+    return early_stopped or best_epoch < epochs - cap_tail(epochs)
 
 
 def _compile_encoders(model: nn.Module, backend: str) -> None:
@@ -289,6 +333,11 @@ def fit(
     checkpoint = checkpoint_cls(
         dirpath=ckpt_dir, filename="best", monitor=adapter.val_name, mode="max", save_last=True
     )
+    callbacks: list[L.Callback] = [checkpoint]
+    early: EarlyStopping | None = None
+    if cfg.patience > 0:
+        early = EarlyStopping(monitor=adapter.val_name, mode="max", patience=cfg.patience)
+        callbacks.append(early)
     trainer = L.Trainer(
         max_epochs=cfg.epochs,
         accelerator=cfg.accelerator,
@@ -297,7 +346,7 @@ def fit(
         num_nodes=cfg.num_nodes,
         precision=cfg.precision,  # type: ignore[arg-type]
         logger=CSVLogger(stage_dir, name="", version=""),
-        callbacks=[checkpoint],
+        callbacks=callbacks,
         enable_progress_bar=cfg.progress,
         enable_model_summary=False,
         deterministic=cfg.deterministic,
@@ -330,11 +379,15 @@ def fit(
     )
     score = checkpoint.best_model_score
     best_epoch = int(torch.load(best, map_location="cpu", weights_only=True)["epoch"])
+    stopped_epoch = trainer.current_epoch - 1  # the last epoch run (current_epoch counts them)
+    early_stopped = early is not None and early.stopped_epoch > 0
     return FitResult(
         best_val_score=float(score) if score is not None else math.nan,
         best_epoch=best_epoch,
         epochs=cfg.epochs,
         seconds=seconds,
+        stopped_epoch=stopped_epoch,
+        converged=is_converged(best_epoch, cfg.epochs, early_stopped=early_stopped),
     )
 
 

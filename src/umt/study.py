@@ -29,6 +29,7 @@ from torch import nn
 from umt.config import config_hash, to_dict
 from umt.data import DataBundle, load_data
 from umt.engine import (
+    LATE_FIELDS,
     DivergenceError,
     TrainConfig,
     eval_device,
@@ -47,10 +48,14 @@ from umt.tasks import Task, modality_scores, task_of
 
 
 def _hash_train(cfg: TrainConfig) -> dict[str, Any]:
-    """The training settings that change the numbers (not progress bars or loader workers)."""
+    """The training settings that change the numbers (not progress bars or loader workers);
+    fields added later (``LATE_FIELDS``) only when set, so that older stage keys still hold."""
     d = to_dict(cfg)
     for key in ("progress", "num_workers", "threads"):
         d.pop(key)
+    for key, default in LATE_FIELDS.items():
+        if d[key] == default:
+            d.pop(key)
     return d
 
 
@@ -186,9 +191,10 @@ class _Runner:
         key_parts: dict[str, Any],
     ) -> dict[str, Any]:
         stage_dir = self.run_dir / f"seed{seed}" / name
-        key = config_hash(
-            self.data_key, _hash_train(self.cfg.train), self.cfg.model, seed, key_parts
-        )
+        # A method's own recipe (``recipes``, a section's ``train:``); the teachers use ``train``.
+        method_name = key_parts.get("method", "")
+        train = self.cfg.train_for(method_name) if method_name in METHODS else self.cfg.train
+        key = config_hash(self.data_key, _hash_train(train), self.cfg.model, seed, key_parts)
         k = self.task.metric
         done = self._cached(stage_dir, key)
         if done is not None and self._load(model, stage_dir / "model.pt"):
@@ -197,14 +203,17 @@ class _Runner:
                 f"test {done[f'test_{k}']:.4f})"
             )
             return done
-        self.log(f"[seed {seed}] {name}: training ({self.cfg.train.epochs} epochs)")
-        self._begin(stage_dir, key, {"stage": name, "seed": seed, **to_dict(key_parts)})
+        self.log(f"[seed {seed}] {name}: training ({train.epochs} epochs)")
+        begin = {"stage": name, "seed": seed, **to_dict(key_parts)}
+        if train != self.cfg.train:
+            begin["train"] = to_dict(train)
+        self._begin(stage_dir, key, begin)
         try:
             fitted = fit(
                 model,
                 method,
                 data,
-                self.cfg.train,
+                train,
                 stage_dir,
                 task=self.task,
                 seed=seed,
@@ -222,7 +231,11 @@ class _Runner:
         result.update(
             **{f"fit_val_{k}": fitted.best_val_score},  # as logged in training (synced)
             best_epoch=fitted.best_epoch,
+            stopped_epoch=fitted.stopped_epoch,
+            converged=fitted.converged,
             epochs=fitted.epochs,
+            optimizer=train.optimizer,
+            lr=train.lr,
             train_seconds=round(fitted.seconds, 3),
         )
         save_model(model, stage_dir / "model.pt")
@@ -387,6 +400,10 @@ def run_study(
         result = umt.run_study(cfg, "runs")
         result.summary["probes"]["visual"]   # teacher / joint / umt probe accuracies
     """
+    if cfg.tune.enabled:  # the equal tuning budget: trials, then this study with the choices
+        from umt.tune import run_tuned
+
+        return run_tuned(cfg, out, log=log, report=report)
     start = time.perf_counter()
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)

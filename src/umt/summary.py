@@ -12,6 +12,7 @@ from umt.data.base import DataBundle
 from umt.methods import choose
 from umt.study_config import StudyConfig
 from umt.tasks import Task, mean_std
+from umt.trust import add_flags
 
 
 def summarize(
@@ -40,7 +41,7 @@ def summarize(
         if "train_seconds" in rows[0]:
             entry["train_seconds"] = mean_std([r["train_seconds"] for r in rows])
         methods[stage] = entry
-    return {
+    summary = {
         "study": cfg.name,
         "data": {
             "name": data.name,
@@ -59,6 +60,8 @@ def summarize(
         "failed": failed,
         "per_seed": {str(s): per_seed[s] for s in seeds},
     }
+    add_flags(summary, per_seed, k)  # each stage's flags and recipe
+    return summary
 
 
 def _probes(
