@@ -64,3 +64,22 @@ def test_tune_refuses_unequal_budgets(tiny_overrides: list[str]) -> None:
         )
     with pytest.raises(UMTError, match="ume"):
         load_config(overrides=["tune.trials=1", "tune.grid={ume: {weights: [1.0]}}"])
+
+
+def test_teacher_lr_search_sets_the_study_lr(tmp_path: Path, tiny_overrides: list[str]) -> None:
+    cfg = load_config(
+        overrides=[*tiny_overrides, "methods=[joint]", "tune.teacher_lr=[0.0001,0.01]"]
+    )
+    result = run_study(cfg, tmp_path, log=_quiet)
+    searched = result.summary["tune"]["teacher_lr"]
+    runs = [read_json(tmp_path / p["run"] / "summary.json") for p in searched["curve"]]
+    means = [
+        sum(e["val_acc"]["mean"] for e in r["methods"].values()) / len(r["methods"]) for r in runs
+    ]
+    assert [p["val"] for p in searched["curve"]] == means
+    assert searched["chosen"] == [0.0001, 0.01][means.index(max(means))]
+    # Teachers and the fused model ran with the chosen lr (the teachers copied, not retrained).
+    for entry in result.summary["methods"].values():
+        assert entry["recipe"]["lr"] == searched["chosen"]
+    assert result.trained == ["seed0/joint"]
+    assert "teachers' train.lr: chose" in (result.run_dir / "report.md").read_text()

@@ -231,7 +231,8 @@ def markdown(summary: dict[str, Any]) -> str:
             accuracy_table(summary),
             *[t for t in (flags_text(summary, _name), recipe_text(summary, _name)) if t],
             *(
-                ["## Tuning (equal budget)", tune_text(summary, _name), _SENSITIVITY]
+                ["## Tuning", tune_text(summary, _name)]
+                + ([_SENSITIVITY] if summary["tune"]["methods"] else [])
                 if summary.get("tune")
                 else []
             ),
@@ -285,7 +286,7 @@ def write_report(summary: dict[str, Any], run_dir: Path) -> None:
     md = markdown(summary)
     write_text(run_dir / "report.md", md + "\n")
     figures = {"figures/probes.png": png}
-    if summary.get("tune"):
+    if summary.get("tune", {}).get("methods"):
         figures["figures/sensitivity.png"] = sensitivity_figure(summary, _name)
         write_bytes(run_dir / "figures" / "sensitivity.png", figures["figures/sensitivity.png"])
     examples = run_dir / "figures" / "examples.png"

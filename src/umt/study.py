@@ -400,7 +400,7 @@ def run_study(
         result = umt.run_study(cfg, "runs")
         result.summary["probes"]["visual"]   # teacher / joint / umt probe accuracies
     """
-    if cfg.tune.enabled:  # the equal tuning budget: trials, then this study with the choices
+    if cfg.tune.enabled or cfg.tune.teacher_lr:  # searches first, then the study itself
         from umt.tune import run_tuned
 
         return run_tuned(cfg, out, log=log, report=report)

@@ -51,9 +51,9 @@ class TuneConfig:
         grid: ``{method: {key: [values]}}``; ``key`` is a field of the method's settings, or
             ``train.<field>`` for its training recipe. Empty: :data:`DEFAULT_GRIDS` for the
             study's methods.
-        teacher_lr: learning rates tried for the teachers (empty: no search); the one with the
-            best mean teacher val score becomes the study's ``train.lr`` (teachers and fused
-            models alike).
+        teacher_lr: learning rates tried for the teachers (empty: no search), with or without
+            ``enabled``; the one with the best mean teacher val score becomes the study's
+            ``train.lr`` (teachers and fused models alike; a method's ``train:`` still wins).
     """
 
     enabled: bool = False

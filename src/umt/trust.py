@@ -107,10 +107,12 @@ def tune_text(summary: dict[str, Any], name: Any = str) -> str:
     tune = summary.get("tune")
     if not tune:
         return ""
-    lines = [
-        f"Each method was tuned on validation (mean over seeds {summary['seeds']}) with the same "
-        f"budget: {tune['trials']} trial(s) per method."
-    ]
+    lines = []
+    if tune["methods"]:
+        lines.append(
+            f"Each method was tuned on validation (mean over seeds {summary['seeds']}) with the "
+            f"same budget: {tune['trials']} trial(s) per method."
+        )
     if tune.get("teacher_lr"):
         t = tune["teacher_lr"]
         curve = ", ".join(f"{p['value']:g}: {100 * p['val']:.2f}" for p in t["curve"])

@@ -103,7 +103,7 @@ def run_tuned(cfg: StudyConfig, out: str | Path, *, log: Log, report: bool) -> S
     out = Path(out)
     root = out / cfg.name
     base = dataclasses.replace(cfg, tune=TuneConfig())  # trials and the final run: plain studies
-    tune: dict[str, Any] = {"trials": cfg.tune.trials, "methods": {}}
+    tune: dict[str, Any] = {"trials": cfg.tune.trials if cfg.tune.enabled else 0, "methods": {}}
     teachers: Path | None = None  # a run whose teachers every later run reuses
     if cfg.tune.teacher_lr:
         curve: list[dict[str, Any]] = []
@@ -120,9 +120,9 @@ def run_tuned(cfg: StudyConfig, out: str | Path, *, log: Log, report: bool) -> S
         tune["teacher_lr"] = {"chosen": lr_best, "curve": curve}
         base = dataclasses.replace(base, train=dataclasses.replace(base.train, lr=lr_best))
         teachers = out / str(curve[best]["run"])
-    grid = grids(cfg)
+    grid = grids(cfg) if cfg.tune.enabled else {}
     runs: list[Path] = []
-    for i in range(cfg.tune.trials):
+    for i in range(cfg.tune.trials if grid else 0):
         values = {m: {key: vals[i] for key, vals in keys.items()} for m, keys in grid.items()}
         name = f"{cfg.name}/tune/trial{i}"
         trial = dataclasses.replace(
