@@ -244,9 +244,10 @@ def _ddp_worker(rank: int, port: int, out: str) -> None:
 def test_under_ddp_the_student_and_projector_stay_in_sync(tmp_path: Path) -> None:
     import torch.multiprocessing as mp
 
-    # fork: the workers inherit the imported modules (spawn would import torch and umt again)
+    # spawn, not fork: a process forked after PyTorch's thread pools started can deadlock in them
+    # (seen as a hang of this test in a full run)
     mp.start_processes(
-        _ddp_worker, args=(_free_port(), str(tmp_path)), nprocs=2, start_method="fork"
+        _ddp_worker, args=(_free_port(), str(tmp_path)), nprocs=2, start_method="spawn"
     )
     r0, r1 = (torch.load(tmp_path / f"{r}.pt", weights_only=True) for r in (0, 1))
     assert torch.equal(r0["params"], r1["params"])  # gradients were averaged across processes

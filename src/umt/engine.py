@@ -23,7 +23,7 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from torch import nn
 from torchmetrics import Metric
 
@@ -47,112 +47,15 @@ from umt.methods.base import (
     needs_index,
 )
 from umt.tasks.base import Task
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How a stage is trained (the same for every stage of a study).
-
-    Attributes:
-        epochs: training epochs; the checkpoint kept is the epoch with the best val accuracy.
-        batch_size: samples per step (per device).
-        optimizer: ``adam``, ``adamw`` or ``sgd`` (momentum ``momentum``).
-        lr, weight_decay, momentum: optimiser settings.
-        scheduler: ``none``, ``cosine`` (over ``epochs``) or ``step`` (x ``gamma`` every
-            ``step_size`` epochs).
-        accelerator, devices, strategy, num_nodes, precision: passed to the Lightning Trainer
-            (``auto`` uses a GPU when one is present).
-        num_workers: DataLoader worker processes.
-        progress: show progress bars.
-        deterministic: deterministic algorithms (bit-identical reruns on CPU).
-        threads: CPU threads for PyTorch (0: PyTorch's default). Small models train fastest
-            with 1; a busy machine with more threads than free cores slows down sharply.
-        compile: ``none``, or the ``torch.compile`` backend each encoder is compiled with, in
-            place (``nn.Module.compile``: weights and checkpoints are unchanged). ``inductor`` is
-            PyTorch's compiler, worth its start-up cost (tens of seconds per stage) for large
-            encoders on a GPU; ``eager`` and ``aot_eager`` trace without compiling (debugging).
-        logger: where training curves go, one or several of ``csv`` (``<stage>/metrics.csv``),
-            ``tensorboard``, ``wandb`` (offline) and ``mlflow`` (a local file store); see
-            ``umt.loggers``.
-    """
-
-    epochs: int = 20
-    batch_size: int = 64
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    momentum: float = 0.9
-    scheduler: str = "none"
-    step_size: int = 10
-    gamma: float = 0.1
-    accelerator: str = "auto"
-    devices: int | str = "auto"
-    strategy: str = "auto"
-    num_nodes: int = 1
-    precision: str = "32-true"
-    num_workers: int = 0
-    progress: bool = True
-    deterministic: bool = True
-    threads: int = 0
-    compile: str = "none"
-    logger: tuple[str, ...] = ("csv",)
-
-    def __post_init__(self) -> None:
-        _check_train(self)
+from umt.train_config import (
+    OPTIMIZERS,
+    SCHEDULERS,
+    TrainConfig,
+)
 
 
 class DivergenceError(UMTError):
     """The loss became NaN or infinite; the stage stops, its last good checkpoint is kept."""
-
-
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULERS = ("none", "cosine", "step")
-ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
-# Lightning's precision names (``lightning.fabric.connector._PRECISION_INPUT_STR``) and the
-# short aliases it still accepts.
-PRECISIONS = (
-    *("16-true", "16-mixed", "bf16-true", "bf16-mixed", "32-true", "64-true"),
-    *("transformer-engine", "transformer-engine-float16", "16", "32", "64", "bf16"),
-)
-
-
-def _check_train(cfg: TrainConfig) -> None:
-    """Refuse, when the config is built, a ``train`` value that would fail (or silently do
-    something else) only once a stage trains."""
-
-    def need(ok: bool, key: str, expected: str, value: Any) -> None:
-        if not ok:
-            raise UMTError(f"train.{key}: expected {expected}, got {value!r}")
-
-    need(cfg.batch_size >= 1, "batch_size", "at least 1", cfg.batch_size)
-    need(math.isfinite(cfg.lr) and cfg.lr > 0, "lr", "a positive number", cfg.lr)
-    need(cfg.weight_decay >= 0, "weight_decay", "0 or more", cfg.weight_decay)
-    need(cfg.momentum >= 0, "momentum", "0 or more", cfg.momentum)
-    need(cfg.optimizer in OPTIMIZERS, "optimizer", f"one of {list(OPTIMIZERS)}", cfg.optimizer)
-    need(cfg.scheduler in SCHEDULERS, "scheduler", f"one of {list(SCHEDULERS)}", cfg.scheduler)
-    need(cfg.step_size >= 1, "step_size", "at least 1", cfg.step_size)
-    need(cfg.gamma > 0, "gamma", "a positive number", cfg.gamma)
-    need(
-        cfg.accelerator in ACCELERATORS,
-        "accelerator",
-        f"one of {list(ACCELERATORS)}",
-        cfg.accelerator,
-    )
-    need(cfg.precision in PRECISIONS, "precision", f"one of {list(PRECISIONS[:6])}", cfg.precision)
-    need(cfg.num_nodes >= 1, "num_nodes", "at least 1", cfg.num_nodes)
-    need(cfg.num_workers >= 0, "num_workers", "0 or more", cfg.num_workers)
-    need(cfg.threads >= 0, "threads", "0 (PyTorch's default) or more", cfg.threads)
-    if isinstance(cfg.devices, int):
-        need(cfg.devices >= 1 or cfg.devices == -1, "devices", "'auto', -1 or >= 1", cfg.devices)
-
-
-def check_accelerator(cfg: TrainConfig) -> None:
-    """Refuse a GPU accelerator on a machine without one (before anything trains)."""
-    if cfg.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise UMTError(
-            f"train.accelerator: {cfg.accelerator!r} but PyTorch sees no CUDA GPU here "
-            f"(torch {torch.__version__}); use train.accelerator=auto (a GPU when present) or cpu"
-        )
 
 
 class StageModule(L.LightningModule):
@@ -294,6 +197,13 @@ class StageModule(L.LightningModule):
             )
         elif cfg.scheduler == "step":
             sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size, gamma=cfg.gamma)
+        elif cfg.scheduler == "plateau":
+            plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                opt, mode="max", factor=cfg.gamma, patience=cfg.plateau_patience
+            )
+            # Stepped once per epoch on the val score (validation runs every epoch).
+            monitor = {"scheduler": plateau, "monitor": self.val_name, "interval": "epoch"}
+            return {"optimizer": opt, "lr_scheduler": monitor}
         else:
             raise UMTError(
                 f"unknown scheduler {cfg.scheduler!r} (train.scheduler); expected one of {SCHEDULERS}"
@@ -314,12 +224,37 @@ def _quiet_lightning() -> None:
 @dataclass(frozen=True)
 class FitResult:
     """A trained stage: its best validation score (the task's metric, as logged in training),
-    the epoch it came from, the epochs run and the training time."""
+    the epoch it came from, the epoch cap and the training time; the last epoch run
+    (``stopped_epoch``, 0-based like ``best_epoch``) and whether training converged."""
 
     best_val_score: float
     best_epoch: int
     epochs: int
     seconds: float
+    stopped_epoch: int = -1
+    converged: bool = True
+
+
+def cap_tail(epochs: int) -> int:
+    """How many of the last epochs of a cap count as "at the cap": a tenth of it, at least one.
+
+    Example:
+        >>> cap_tail(20), cap_tail(5), cap_tail(100)
+        (2, 1, 10)
+    """
+    return max(1, epochs // 10)
+
+
+def is_converged(best_epoch: int, epochs: int, *, early_stopped: bool = False) -> bool:
+    """False when the best epoch lies within the last :func:`cap_tail` epochs of the cap
+    ``epochs`` (the val score was still improving when training hit the cap), unless early
+    stopping ended training (the score had stopped improving).
+
+    Example:
+        >>> is_converged(19, 20), is_converged(17, 20), is_converged(9, 20, early_stopped=True)
+        (False, True, True)
+    """
+    return early_stopped or best_epoch < epochs - cap_tail(epochs)
 
 
 def _compile_encoders(model: nn.Module, backend: str) -> None:
@@ -375,6 +310,11 @@ def fit(
     checkpoint = checkpoint_cls(
         dirpath=ckpt_dir, filename="best", monitor=adapter.val_name, mode="max", save_last=True
     )
+    callbacks: list[L.Callback] = [checkpoint]
+    early: EarlyStopping | None = None
+    if cfg.patience > 0:
+        early = EarlyStopping(monitor=adapter.val_name, mode="max", patience=cfg.patience)
+        callbacks.append(early)
     trainer = L.Trainer(
         max_epochs=cfg.epochs,
         accelerator=cfg.accelerator,
@@ -383,7 +323,7 @@ def fit(
         num_nodes=cfg.num_nodes,
         precision=cfg.precision,  # type: ignore[arg-type]
         logger=build_loggers(cfg.logger, stage_dir),  # train.logger; csv: stage_dir/metrics.csv
-        callbacks=[checkpoint],
+        callbacks=callbacks,
         plugins=[AtomicCheckpointIO()],  # a full disk leaves the previous checkpoint, not half one
         enable_progress_bar=cfg.progress,
         enable_model_summary=False,
@@ -440,11 +380,15 @@ def fit(
             None,
         )
     best_epoch = int(saved["epoch"])
+    stopped_epoch = trainer.current_epoch - 1  # the last epoch run (current_epoch counts them)
+    early_stopped = early is not None and early.stopped_epoch > 0
     return FitResult(
         best_val_score=float(score) if score is not None else math.nan,
         best_epoch=best_epoch,
         epochs=cfg.epochs,
         seconds=seconds,
+        stopped_epoch=stopped_epoch,
+        converged=is_converged(best_epoch, cfg.epochs, early_stopped=early_stopped),
     )
 
 

@@ -20,12 +20,12 @@ from torch import nn
 
 from umt.data import DataConfig
 from umt.data.base import DataBundle
-from umt.engine import check_accelerator
 from umt.errors import UMTError
 from umt.fingerprint import FOLDER_DATASETS
 from umt.io import read_json, write_json
 from umt.methods import METHODS
 from umt.tasks import Task
+from umt.train_config import check_accelerator
 
 if TYPE_CHECKING:
     from umt.study_config import StudyConfig

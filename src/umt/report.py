@@ -12,6 +12,7 @@ from umt.io import write_bytes, write_text
 from umt.methods import stage_display_name
 from umt.provenance import provenance_text
 from umt.tasks import Task, task_named
+from umt.trust import flags_text, recipe_text, sensitivity_figure, tune_text
 
 _name = stage_display_name
 
@@ -255,6 +256,7 @@ def tables(summary: dict[str, Any]) -> str:
         [
             f"Test {what} (%), mean ± std over {n} seed(s):",
             accuracy_table(summary),
+            *[t for t in [flags_text(summary, _name)] if t],
             f"Linear-probe test {what} (%) of each frozen encoder:",
             probe_table(summary),
             *(
@@ -323,6 +325,13 @@ def markdown(summary: dict[str, Any]) -> str:
             + text.selection,
             f"## {text.score_heading}",
             accuracy_table(summary),
+            *[t for t in (flags_text(summary, _name), recipe_text(summary, _name)) if t],
+            *(
+                ["## Tuning", tune_text(summary, _name)]
+                + ([_SENSITIVITY] if summary["tune"]["methods"] else [])
+                if summary.get("tune")
+                else []
+            ),
             *(["## Per-class IoU (test, %)", class_iou_table(summary)] if text.class_table else []),
             "## Modality failure: linear probes of the frozen encoders",
             text.probe,
@@ -385,13 +394,20 @@ def markdown(summary: dict[str, Any]) -> str:
     ).rstrip()
 
 
+_SENSITIVITY = "![sensitivity](figures/sensitivity.png)"
+
+
 def write_report(summary: dict[str, Any], run_dir: Path) -> None:
-    """``report.md``, ``report.html`` (figures inlined) and ``figures/probes.png``."""
+    """``report.md``, ``report.html`` (figures inlined) and ``figures/probes.png`` (and
+    ``figures/sensitivity.png`` for a tuned study)."""
     png = probe_figure(summary)
     write_bytes(run_dir / "figures" / "probes.png", png)
     md = markdown(summary)
     write_text(run_dir / "report.md", md + "\n")
     figures = {"figures/probes.png": png}
+    if summary.get("tune", {}).get("methods"):
+        figures["figures/sensitivity.png"] = sensitivity_figure(summary, _name)
+        write_bytes(run_dir / "figures" / "sensitivity.png", figures["figures/sensitivity.png"])
     examples = run_dir / "figures" / "examples.png"
     if examples.is_file():
         figures["figures/examples.png"] = examples.read_bytes()

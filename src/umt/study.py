@@ -50,8 +50,9 @@ PROBE_VERSION = 2  # in probe.json keys; version 1 read augmented inputs, seg br
 
 
 def _hash_train(cfg: TrainConfig) -> dict[str, Any]:
-    """The training settings that change the numbers (not progress bars, workers or loggers)."""
-    d = to_dict(cfg)
+    """The training settings that change the numbers (not progress bars, workers or loggers);
+    fields added later (``KEY_OMITS_DEFAULT``) only when set, so that older stage keys hold."""
+    d = key_dict(cfg)
     for key in ("progress", "num_workers", "threads", "logger"):
         d.pop(key)
     return d
@@ -249,8 +250,11 @@ class _Runner:
         key_parts: dict[str, Any],
     ) -> dict[str, Any]:
         stage_dir = self.run_dir / f"seed{seed}" / name
+        # A method's own recipe (``recipes``, a section's ``train:``); the teachers use ``train``.
+        method_name = key_parts.get("method", "")
+        train = self.cfg.train_for(method_name) if method_name in METHODS else self.cfg.train
         model_cfg = model_key(self.cfg.model, data.input_shapes, self.task)  # options in use
-        key = config_hash(self.data_key, _hash_train(self.cfg.train), model_cfg, seed, key_parts)
+        key = config_hash(self.data_key, _hash_train(train), model_cfg, seed, key_parts)
         k = self.task.metric
         done = self._cached(stage_dir, key)
         if done is not None and self._load(model, stage_dir / "model.pt"):
@@ -260,14 +264,17 @@ class _Runner:
                 f"test {done[f'test_{k}']:.4f})"
             )
             return done
-        self._begin(stage_dir, key, {"stage": name, "seed": seed, **to_dict(key_parts)})
-        self.log(f"[seed {seed}] {start_message(name, stage_dir, self.cfg.train.epochs)}")
+        begin = {"stage": name, "seed": seed, **to_dict(key_parts)}
+        if train != self.cfg.train:
+            begin["train"] = to_dict(train)
+        self._begin(stage_dir, key, begin)
+        self.log(f"[seed {seed}] {start_message(name, stage_dir, train.epochs)}")
         try:
             fitted = fit(
                 model,
                 method,
                 data,
-                self.cfg.train,
+                train,
                 stage_dir,
                 task=self.task,
                 seed=seed,
@@ -285,7 +292,11 @@ class _Runner:
         result.update(
             **{f"fit_val_{k}": fitted.best_val_score},  # as logged in training (synced)
             best_epoch=fitted.best_epoch,
+            stopped_epoch=fitted.stopped_epoch,
+            converged=fitted.converged,
             epochs=fitted.epochs,
+            optimizer=train.optimizer,
+            lr=train.lr,
             train_seconds=round(fitted.seconds, 3),
         )
         save_model(model, stage_dir / "model.pt")
@@ -459,6 +470,10 @@ def run_study(
         result = umt.run_study(cfg, "runs")
         result.summary["probes"]["visual"]   # teacher / joint / umt probe accuracies
     """
+    if cfg.tune.enabled or cfg.tune.teacher_lr:  # searches first, then the study itself
+        from umt.tune import run_tuned
+
+        return run_tuned(cfg, out, log=log, report=report)
     start = time.perf_counter()
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)

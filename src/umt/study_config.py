@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from umt.config import apply_overrides, from_dict, read_yaml
+from umt.config import apply_overrides, from_dict, read_yaml, to_dict
 from umt.data import DataConfig
 from umt.engine import TrainConfig
 from umt.errors import UMTError
@@ -19,6 +19,51 @@ from umt.preflight import check_fields
 from umt.probe import ProbeConfig
 
 MASK_FILLS = ("zero", "mean")
+
+#: Each method's key hyper-parameter(s) and the values ``tune`` tries by default: the same
+#: number of trials (3) for every method; ``train.<field>`` is the method's training recipe
+#: (joint training's learning rate). UME trains nothing and is not tuned.
+DEFAULT_GRIDS: dict[str, dict[str, tuple[Any, ...]]] = {
+    "joint": {"train.lr": (3e-4, 1e-3, 3e-3)},
+    "umt": {"weight": (1.0, 5.0, 20.0)},
+    "ogm_ge": {"alpha": (0.3, 0.8, 1.5)},
+    "gblend": {"every": (2, 5, 10)},
+    "pmr": {"alpha": (0.5, 1.0, 2.0)},
+    "mmpareto": {"gamma": (1.0, 1.5, 2.5)},
+    "mla": {"alpha": (0.03, 0.1, 0.3)},
+    "reconboost": {"reconcile": (0.1, 0.25, 0.5)},
+    "g2d": {"weight": (1.0, 5.0, 20.0)},
+    "inforeg": {"strength": (0.1, 0.5, 0.95)},
+    "relearn": {"strength": (0.5, 1.0, 3.0)},
+}
+
+#: Methods whose mechanism scales per-encoder gradients, which Adam's per-parameter
+#: normalisation largely undoes: their papers train with SGD (momentum). A study that runs them
+#: under Adam says so in its report.
+SGD_METHODS = ("ogm_ge", "mmpareto")
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """An equal tuning budget: each method's grid is run on validation (mean over seeds) and the
+    best value kept, before the study itself runs with the chosen values.
+
+    Attributes:
+        enabled: run the search (off by default: it multiplies the study's cost by ``trials``).
+        trials: values tried per method, the same for every method (each grid list has this
+            length).
+        grid: ``{method: {key: [values]}}``; ``key`` is a field of the method's settings, or
+            ``train.<field>`` for its training recipe. Empty: :data:`DEFAULT_GRIDS` for the
+            study's methods.
+        teacher_lr: learning rates tried for the teachers (empty: no search), with or without
+            ``enabled``; the one with the best mean teacher val score becomes the study's
+            ``train.lr`` (teachers and fused models alike; a method's ``train:`` still wins).
+    """
+
+    enabled: bool = False
+    trials: int = 3
+    grid: dict[str, dict[str, tuple[Any, ...]]] = field(default_factory=dict)
+    teacher_lr: tuple[float, ...] = ()
 
 
 _STUDY_DOC = """Everything a study does. ``umt run --set key=value`` sets any field by its dotted name.
@@ -37,7 +82,12 @@ _STUDY_DOC = """Everything a study does. ``umt run --set key=value`` sets any fi
             each trained method runs once per fusion, as stage ``<method>-<fusion>``. Empty:
             ``model.fusion`` alone, stages named ``<method>``.
         umt, ume, gblend, ...: each method's settings, a section named as the method, with the
-            dataclass its ``METHODS`` entry names (added to this class from the registry).
+            dataclass its ``METHODS`` entry names (added to this class from the registry). A
+            section may carry ``train: {...}``, that method's training recipe on top of
+            ``train`` (e.g. ``ogm_ge: {train: {optimizer: sgd, lr: 0.05}}``); ``load_config``
+            moves it to ``recipes``.
+        recipes: per method, the ``train`` fields it overrides (``{ogm_ge: {optimizer: sgd}}``).
+        tune: the equal tuning budget (:class:`TuneConfig`), off by default.
         teachers: modality -> a file with that teacher (not trained then); see ``umt.inputs``.
     """
 
@@ -57,6 +107,21 @@ class _StudyFields:
     mask_fill: str = "zero"
     fusion: tuple[str, ...] = ()
     teachers: dict[str, str] = field(default_factory=dict)
+    recipes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tune: TuneConfig = field(default_factory=TuneConfig)
+
+    def train_for(self, method: str) -> TrainConfig:
+        """The training recipe of ``method``'s stages: ``train`` with ``recipes[method]`` on top.
+
+        Example:
+            >>> cfg = load_config(overrides=["ogm_ge.train.optimizer=sgd", "ogm_ge.train.lr=0.05"])
+            >>> cfg.train_for("ogm_ge").optimizer, cfg.train_for("ogm_ge").lr, cfg.train_for("joint").lr
+            ('sgd', 0.05, 0.001)
+        """
+        override = self.recipes.get(method)
+        if not override:
+            return self.train
+        return from_dict(TrainConfig, {**to_dict(self.train), **override}, prefix="train")
 
     def settings(self, method: str) -> Any:
         """The settings section of ``method`` (``None`` for a method without settings)."""
@@ -82,6 +147,31 @@ class _StudyFields:
             raise UMTError(f"fusion: unknown {bad}; expected some of {sorted(FUSIONS)}")
         if self.train.epochs < 1:
             raise UMTError(f"train.epochs: expected at least 1, got {self.train.epochs}")
+        if self.train.patience < 0:
+            raise UMTError(f"train.patience: expected 0 (off) or more, got {self.train.patience}")
+        for method in self.recipes:
+            if method not in METHODS:
+                raise UMTError(
+                    f"recipes: unknown method {method!r}; expected one of {list(METHODS)}"
+                )
+            self.train_for(method)  # unknown keys or wrong types fail here, named
+        _check_tune(self.tune)
+
+
+def _check_tune(tune: TuneConfig) -> None:
+    if tune.trials < 1:
+        raise UMTError(f"tune.trials: expected at least 1, got {tune.trials}")
+    for method, keys in tune.grid.items():
+        if method not in METHODS or method == "ume":
+            raise UMTError(
+                f"tune.grid: cannot tune {method!r}; expected some of {list(DEFAULT_GRIDS)}"
+            )
+        for key, values in keys.items():
+            if len(values) != tune.trials:
+                raise UMTError(
+                    f"tune.grid.{method}.{key}: {len(values)} values; every method gets the same "
+                    f"budget, tune.trials={tune.trials}"
+                )
 
 
 # A method is registered once, in ``METHODS``: its settings section is added here from there.
@@ -110,4 +200,23 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     """
     raw = read_yaml(path) if path is not None else {}
     raw = apply_overrides(raw, list(overrides))
-    return from_dict(StudyConfig, raw)
+    return from_dict(StudyConfig, _move_recipes(raw))
+
+
+def _move_recipes(raw: dict[str, Any]) -> dict[str, Any]:
+    """Each method section's ``train:`` moved to ``recipes.<method>`` (``joint:`` may hold only
+    that: joint training has no settings section)."""
+    raw = dict(raw)
+    recipes = dict(raw.get("recipes") or {})
+    for method in METHODS:
+        section = raw.get(method)
+        if isinstance(section, dict) and "train" in section:
+            section = dict(section)
+            recipes[method] = {**recipes.get(method, {}), **section.pop("train")}
+            if METHODS[method].config is None and not section:
+                del raw[method]
+            else:
+                raw[method] = section
+    if recipes:
+        raw["recipes"] = recipes
+    return raw

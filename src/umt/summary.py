@@ -13,6 +13,7 @@ from umt.data.user import user_data_summary
 from umt.methods import choose
 from umt.study_config import StudyConfig
 from umt.tasks import Task, mean_std
+from umt.trust import add_flags
 
 
 def summarize(
@@ -43,7 +44,7 @@ def summarize(
         if "source" in rows[0]:  # a teacher loaded from a file (``teachers: {m: PATH}``)
             entry["source"] = rows[0]["source"]
         methods[stage] = entry
-    return {
+    summary = {
         "study": cfg.name,
         "data": {
             "name": data.name,
@@ -63,6 +64,8 @@ def summarize(
         "failed": failed,
         "per_seed": {str(s): per_seed[s] for s in seeds},
     }
+    add_flags(summary, per_seed, k)  # each stage's flags and recipe
+    return summary
 
 
 def _probes(

@@ -1,0 +1,85 @@
+"""The equal tuning budget: each method's grid on validation, the val-best value kept and run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from umt.errors import UMTError
+from umt.io import read_json
+from umt.study import load_config, run_study
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def test_tune_keeps_the_val_best_value_and_writes_the_curve(
+    tmp_path: Path, tiny_overrides: list[str]
+) -> None:
+    grid = "tune.grid={joint: {train.lr: [0.001, 0.03]}, umt: {weight: [0.5, 20.0]}}"
+    cfg = load_config(
+        overrides=[
+            *tiny_overrides,
+            "methods=[joint,umt]",
+            "tune.enabled=true",
+            "tune.trials=2",
+            grid,
+        ]
+    )
+    result = run_study(cfg, tmp_path, log=_quiet)
+    tune = result.summary["tune"]
+    assert tune["trials"] == 2 and set(tune["methods"]) == {"joint", "umt"}
+    trials = [
+        read_json(tmp_path / "default" / "tune" / f"trial{i}" / "summary.json") for i in (0, 1)
+    ]
+    for method, key, values in (
+        ("joint", "train.lr", [0.001, 0.03]),
+        ("umt", "weight", [0.5, 20.0]),
+    ):
+        curve = tune["methods"][method]["curve"]
+        assert [p["values"][key] for p in curve] == values
+        # Each point is that trial's own val score; the choice is the first best of them.
+        vals = [t["methods"][method]["val_acc"]["mean"] for t in trials]
+        assert [p["val"] for p in curve] == vals
+        best = vals.index(max(vals))
+        assert tune["methods"][method]["chosen"] == {key: values[best]}
+        # The study ran with the chosen value: the very stage of the best trial (same key).
+        chosen = trials[best]["per_seed"]["0"]["stages"][method]
+        assert result.summary["per_seed"]["0"]["stages"][method]["key"] == chosen["key"]
+        assert result.summary["methods"][method]["val_acc"]["mean"] == max(vals)
+    assert result.trained == []  # every stage came from a trial
+    joint_lr = tune["methods"]["joint"]["chosen"]["train.lr"]
+    assert result.summary["methods"]["joint"]["recipe"]["lr"] == joint_lr
+    report = (result.run_dir / "report.md").read_text()
+    assert "same budget: 2 trial(s) per method" in report
+    assert (result.run_dir / "figures" / "sensitivity.png").stat().st_size > 1000
+
+
+def test_tune_refuses_unequal_budgets(tiny_overrides: list[str]) -> None:
+    with pytest.raises(UMTError, match="same budget"):
+        load_config(
+            overrides=[*tiny_overrides, "tune.trials=2", "tune.grid={umt: {weight: [1.0]}}"]
+        )
+    with pytest.raises(UMTError, match="ume"):
+        load_config(overrides=["tune.trials=1", "tune.grid={ume: {weights: [1.0]}}"])
+
+
+def test_teacher_lr_search_sets_the_study_lr(tmp_path: Path, tiny_overrides: list[str]) -> None:
+    cfg = load_config(
+        overrides=[*tiny_overrides, "methods=[joint]", "tune.teacher_lr=[0.0001,0.01]"]
+    )
+    result = run_study(cfg, tmp_path, log=_quiet)
+    searched = result.summary["tune"]["teacher_lr"]
+    runs = [read_json(tmp_path / p["run"] / "summary.json") for p in searched["curve"]]
+    means = [
+        sum(e["val_acc"]["mean"] for e in r["methods"].values()) / len(r["methods"]) for r in runs
+    ]
+    assert [p["val"] for p in searched["curve"]] == means
+    assert searched["chosen"] == [0.0001, 0.01][means.index(max(means))]
+    # Teachers and the fused model ran with the chosen lr (the teachers copied, not retrained).
+    for entry in result.summary["methods"].values():
+        assert entry["recipe"]["lr"] == searched["chosen"]
+    assert result.trained == ["seed0/joint"]
+    assert "teachers' train.lr: chose" in (result.run_dir / "report.md").read_text()
