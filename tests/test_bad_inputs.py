@@ -51,6 +51,7 @@ BAD_INPUTS: list[tuple[list[str], str]] = [
     (["probe.l2=[-1]"], "probe.l2"),
     (["probe.max_iter=0"], "probe.max_iter"),
     (["umt.loss=foo"], "umt.loss"),
+    (["umt.cache_teachers=maybe"], "umt.cache_teachers"),
     (["umt.weight=-1"], "umt.weight"),
     (["umt.weights={weak: -1}"], "umt.weights.weak"),
     (["umt.weights={bogus: 1}"], "umt.weights"),  # no such modality: checked once data loads

@@ -219,7 +219,10 @@ def test_segmentation_eval_view_turns_the_augmentation_off() -> None:
 
 
 def test_umt_seg_target_distils_the_chosen_maps_and_keeps_old_keys() -> None:
-    assert key_dict(UMTConfig()) == {
+    torch.manual_seed(3)
+    seg_teacher = build_seg_model(SegModelConfig(width=4, stages=3), {"rgb": (3, 8, 8)}, 3)
+    online = UMT({"rgb": seg_teacher.encoders["rgb"]}, UMTConfig())  # as built for segmentation
+    assert key_dict(online.resolved_settings()) == {  # the stage is keyed on resolved settings
         "weight": 5.0,
         "weights": {},
         "loss": "mse",

@@ -47,11 +47,40 @@ def test_cache_is_refused_for_augmented_inputs() -> None:
         build_umt(ctx)
 
 
+def test_auto_caches_exactly_where_the_inputs_are_the_same_every_epoch() -> None:
+    data = load_data(DataConfig(name="synthetic"))
+    aug = ArrayDataset(data.train.arrays, data.train.labels, augmented=True)
+    augmented = type(data)(data.name, aug, data.val, data.test, num_classes=data.num_classes)
+    torch.manual_seed(0)
+    teacher = build_model(ModelConfig(), {"weak": (64,)}, 10, linear_head=True)
+    asked: list[str] = []
+
+    def features(m: str) -> np.ndarray:
+        asked.append(m)
+        return np.zeros((len(data.train), 64), dtype=np.float32)
+
+    built = {}
+    for name, bundle in (("plain", data), ("augmented", augmented)):
+        model = build_model(ModelConfig(), data.input_shapes, 10)
+        ctx = MethodContext(UMTConfig(), model, {"weak": teacher}, bundle, 0, features)
+        built[name] = build_umt(ctx)  # cache_teachers: auto, the default
+    assert asked == ["weak"]  # the augmented data set never asked for cached features
+    assert built["plain"].cached is not None and built["plain"].needs_index
+    assert built["augmented"].cached is None and not built["augmented"].needs_index
+    # keyed as the explicit choice it resolved to: `auto` reuses stages of `true` / `false`
+    assert built["plain"].resolved_settings().cache_teachers is True
+    assert built["augmented"].resolved_settings().cache_teachers is False
+    with pytest.raises(UMTError, match="umt.cache_teachers: expected auto, true or false"):
+        UMTConfig(cache_teachers="yes")  # type: ignore[arg-type]
+
+
 def test_study_with_cached_teachers_runs_no_teacher_forward(
     tmp_path: Path, tiny_overrides: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     online = run_study(
-        load_config(overrides=[*tiny_overrides, "methods=[umt]"]), tmp_path, log=lambda _: None
+        load_config(overrides=[*tiny_overrides, "methods=[umt]", "umt.cache_teachers=false"]),
+        tmp_path,
+        log=lambda _: None,
     )
     calls = {"n": 0}
     original = UMT.teacher_targets

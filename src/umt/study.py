@@ -36,6 +36,7 @@ from umt.faults import fault_point
 from umt.inputs import data_key, model_key, study_inputs
 from umt.io import read_json, write_bytes, write_json, write_text
 from umt.methods import METHODS, Ensemble, Joint, Method, MethodContext
+from umt.methods.base import ResolvesSettings
 from umt.methods.joint import HeadOnly
 from umt.models import EncoderFactory
 from umt.models.pretrained import file_digest, load_teacher_state, read_teacher
@@ -132,6 +133,8 @@ class _Runner:
                     settings, model, teachers, self.data, seed, teacher_features
                 )
                 step = spec.build(context)
+                if isinstance(step, ResolvesSettings):  # `auto` keyed as what it resolved to
+                    settings = step.resolved_settings()
                 key_parts: dict[str, Any] = {
                     "method": method,
                     "settings": key_dict(settings),  # new settings at default: old keys

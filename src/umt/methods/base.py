@@ -61,6 +61,15 @@ class NeedsIndex(Protocol):
     needs_index: bool
 
 
+@runtime_checkable
+class ResolvesSettings(Protocol):
+    """A method whose settings hold ``auto`` choices that it resolves when built (e.g. UMT's
+    ``cache_teachers``): the study keys its stage on the resolved settings, so ``auto`` shares
+    the stage of the explicit value it resolved to."""
+
+    def resolved_settings(self) -> Any: ...
+
+
 def needs_index(method: object) -> bool:
     """Whether ``method``'s training batches must carry each sample's ``"index"``."""
     return isinstance(method, NeedsIndex) and method.needs_index

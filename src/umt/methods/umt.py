@@ -50,7 +50,7 @@ term, no prioritisation, and a projector only where the widths differ, where UMT
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -90,8 +90,11 @@ class UMTConfig:
         init_from_teacher: start each student encoder from its teacher's weights (the paper
             trains students from scratch).
         cache_teachers: compute each teacher's features of the training samples once and read
-            them back instead of running the teachers in every step. Only valid when the
-            training inputs are the same every epoch (no random augmentation); refused otherwise.
+            them back instead of running the teachers in every step (the targets are the same
+            to float rounding; a step costs about what joint training's does). ``auto`` (the
+            default): whenever that is exact, i.e. the training inputs are the same every
+            epoch (no random augmentation) and the encoders are single-stage (classification);
+            ``true``: always (an error where it is not exact); ``false``: teachers run online.
         stages: segmentation: the encoder stages distilled (0-based); empty: all of them.
         logit_weight: gamma of the logit distillation (0: off, as the UMT papers).
         temperature: T of the logit distillation (G2D's code: 1).
@@ -114,7 +117,7 @@ class UMTConfig:
     weights: dict[str, float] = field(default_factory=dict)
     loss: str = "mse"
     init_from_teacher: bool = False
-    cache_teachers: bool = False
+    cache_teachers: Literal["auto"] | bool = "auto"
     stages: tuple[int, ...] = ()
     logit_weight: float = field(default=0.0, metadata=KEY_OMITS_DEFAULT)
     temperature: float = field(default=1.0, metadata=KEY_OMITS_DEFAULT)
@@ -140,6 +143,10 @@ class UMTConfig:
             raise UMTError(f"{where}: a distillation weight must be 0 or more")
         if any(k < 0 for k in self.stages):
             raise UMTError(f"umt.stages: expected stage indices >= 0, got {list(self.stages)}")
+        if self.cache_teachers not in ("auto", True, False):
+            raise UMTError(
+                f"umt.cache_teachers: expected auto, true or false, got {self.cache_teachers!r}"
+            )
 
     def weight_of(self, modality: str) -> float:
         return self.weights.get(modality, self.weight)
@@ -220,6 +227,10 @@ class UMT:
         for model in (self.teacher_models or {}).values():
             model.eval()
             model.requires_grad_(False)
+
+    def resolved_settings(self) -> UMTConfig:
+        """The settings with ``cache_teachers`` as used (``auto`` -> true or false)."""
+        return replace(self.cfg, cache_teachers=self.cached is not None)
 
     def trainable(self) -> nn.Module | None:
         """The projectors and branch heads (``None`` for plain UMT: nothing extra is trained)."""
@@ -363,7 +374,7 @@ def build_umt(ctx: MethodContext) -> UMT:
         )
     cached = None
     staged = any(isinstance(e, StagedEncoder) for e in encoders.values())  # segmentation
-    if cfg.cache_teachers and staged:
+    if cfg.cache_teachers is True and staged:
         raise UMTError(
             "umt.cache_teachers: not available for encoders of several stages (segmentation: the "
             "teachers' stage maps of every training image would not fit a cache); set "
@@ -374,7 +385,7 @@ def build_umt(ctx: MethodContext) -> UMT:
             "umt.logit_weight / umt.prioritize: classification only (a segmentation teacher has "
             "no per-image logits); set them to 0 / false"
         )
-    if cfg.cache_teachers:
+    if cfg.cache_teachers is True:
         if ctx.data.train.augmented:
             raise UMTError(
                 "umt.cache_teachers: the training inputs of this data set are randomly "
@@ -383,6 +394,9 @@ def build_umt(ctx: MethodContext) -> UMT:
             )
         if ctx.teacher_features is None:
             raise UMTError("umt.cache_teachers needs the study's teacher-feature cache")
+    exact = not staged and not ctx.data.train.augmented and ctx.teacher_features is not None
+    if cfg.cache_teachers is True or (cfg.cache_teachers == "auto" and exact):
+        assert ctx.teacher_features is not None
         cached = {m: ctx.teacher_features(m) for m in encoders}
     modules = None if staged else _modules(ctx, cfg)
     return UMT(encoders, cfg, cached=cached, teacher_models=dict(ctx.teachers), modules=modules)

@@ -146,6 +146,10 @@ class CNNEncoder(nn.Module):
     Tokens: each spatial position of the last feature map ``(C', H', W')``, projected to D by the
     feature Linear (before its ReLU), in row-major order; ``forward(x) == relu(tokens(x).mean(1))``.
 
+    The convolutions' weights are kept channels-last, so the feature maps are too: on a CPU the
+    small maps of this network train about 1.8x faster that way (max-pooling with indices is slow
+    on the default layout; ``python -m benchmarks``). The numbers are the same to float rounding.
+
     Example:
         >>> enc = CNNEncoder(in_shape=(1, 16, 16), feature_dim=8, width=4)
         >>> tuple(enc(torch.zeros(2, 1, 16, 16)).shape)
@@ -170,7 +174,7 @@ class CNNEncoder(nn.Module):
                 nn.MaxPool2d(2, ceil_mode=True),
             ]
             c_in, c = c, 2 * c
-        self.features = nn.Sequential(*layers)
+        self.features = nn.Sequential(*layers).to(memory_format=torch.channels_last)
         self.proj = nn.Sequential(nn.Linear(c_in, feature_dim), nn.ReLU())
         self.feature_dim = feature_dim
 
