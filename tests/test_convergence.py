@@ -15,7 +15,8 @@ from umt.config import config_hash
 from umt.engine import StageModule, TrainConfig, is_converged
 from umt.io import read_json
 from umt.methods import Joint
-from umt.study import _hash_train, load_config, run_study
+from umt.runner import _hash_train
+from umt.study import load_config, run_study
 from umt.trust import stage_flags
 
 

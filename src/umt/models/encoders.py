@@ -174,7 +174,7 @@ class CNNEncoder(nn.Module):
                 nn.MaxPool2d(2, ceil_mode=True),
             ]
             c_in, c = c, 2 * c
-        self.features = nn.Sequential(*layers).to(memory_format=torch.channels_last)
+        self.features = nn.Sequential(*layers).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.proj = nn.Sequential(nn.Linear(c_in, feature_dim), nn.ReLU())
         self.feature_dim = feature_dim
 
