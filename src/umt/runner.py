@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,14 @@ class Runner:
     """
 
     def __init__(
-        self, cfg: StudyConfig, data: DataBundle, task: Task, run_dir: Path, log: Log
+        self,
+        cfg: StudyConfig,
+        data: DataBundle,
+        task: Task,
+        run_dir: Path,
+        log: Log,
+        *,
+        worker: bool = False,
     ) -> None:
         self.cfg, self.data, self.task, self.run_dir = cfg, data, task, run_dir
         self.main = is_main_process()
@@ -73,21 +80,31 @@ class Runner:
         self.means = data.modality_means() if cfg.mask_fill == "mean" else None
         self.trained: list[str] = []
         # The user's data: its content's hash; a data folder: its files' content (a changed file
-        # retrains); else the data's settings.
-        self.data_key = data_key(cfg.data, data, run_dir, update=self.main)
+        # retrains); else the data's settings. A worker (umt.parallel) reads the main process's.
+        self.data_key = data_key(cfg.data, data, run_dir, update=self.main and not worker)
         self.examples: dict[str, nn.Module] = {}  # first seed's models, for the task's figure
 
     # -- the stages of one seed -----------------------------------------------------------------
-    def run_seed(self, seed: int) -> dict[str, Any]:
+    def run_seed(self, seed: int, methods: Sequence[str] | None = None) -> dict[str, Any]:
+        """The seed's teachers and methods, into ``{"stages", "probes", "failed"}``.
+
+        ``methods``: only these (a worker's share, ``umt.parallel``); the teachers are then
+        built only if one of them uses teachers (trained already: read from the cache).
+        """
         out: dict[str, Any] = {"stages": {}, "probes": {}, "failed": {}}
-        teachers, keys = self._teachers(seed, out)
+        share = methods is not None
+        methods = self.cfg.methods if methods is None else methods
+        teachers: dict[str, nn.Module] = {}
+        keys: dict[str, str] = {}
+        if not share or any(METHODS[m].uses_teachers for m in methods):
+            teachers, keys = self.teachers(seed, out)
         missing = [f"teacher-{m}" for m in self.data.modalities if m not in teachers]
 
         def teacher_features(m: str) -> np.ndarray:
             return self.teacher_features(seed, m, teachers[m], keys[m])
 
         fusions = self.cfg.fusion or (self.cfg.model.fusion,)
-        for method in self.cfg.methods:
+        for method in methods:
             spec = METHODS[method]
             if spec.uses_teachers and missing:
                 out["failed"][method] = f"skipped: it needs {', '.join(missing)}, which failed"
@@ -119,13 +136,14 @@ class Runner:
                 self._train_and_probe(seed, name, model, step, self.data, key_parts, out)
         return out
 
-    def _teachers(
-        self, seed: int, out: dict[str, Any]
+    def teachers(
+        self, seed: int, out: dict[str, Any], modalities: Sequence[str] | None = None
     ) -> tuple[dict[str, nn.Module], dict[str, str]]:
-        """Train (or reuse) the uni-modal model of each modality; their cache keys."""
+        """Train (or reuse) the uni-modal model of each modality (or of ``modalities``); their
+        cache keys."""
         teachers: dict[str, nn.Module] = {}
         keys: dict[str, str] = {}
-        for m in self.data.modalities:
+        for m in self.data.modalities if modalities is None else modalities:
             torch.manual_seed(seed)
             model = self.task.build_model(
                 self.cfg.model, {m: self.data.input_shapes[m]}, self.data.num_classes, uni=True

@@ -29,6 +29,7 @@ from umt.engine import is_main_process
 from umt.inputs import study_inputs
 from umt.io import write_bytes, write_json, write_text
 from umt.models import EncoderFactory
+from umt.parallel import finished, plan, prefill, resolve_jobs
 from umt.preflight import check_data_values, claim_run_dir
 from umt.provenance import provenance
 from umt.runner import Log, Runner, StageFailed
@@ -76,19 +77,32 @@ def run_study(
     start = time.perf_counter()
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
+    own = data is not None or encoders is not None  # objects of this process: not for workers
     data, task = study_inputs(cfg, data, encoders)  # checked before anything trains
     run_dir = Path(out) / cfg.name
     with claim_run_dir(run_dir, is_main_process()):  # created, writable, locked: one run at once
-        return _run(cfg, data, task, run_dir, log, report, start)
+        return _run(cfg, data, task, run_dir, log, report, start, workers=not own)
 
 
 def _run(
-    cfg: StudyConfig, data: DataBundle, task: Task, run_dir: Path, log: Log, report: bool, t: float
+    cfg: StudyConfig,
+    data: DataBundle,
+    task: Task,
+    run_dir: Path,
+    log: Log,
+    report: bool,
+    t: float,
+    *,
+    workers: bool,
 ) -> StudyResult:
     runner = Runner(cfg, data, task, run_dir, log)
     if runner.main:
         check_data_values(cfg.data, runner.data_key, run_dir)  # as `umt data check`, once
         write_text(run_dir / "study.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    shares = [j for j in plan(cfg, data.modalities) if not finished(j, cfg, run_dir)]
+    jobs = resolve_jobs(cfg, len(shares), len(data.train))
+    if jobs > 1 and workers:  # train in worker processes; the pass below finds them cached
+        runner.trained += prefill(cfg, run_dir, data.modalities, jobs, log)
     per_seed = {seed: runner.run_seed(seed) for seed in cfg.seeds}
     if not runner.main:
         return StudyResult(run_dir=run_dir, summary={}, trained=runner.trained, main=False)

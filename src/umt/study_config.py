@@ -7,7 +7,7 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from umt.config import apply_overrides, from_dict, read_yaml, to_dict
 from umt.data import DataConfig
@@ -89,6 +89,9 @@ _STUDY_DOC = """Everything a study does. ``umt run --set key=value`` sets any fi
         recipes: per method, the ``train`` fields it overrides (``{ogm_ge: {optimizer: sgd}}``).
         tune: the equal tuning budget (:class:`TuneConfig`), off by default.
         teachers: modality -> a file with that teacher (not trained then); see ``umt.inputs``.
+        jobs: stages trained at once, each in its own worker process (``umt.parallel``):
+            ``auto`` (one per CPU core when training on the CPU, 1 on a GPU or under DDP) or a
+            number (1: one after another). The numbers do not depend on it.
     """
 
 
@@ -109,6 +112,7 @@ class _StudyFields:
     teachers: dict[str, str] = field(default_factory=dict)
     recipes: dict[str, dict[str, Any]] = field(default_factory=dict)
     tune: TuneConfig = field(default_factory=TuneConfig)
+    jobs: Literal["auto"] | int = "auto"
 
     def train_for(self, method: str) -> TrainConfig:
         """The training recipe of ``method``'s stages: ``train`` with ``recipes[method]`` on top.
@@ -156,6 +160,8 @@ class _StudyFields:
                 )
             self.train_for(method)  # unknown keys or wrong types fail here, named
         _check_tune(self.tune)
+        if self.jobs != "auto" and not (isinstance(self.jobs, int) and self.jobs >= 1):
+            raise UMTError(f"jobs: expected auto or a number >= 1, got {self.jobs!r}")
 
 
 def _check_tune(tune: TuneConfig) -> None:

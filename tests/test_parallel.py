@@ -1,0 +1,119 @@
+"""Stages trained at once in worker processes (``jobs``): the same numbers as one after another,
+every stage trained once, dependencies kept, a killed worker resumable."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from umt.errors import UMTError
+from umt.parallel import AUTO_MIN_SAMPLES, Job, needs, plan, resolve_jobs
+from umt.study import load_config, run_study
+
+TIMES = {"train_seconds", "wall_seconds"}
+
+
+def _numbers(summary: dict[str, Any]) -> dict[str, Any]:
+    """The summary without its times, the study's name and the provenance (machine, date)."""
+
+    def strip(x: Any) -> Any:
+        if isinstance(x, dict):
+            return {k: strip(v) for k, v in x.items() if k not in TIMES}
+        if isinstance(x, list):
+            return [strip(v) for v in x]
+        return x
+
+    return {k: strip(v) for k, v in summary.items() if k not in ("study", "provenance", *TIMES)}
+
+
+def test_plan_orders_teachers_first_and_umt_waits_for_its_seeds_teachers() -> None:
+    cfg = load_config(overrides=["seeds=[0,1]", "methods=[joint,umt,ume,ogm_ge]"])
+    jobs = plan(cfg, ("audio", "visual"))
+    names = [j.name for j in jobs]
+    assert names == [
+        "seed0/teacher-audio",
+        "seed0/teacher-visual",
+        "seed0/joint",
+        "seed0/umt",
+        "seed0/ogm_ge",
+        "seed1/teacher-audio",
+        "seed1/teacher-visual",
+        "seed1/joint",
+        "seed1/umt",
+        "seed1/ogm_ge",
+    ]  # UME trains nothing: the main process makes it
+    umt1 = next(j for j in jobs if j.name == "seed1/umt")
+    assert needs(umt1, cfg, ("audio", "visual")) == {
+        Job(1, modality="audio"),
+        Job(1, modality="visual"),
+    }
+    assert needs(Job(0, method="joint"), cfg, ("audio", "visual")) == set()
+    given = load_config(overrides=["seeds=[0]", "teachers={audio: a.pt}"])
+    assert [j.name for j in plan(given, ("audio", "visual"))] == [
+        "seed0/teacher-visual",
+        "seed0/joint",
+        "seed0/umt",
+    ]  # a teacher read from a file is the main process's
+
+
+def test_auto_jobs_only_where_workers_pay_and_never_under_ddp(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    cfg = load_config(overrides=["train.epochs=20", "train.accelerator=cpu"])
+    big = AUTO_MIN_SAMPLES // 20
+    assert resolve_jobs(cfg, 12, big) == 8
+    assert resolve_jobs(cfg, 3, big) == 3  # no more workers than shares
+    assert resolve_jobs(cfg, 12, big - 1) == 1  # tiny stages: starting workers costs more
+    assert resolve_jobs(load_config(overrides=["jobs=4"]), 12, 10) == 4  # asked for: given
+    ddp = load_config(overrides=["jobs=4", "train.devices=2", "train.strategy=ddp"])
+    assert resolve_jobs(ddp, 12, big) == 1
+    with pytest.raises(UMTError, match="jobs: expected auto or a number >= 1"):
+        load_config(overrides=["jobs=0"])
+
+
+def test_workers_give_the_serial_numbers_and_resume_after_a_killed_worker(
+    tmp_path: Path, tiny_overrides: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    study = [*tiny_overrides, "methods=[joint,umt,ume]"]
+    serial = run_study(
+        load_config(overrides=[*study, "jobs=1", "name=serial"]),
+        tmp_path,
+        report=False,
+        log=lambda _: None,
+    )
+    lines: list[str] = []
+    monkeypatch.setenv("UMT_FAULT", "step:joint:3")  # a worker is killed mid-stage
+    with pytest.raises(UMTError, match="worker process died while training .*seed0/joint"):
+        run_study(
+            load_config(overrides=[*study, "jobs=2", "name=workers"]),
+            tmp_path,
+            report=False,
+            log=lines.append,
+        )
+    assert any("started in a worker" in line for line in lines)
+    monkeypatch.delenv("UMT_FAULT")
+    resumed = run_study(
+        load_config(overrides=[*study, "jobs=2", "name=workers"]),
+        tmp_path,
+        report=False,
+        log=lines.append,
+    )
+    assert "seed0/joint" in resumed.trained  # the killed stage, finished now
+    assert len(set(resumed.trained)) == len(resumed.trained)  # nothing trained twice
+    assert _numbers(resumed.summary) == _numbers(serial.summary)
+    for seed in (0,):  # each stage's own record too (keys, epochs, scores)
+        for stage in ("teacher-strong", "teacher-weak", "joint", "umt"):
+            a = json.loads(
+                (tmp_path / "serial" / f"seed{seed}" / stage / "result.json").read_text()
+            )
+            b = json.loads(
+                (tmp_path / "workers" / f"seed{seed}" / stage / "result.json").read_text()
+            )
+            assert {k: v for k, v in a.items() if k not in TIMES} == {
+                k: v for k, v in b.items() if k not in TIMES
+            }
