@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from pathlib import Path
 from typing import Any
 
-from umt.figures import probe_figure
+from umt.figures import curves_caption, draw_curves, draw_probes, probe_caption, render
 from umt.io import write_bytes, write_text
 from umt.methods import stage_display_name
 from umt.provenance import provenance_text
@@ -277,8 +278,9 @@ def tables(summary: dict[str, Any]) -> str:
     ).rstrip()
 
 
-def markdown(summary: dict[str, Any]) -> str:
-    """The report of a study, from its summary alone (the task decides the texts)."""
+def markdown(summary: dict[str, Any], *, curves: bool = False) -> str:
+    """The report of a study, from its summary alone (the task decides the texts); ``curves``:
+    link the training-curve figure (``figures/curves.png``, drawn from the run directory)."""
     d = summary["data"]
     text = _task(summary).report
     sizes = ", ".join(f"{k} {v}" for k, v in d["sizes"].items())
@@ -303,6 +305,7 @@ def markdown(summary: dict[str, Any]) -> str:
             text.probe,
             probe_table(summary),
             "![probe accuracies](figures/probes.png)",
+            f"{probe_caption(summary)} Vector version: [figures/probes.svg](figures/probes.svg).",
             *(
                 [
                     "## Examples (test images of the first seed)",
@@ -324,6 +327,16 @@ def markdown(summary: dict[str, Any]) -> str:
                     fusion_table(summary),
                 ]
                 if fusion_rows(summary)
+                else []
+            ),
+            *(
+                [
+                    "## Training curves",
+                    "![training curves](figures/curves.png)",
+                    f"{curves_caption(summary)} Vector version: "
+                    "[figures/curves.svg](figures/curves.svg).",
+                ]
+                if curves
                 else []
             ),
             "## Missing modalities at test time",
@@ -364,13 +377,19 @@ _SENSITIVITY = "![sensitivity](figures/sensitivity.png)"
 
 
 def write_report(summary: dict[str, Any], run_dir: Path) -> None:
-    """``report.md``, ``report.html`` (figures inlined) and ``figures/probes.png`` (and
-    ``figures/sensitivity.png`` for a tuned study)."""
-    png = probe_figure(summary)
-    write_bytes(run_dir / "figures" / "probes.png", png)
-    md = markdown(summary)
+    """``report.md``, ``report.html`` (figures inlined), ``figures/probes.{png,svg}``,
+    ``figures/curves.{png,svg}`` where a stage logged ``metrics.csv``, and
+    ``figures/sensitivity.png`` for a tuned study."""
+    figures: dict[str, bytes] = {}
+    drawn = {"probes": draw_probes(summary), "curves": draw_curves(summary, run_dir)}
+    for name, fig in drawn.items():
+        if fig is None:
+            continue
+        for fmt, data in render(fig).items():
+            write_bytes(run_dir / "figures" / f"{name}.{fmt}", data)
+            figures[f"figures/{name}.{fmt}"] = data
+    md = markdown(summary, curves=drawn["curves"] is not None)
     write_text(run_dir / "report.md", md + "\n")
-    figures = {"figures/probes.png": png}
     if summary.get("tune", {}).get("methods"):
         figures["figures/sensitivity.png"] = sensitivity_figure(summary, _name)
         write_bytes(run_dir / "figures" / "sensitivity.png", figures["figures/sensitivity.png"])
@@ -416,6 +435,8 @@ def html_page(md: str, figures: dict[str, bytes]) -> str:
 
 def _inline(text: str) -> str:
     out = html.escape(text)
+    # [text](path): a link, e.g. to a figure's vector version beside the page.
+    out = re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)", r'<a href="\2">\1</a>', out)
     while "**" in out:
         out = out.replace("**", "<b>", 1).replace("**", "</b>", 1)
     while out.count("`") >= 2:
