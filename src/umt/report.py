@@ -157,10 +157,60 @@ def failed_text(summary: dict[str, Any]) -> str:
 
 
 def choice_text(summary: dict[str, Any]) -> str:
+    """The papers' UMT/UME rule: its pick, the comparison it made (in %) and, where the summary
+    has the interval of that difference, whether it is within noise. The rule's reading of the
+    comparison (paired features or not) is named as the rule's, not stated as a finding."""
     choice = summary.get("choice")
     if not choice:
         return "No choice: the rule needs both `ume` and the compared method in `methods`."
-    return f"**Chosen: {choice['method'].upper()}.** {choice['reason']}."
+    head = f"**Chosen: {choice['method'].upper()}.**"
+    if "margin" not in choice:  # a summary written before the rule's inputs were kept
+        return f"{head} {choice['reason']}."
+    k, _ = _metric(summary)
+    ume, other = choice[f"ume_{k}"], choice[f"{choice['compare']}_{k}"]
+    sign = "≥" if choice["method"] == "ume" else "<"
+    text = (
+        f"{head} The papers' UMT/UME rule (Du et al. 2023) picks UME when the uni-modal ensemble "
+        f"scores at least as well as joint training, less a margin, and UMT otherwise: here "
+        f"{choice['split']} {_task(summary).metric_name} UME {100 * ume:.2f} % {sign} "
+        f"{_name(choice['compare'])} {100 * other:.2f} % − margin {100 * choice['margin']:.2f} "
+        f"points. The rule reads {'this' if choice['method'] == 'ume' else 'a joint lead'} as "
+        f"{'little gained from' if choice['method'] == 'ume' else 'evidence of'} cross-modal "
+        "(paired) features; the comparison alone does not show it."
+    )
+    return text + _rule_noise(choice.get("noise"))
+
+
+def _pct(x: float, signed: bool = False) -> str:
+    """A fraction in percentage points, two decimals, a true minus sign.
+
+    Example:
+        >>> _pct(0.02791, signed=True), _pct(-0.005)
+        ('+2.79', '−0.50')
+    """
+    text = f"{100 * x:{'+' if signed else ''}.2f}"
+    return text.replace("-", "−") if text.lstrip("+-") != "0.00" else text.lstrip("-")
+
+
+def _rule_noise(noise: dict[str, Any] | None) -> str:
+    """The sentence on the noise of the rule's difference (test split), or nothing."""
+    if not noise:
+        return ""
+    what = noise["what"].replace("_", " ")
+    text = (
+        f" On the {what.split()[0]} split the same pair differs by {_pct(noise['mean_diff'], True)}"
+    )
+    if noise.get("lo") is None:
+        return text + (
+            " points, with no interval (one seed and no per-sample outcomes): whether the rule's "
+            "inputs differ by more than the noise is unknown."
+        )
+    text += (
+        f" points, 95 % interval [{_pct(noise['lo'])}, {_pct(noise['hi'])}] ({noise['interval']})"
+    )
+    if noise["within_noise"]:
+        return text + ": the rule's inputs differ by less than the noise: read its choice as a tie."
+    return text + ": the difference is beyond the noise (the interval excludes 0)."
 
 
 def _points(x: float) -> str:
