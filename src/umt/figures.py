@@ -4,7 +4,7 @@ directory's ``metrics.csv`` files): matplotlib, headless (Agg), each kept as PNG
 Example:
     >>> fig = draw_probes({"data": {"name": "toy"}, "seeds": [0, 1],
     ...                    "probes": {"a": {"teacher": {"mean": 0.9, "std": 0.01}}}})
-    >>> fig.axes[0].get_ylim()
+    >>> tuple(float(y) for y in fig.axes[0].get_ylim())
     (0.0, 100.0)
     >>> files = render(fig)
     >>> files["png"][:4], files["svg"].lstrip()[:5]
