@@ -105,8 +105,8 @@ def add_comparisons(
                 return stage
         return None
 
-    choice = summary.get("choice")
-    rule_pair = ("ume", choice["compare"]) if choice and "compare" in choice else None
+    choice: dict[str, Any] = summary.get("choice") or {}
+    rule_pair = ("ume", choice["compare"]) if "compare" in choice else None
     summary["comparisons"] = comparisons(
         summary, task, outcomes, n_boot=n_boot, rule_pair=rule_pair
     )
