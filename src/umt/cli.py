@@ -29,6 +29,7 @@ with a linear classifier, chooses between UMT and UME, and writes a report.
   umt run --set data.name=synthetic --set data.synthetic.preset=paired --set seeds=[0]
   umt run --config my_study.yaml --out runs
   umt config                                print the default configuration (all keys)
+  umt config --describe                     ... with what each key does
   umt datasets                              list the data sets
   umt prepare vggsound --src RAW --out DATA decode a benchmark you have on disk
   umt prepare nyuv2 --src RAW --out DATA    convert NYU Depth V2 (RGB-D segmentation)
@@ -91,6 +92,11 @@ def _parser() -> argparse.ArgumentParser:
         "--config", metavar="FILE", help="YAML study configuration: a file or a recipe name"
     )
     cfg.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    cfg.add_argument(
+        "--describe",
+        action="store_true",
+        help="a `# comment` above every key saying what it does (still valid YAML)",
+    )
 
     data = sub.add_parser(
         "data",
@@ -211,6 +217,11 @@ def _cmd_config(args: argparse.Namespace) -> int:
     from umt.study import load_config
 
     cfg = load_config(args.config, args.overrides)
+    if args.describe:
+        from umt.config_doc import described_yaml
+
+        print(described_yaml(cfg), end="")
+        return 0
     print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
     return 0
 
