@@ -57,7 +57,9 @@ def test_the_sentence_gives_percentages_and_names_the_rule() -> None:
     assert "little is gained" not in text and "learns paired features" not in text
     assert "does not show it" in text  # the rule's reading, not a finding
     umt = choice_text(_summary(ume=0.80, joint=0.8125))
-    assert umt.startswith("**Chosen: UMT.**") and "UME 80.00 % < joint (naive fusion) 81.25 %" in umt
+    assert (
+        umt.startswith("**Chosen: UMT.**") and "UME 80.00 % < joint (naive fusion) 81.25 %" in umt
+    )
     assert "learns paired features" not in umt
 
 
