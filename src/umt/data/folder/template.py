@@ -47,10 +47,12 @@ def template_bundle(seed: int = 0) -> DataBundle:
     splits = {name: _split(rng, n) for name, n in SIZES.items()}
     return DataBundle(
         name="template",
+        train=splits["train"],
+        val=splits["val"],
+        test=splits["test"],
         num_classes=len(CLASS_NAMES),
         description="umt data template: random values with a class signal; replace with yours",
         info={"class_names": list(CLASS_NAMES)},
-        **splits,
     )
 
 
