@@ -29,6 +29,7 @@ with a linear classifier, chooses between UMT and UME, and writes a report.
   umt run --set data.name=synthetic --set data.synthetic.preset=paired --set seeds=[0]
   umt run --config my_study.yaml --out runs
   umt config                                print the default configuration (all keys)
+  umt config --describe                     ... with what each key does
   umt datasets                              list the data sets
   umt prepare vggsound --src RAW --out DATA decode a benchmark you have on disk
   umt prepare nyuv2 --src RAW --out DATA    convert NYU Depth V2 (RGB-D segmentation)
@@ -40,6 +41,39 @@ read as YAML: --set train.epochs=5 --set seeds=[0,1] --set umt.weights={weak: 10
 Stages are cached in OUT/NAME by a hash of their settings: running again reuses finished stages,
 and changing a setting retrains only the stages that depend on it. An interrupted stage resumes
 from its last checkpoint.
+"""
+
+
+# The umt-folder format, in the help itself (a pip user has no README; umt.data.folder's
+# docstring says the same at length).
+_DATA_EPILOG = """\
+The umt-folder format: a folder with meta.json and one sub-folder per split (train, val, test),
+each holding <modality>.npy for every modality and labels.npy (numpy.save files):
+
+  DIR/
+    meta.json
+    train/  audio.npy  (N, 1, 40, 100) float32   one row per sample
+            visual.npy (N, 3, 64, 64)  uint8     any integer or float dtype
+            labels.npy (N,)            integers 0..num_classes-1 ((N, H, W) maps: segmentation)
+    val/    audio.npy  visual.npy  labels.npy    (same shapes, its own N)
+    test/   audio.npy  visual.npy  labels.npy
+
+Row i of every file of a split is sample i; no split may be empty. meta.json:
+
+  {"format": "umt-folder", "version": 1, "name": "my-data",
+   "task": "classification", "num_classes": 10,
+   "modalities": {"audio":  {"shape": [1, 40, 100], "dtype": "float32"},
+                  "visual": {"shape": [3, 64, 64],  "dtype": "uint8"}},
+   "class_names": ["zero", "one", ...], "description": "one line"}
+
+Required: format, version, name, task (classification or segmentation), num_classes (>= 2),
+modalities (name -> one sample's shape, and optionally its dtype; a name is letters, digits,
+_ - . and not label/labels). Optional: class_names (K strings), description, label_shape ([] by
+default; [H, W] for segmentation label maps), ignore_index (a label value to ignore, e.g. 255).
+
+  umt data template DIR     write a small valid example folder to start from
+  umt data check DIR        list every problem (shapes, dtypes, counts, labels, NaN/inf)
+  umt run --set data.name=folder --set data.root=DIR    run a study on it
 """
 
 
@@ -91,12 +125,19 @@ def _parser() -> argparse.ArgumentParser:
         "--config", metavar="FILE", help="YAML study configuration: a file or a recipe name"
     )
     cfg.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    cfg.add_argument(
+        "--describe",
+        action="store_true",
+        help="a `# comment` above every key saying what it does (still valid YAML)",
+    )
 
     data = sub.add_parser(
         "data",
         parents=[debug],
-        help="check a data folder, or export a data set as one",
-        description="Work with the umt-folder on-disk format (see README, 'Your own data').",
+        help="check a data folder, write an example one, or export a data set as one",
+        description="Work with the umt-folder on-disk format: your own data for a study.",
+        epilog=_DATA_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     check = data_sub.add_parser(
@@ -107,6 +148,18 @@ def _parser() -> argparse.ArgumentParser:
         "dtypes, sample counts, label range, NaN/inf. Exits 1 if an error is found.",
     )
     check.add_argument("path", metavar="PATH")
+    template = data_sub.add_parser(
+        "template",
+        parents=[debug],
+        help="write a small valid example folder to start from",
+        description="Write a small umt-folder at DIR (meta.json, train/val/test with two "
+        "modalities, audio 1x8x8 float32 and visual 3x8x8 uint8, three classes, a few samples "
+        "per split) that `umt data check` accepts and a study trains on. DIR must be new or "
+        "empty.",
+        epilog=_DATA_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    template.add_argument("path", metavar="DIR")
     export = data_sub.add_parser(
         "export",
         parents=[debug],
@@ -211,6 +264,11 @@ def _cmd_config(args: argparse.Namespace) -> int:
     from umt.study import load_config
 
     cfg = load_config(args.config, args.overrides)
+    if args.describe:
+        from umt.config_doc import described_yaml
+
+        print(described_yaml(cfg), end="")
+        return 0
     print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
     return 0
 
@@ -222,6 +280,17 @@ def _cmd_data(args: argparse.Namespace) -> int:
         problems = check_folder(args.path)
         print(format_problems(problems))
         return 1 if any(p.severity == "error" for p in problems) else 0
+    if args.data_command == "template":
+        from umt.data.folder.template import write_template
+
+        bundle = write_template(args.path)
+        sizes = ", ".join(f"{s} {len(bundle.split(s))}" for s in ("train", "val", "test"))
+        print(
+            f"wrote a template ({', '.join(bundle.modalities)}; {bundle.num_classes} classes; "
+            f"{sizes}) to {args.path}\nnext: umt data check {args.path}; "
+            f"umt run --set data.name=folder --set data.root={args.path}"
+        )
+        return 0
     from umt.config import apply_overrides, from_dict
     from umt.data import DataConfig, load_data
 

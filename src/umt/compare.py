@@ -105,7 +105,15 @@ def add_comparisons(
                 return stage
         return None
 
-    summary["comparisons"] = comparisons(summary, task, outcomes, n_boot=n_boot)
+    choice: dict[str, Any] = summary.get("choice") or {}
+    rule_pair = ("ume", choice["compare"]) if "compare" in choice else None
+    summary["comparisons"] = comparisons(
+        summary, task, outcomes, n_boot=n_boot, rule_pair=rule_pair
+    )
+    if rule_pair is not None:  # the noise on the rule's pair, for its sentence in the report
+        entry = next(c for c in summary["comparisons"] if (c["a"], c["b"]) == rule_pair)
+        keep = ("what", "mean_diff", "lo", "hi", "within_noise", "interval")
+        choice["noise"] = {key: entry[key] for key in keep}
     summary["recommendation"] = recommendation(
         summary,
         task,
@@ -161,10 +169,13 @@ def comparisons(
     *,
     n_boot: int = 2000,
     seed: int = 0,
+    rule_pair: tuple[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """The report's comparisons of ``summary``, each with per-seed differences (A − B, in the
     task's score as a fraction) and its 95 % interval (``lo``, ``hi``; ``None`` with one seed and
-    no outcomes). ``outcomes`` maps ``(seed, stage)`` to the stage's per-sample test outcomes."""
+    no outcomes). ``outcomes`` maps ``(seed, stage)`` to the stage's per-sample test outcomes.
+    ``rule_pair``: the stages the UMT/UME rule compared (``("ume", "joint")``), compared on test
+    too unless another comparison already is that pair."""
     k, seeds = task.metric, list(summary["seeds"])
     methods = summary["methods"]
     out: list[dict[str, Any]] = []
@@ -198,6 +209,9 @@ def comparisons(
     if len(fused) >= 2:
         best, second = fused[0], fused[1]
         stage_pair(best, second, f"best − runner-up on test: {name(best)} − {name(second)}")
+    if rule_pair is not None and not any((c["a"], c["b"]) == rule_pair for c in out):
+        a, b = rule_pair
+        stage_pair(a, b, f"{name(a)} − {name(b)} (the UMT/UME rule's pair)")
     probes = summary.get("probes") or {}
     # Probe gaps against each joint encoder: the teacher's, and UMT's where UMT ran.
     joints: list[tuple[str | None, str]] = [*_pairs(methods, "umt", "joint")] or [(None, "joint")]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Callable, Iterator
@@ -37,6 +38,47 @@ _FLAGS = (
 )
 
 
+#: The temporary files :func:`write_with` writes beside their target: ``.<name>.<8 hex>.tmp``.
+TEMP_NAME = re.compile(r"\..+\.[0-9a-f]{8}\.tmp")
+
+
+def _temp_path(path: Path) -> Path:
+    """A fresh temporary name beside ``path`` (matches :data:`TEMP_NAME`).
+
+    Example:
+        >>> bool(TEMP_NAME.fullmatch(_temp_path(Path("run/summary.json")).name))
+        True
+    """
+    return path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+
+
+def remove_stale_temps(root: str | Path) -> list[Path]:
+    """Delete the temporary files :func:`write_with` left under ``root`` when its process was
+    killed mid-write (``kill -9``: no ``except`` ran). Only regular files named as the writer
+    names them (:data:`TEMP_NAME`) go; every other file stays. Call it only where no writer can be
+    running (e.g. holding the study's lock).
+
+    Returns:
+        The files removed.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     for name in (".a.json.0123abcd.tmp", ".a.json.0123ABCD.tmp", "a.json.0123abcd.tmp"):
+        ...         _ = Path(tmp, name).write_text("")
+        ...     [p.name for p in remove_stale_temps(tmp)], sorted(os.listdir(tmp))
+        (['.a.json.0123abcd.tmp'], ['.a.json.0123ABCD.tmp', 'a.json.0123abcd.tmp'])
+    """
+    removed = []
+    for folder, _, files in os.walk(root):  # symlinked folders are not followed
+        for name in files:
+            path = Path(folder, name)
+            if TEMP_NAME.fullmatch(name) and path.is_file() and not path.is_symlink():
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
+
+
 def write_with(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
     """Write ``path`` through ``write(f)`` into a temporary file beside it, flushed to disk,
     then renamed over ``path`` (parent folders are created).
@@ -46,7 +88,7 @@ def write_with(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    tmp = _temp_path(path)
     fd = os.open(tmp, _FLAGS, 0o666)  # reduced by the umask, as for open()
     try:
         with os.fdopen(fd, "wb") as f:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,7 +22,7 @@ from umt.data import DataConfig
 from umt.data.base import DataBundle
 from umt.errors import UMTError
 from umt.fingerprint import FOLDER_DATASETS
-from umt.io import read_json, write_json
+from umt.io import read_json, remove_stale_temps, write_json
 from umt.methods import METHODS
 from umt.tasks import Task
 from umt.train_config import check_accelerator
@@ -156,14 +156,21 @@ def writable_run_dir(run_dir: Path) -> None:
 
 
 @contextmanager
-def claim_run_dir(run_dir: Path, main: bool = True) -> Iterator[None]:
+def claim_run_dir(
+    run_dir: Path, main: bool = True, log: Callable[[str], None] = print
+) -> Iterator[None]:
     """Create ``run_dir`` (or one clear error) and hold its lock while a study runs there; the
-    other processes of a DDP run (``main=False``) neither create nor lock it."""
+    other processes of a DDP run (``main=False``) neither create nor lock it. Once locked, the
+    temporary files a killed run's atomic writes left behind are removed (``log`` says how
+    many): no other run can be writing them then."""
     if not main:
         yield
         return
     writable_run_dir(run_dir)
     with lock_study(run_dir):
+        stale = remove_stale_temps(run_dir)
+        if stale:
+            log(f"removed {len(stale)} temporary file(s) left in {run_dir} by an interrupted run")
         yield
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from pathlib import Path
 from typing import Any
 
+from umt.figures import curves_caption, draw_curves, draw_probes, probe_caption, render
 from umt.io import write_bytes, write_text
 from umt.methods import stage_display_name
 from umt.provenance import provenance_text
@@ -155,10 +157,60 @@ def failed_text(summary: dict[str, Any]) -> str:
 
 
 def choice_text(summary: dict[str, Any]) -> str:
+    """The papers' UMT/UME rule: its pick, the comparison it made (in %) and, where the summary
+    has the interval of that difference, whether it is within noise. The rule's reading of the
+    comparison (paired features or not) is named as the rule's, not stated as a finding."""
     choice = summary.get("choice")
     if not choice:
         return "No choice: the rule needs both `ume` and the compared method in `methods`."
-    return f"**Chosen: {choice['method'].upper()}.** {choice['reason']}."
+    head = f"**Chosen: {choice['method'].upper()}.**"
+    if "margin" not in choice:  # a summary written before the rule's inputs were kept
+        return f"{head} {choice['reason']}."
+    k, _ = _metric(summary)
+    ume, other = choice[f"ume_{k}"], choice[f"{choice['compare']}_{k}"]
+    sign = "≥" if choice["method"] == "ume" else "<"
+    text = (
+        f"{head} The papers' UMT/UME rule (Du et al. 2023) picks UME when the uni-modal ensemble "
+        f"scores at least as well as joint training, less a margin, and UMT otherwise: here "
+        f"{choice['split']} {_task(summary).metric_name} UME {100 * ume:.2f} % {sign} "
+        f"{_name(choice['compare'])} {100 * other:.2f} % − margin {100 * choice['margin']:.2f} "
+        f"points. The rule reads {'this' if choice['method'] == 'ume' else 'a joint lead'} as "
+        f"{'little gained from' if choice['method'] == 'ume' else 'evidence of'} cross-modal "
+        "(paired) features; the comparison alone does not show it."
+    )
+    return text + _rule_noise(choice.get("noise"))
+
+
+def _pct(x: float, signed: bool = False) -> str:
+    """A fraction in percentage points, two decimals, a true minus sign.
+
+    Example:
+        >>> _pct(0.02791, signed=True), _pct(-0.005)
+        ('+2.79', '−0.50')
+    """
+    text = f"{100 * x:{'+' if signed else ''}.2f}"
+    return text.replace("-", "−") if text.lstrip("+-") != "0.00" else text.lstrip("-")
+
+
+def _rule_noise(noise: dict[str, Any] | None) -> str:
+    """The sentence on the noise of the rule's difference (test split), or nothing."""
+    if not noise:
+        return ""
+    what = noise["what"].replace("_", " ")
+    text = (
+        f" On the {what.split()[0]} split the same pair differs by {_pct(noise['mean_diff'], True)}"
+    )
+    if noise.get("lo") is None:
+        return text + (
+            " points, with no interval (one seed and no per-sample outcomes): whether the rule's "
+            "inputs differ by more than the noise is unknown."
+        )
+    text += (
+        f" points, 95 % interval [{_pct(noise['lo'])}, {_pct(noise['hi'])}] ({noise['interval']})"
+    )
+    if noise["within_noise"]:
+        return text + ": the rule's inputs differ by less than the noise: read its choice as a tie."
+    return text + ": the difference is beyond the noise (the interval excludes 0)."
 
 
 def _points(x: float) -> str:
@@ -276,43 +328,9 @@ def tables(summary: dict[str, Any]) -> str:
     ).rstrip()
 
 
-def probe_figure(summary: dict[str, Any]) -> bytes:
-    """A PNG: grouped bars of probe accuracy per modality (teacher / joint / UMT), error bars."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    probes = summary["probes"]
-    mods = list(probes)
-    owners: list[str] = []
-    for per in probes.values():
-        owners += [o for o in per if o not in owners]
-    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(mods), 3.6), dpi=120)
-    width = 0.8 / max(1, len(owners))
-    for i, owner in enumerate(owners):
-        xs = [j + (i - (len(owners) - 1) / 2) * width for j in range(len(mods))]
-        means = [100 * probes[m][owner]["mean"] if owner in probes[m] else 0 for m in mods]
-        stds = [100 * probes[m][owner]["std"] if owner in probes[m] else 0 for m in mods]
-        ax.bar(xs, means, width, yerr=stds, capsize=3, label=_name(owner))
-    ax.set_xticks(range(len(mods)), mods)
-    ax.set_ylabel(f"linear-probe test {_task(summary).metric_name} (%)")
-    ax.set_title(f"Encoders of {summary['data']['name']}: modality failure and its fix")
-    ax.legend(fontsize=8, loc="lower right")
-    lo = min(100 * probes[m][o]["mean"] for m in mods for o in probes[m])
-    ax.set_ylim(max(0.0, lo - 15), 100)
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def markdown(summary: dict[str, Any]) -> str:
-    """The report of a study, from its summary alone (the task decides the texts)."""
+def markdown(summary: dict[str, Any], *, curves: bool = False) -> str:
+    """The report of a study, from its summary alone (the task decides the texts); ``curves``:
+    link the training-curve figure (``figures/curves.png``, drawn from the run directory)."""
     d = summary["data"]
     text = _task(summary).report
     sizes = ", ".join(f"{k} {v}" for k, v in d["sizes"].items())
@@ -337,6 +355,7 @@ def markdown(summary: dict[str, Any]) -> str:
             text.probe,
             probe_table(summary),
             "![probe accuracies](figures/probes.png)",
+            f"{probe_caption(summary)} Vector version: [figures/probes.svg](figures/probes.svg).",
             *(
                 [
                     "## Examples (test images of the first seed)",
@@ -358,6 +377,16 @@ def markdown(summary: dict[str, Any]) -> str:
                     fusion_table(summary),
                 ]
                 if fusion_rows(summary)
+                else []
+            ),
+            *(
+                [
+                    "## Training curves",
+                    "![training curves](figures/curves.png)",
+                    f"{curves_caption(summary)} Vector version: "
+                    "[figures/curves.svg](figures/curves.svg).",
+                ]
+                if curves
                 else []
             ),
             "## Missing modalities at test time",
@@ -398,13 +427,19 @@ _SENSITIVITY = "![sensitivity](figures/sensitivity.png)"
 
 
 def write_report(summary: dict[str, Any], run_dir: Path) -> None:
-    """``report.md``, ``report.html`` (figures inlined) and ``figures/probes.png`` (and
-    ``figures/sensitivity.png`` for a tuned study)."""
-    png = probe_figure(summary)
-    write_bytes(run_dir / "figures" / "probes.png", png)
-    md = markdown(summary)
+    """``report.md``, ``report.html`` (figures inlined), ``figures/probes.{png,svg}``,
+    ``figures/curves.{png,svg}`` where a stage logged ``metrics.csv``, and
+    ``figures/sensitivity.png`` for a tuned study."""
+    figures: dict[str, bytes] = {}
+    drawn = {"probes": draw_probes(summary), "curves": draw_curves(summary, run_dir)}
+    for name, fig in drawn.items():
+        if fig is None:
+            continue
+        for fmt, data in render(fig).items():
+            write_bytes(run_dir / "figures" / f"{name}.{fmt}", data)
+            figures[f"figures/{name}.{fmt}"] = data
+    md = markdown(summary, curves=drawn["curves"] is not None)
     write_text(run_dir / "report.md", md + "\n")
-    figures = {"figures/probes.png": png}
     if summary.get("tune", {}).get("methods"):
         figures["figures/sensitivity.png"] = sensitivity_figure(summary, _name)
         write_bytes(run_dir / "figures" / "sensitivity.png", figures["figures/sensitivity.png"])
@@ -450,6 +485,8 @@ def html_page(md: str, figures: dict[str, bytes]) -> str:
 
 def _inline(text: str) -> str:
     out = html.escape(text)
+    # [text](path): a link, e.g. to a figure's vector version beside the page.
+    out = re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)", r'<a href="\2">\1</a>', out)
     while "**" in out:
         out = out.replace("**", "<b>", 1).replace("**", "</b>", 1)
     while out.count("`") >= 2:

@@ -104,4 +104,6 @@ def _choice(cfg: StudyConfig, task: Task, methods: dict[str, Any]) -> dict[str, 
         f"ume_{k}": ume_score,
         f"{compare}_{k}": other,
         "split": split,
+        "margin": cfg.choice.margin,
+        "compare": compare,  # the stage UME was compared with (``joint``, ``joint-<fusion>``)
     }

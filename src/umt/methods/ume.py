@@ -133,10 +133,12 @@ def choose(
         return Choice(
             "ume",
             f"UME {label} {metric} {ume_acc:.4f} >= joint {joint_acc:.4f} - margin {margin}: "
-            "little is gained from cross-modal (paired) features, so the uni-modal ensemble suits",
+            "the papers' rule reads this as little gained from cross-modal (paired) features, "
+            "so UME",
         )
     return Choice(
         "umt",
-        f"UME {label} {metric} {ume_acc:.4f} < joint {joint_acc:.4f} - margin {margin}: joint "
-        "training learns paired features the uni-modal models miss, so UMT suits",
+        f"UME {label} {metric} {ume_acc:.4f} < joint {joint_acc:.4f} - margin {margin}: the "
+        "papers' rule reads joint training's lead as paired features the uni-modal models miss, "
+        "so UMT",
     )
