@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import assert_summary_is_the_stage_results
 
 from umt.compare import OUTCOMES_FILE, comparisons
 from umt.data.base import ArrayDataset
@@ -35,6 +36,7 @@ def test_tiny_study_keeps_outcomes_and_compares(tmp_path: Path, tiny_overrides: 
             assert outcomes.dtype == np.uint8 and outcomes.shape == (100,)
             result = json.loads((run / f"seed{seed}" / stage / "result.json").read_text())
             assert CLASSIFICATION.score_of(outcomes) == result["test_acc"]  # exactly
+    assert_summary_is_the_stage_results(run, summary)  # means and stds over the two seeds
 
     def test_acc(seed: int, stage: str) -> float:
         return float(summary["per_seed"][str(seed)]["stages"][stage]["test_acc"])

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from umt.checkpoints import metric_rows
+
 BASE = [
     "seeds=[0]",
     "data.name=synthetic",
@@ -25,6 +27,7 @@ BASE = [
     "data.synthetic.n_test=100",
     "model.encoder.hidden=32",
     "model.encoder.feature_dim=16",
+    "model.encoder.depth=0",  # no BatchNorm: see test_ddp_numbers_match_a_single_process_run
     "model.head_hidden=16",
     "probe.max_iter=20",
 ]
@@ -42,10 +45,11 @@ def _run(out: Path, extra: list[str]) -> tuple[subprocess.CompletedProcess[str],
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    single = _run(tmp_path_factory.mktemp("single"), ["train.batch_size=64"])
+    single_dir = tmp_path_factory.mktemp("single")
+    single = _run(single_dir, ["train.batch_size=64"])
     ddp_dir = tmp_path_factory.mktemp("ddp")
     ddp = _run(ddp_dir, ["train.batch_size=32", "train.devices=2", "train.strategy=ddp"])
-    return {"single": single, "ddp": ddp, "ddp_dir": ddp_dir}
+    return {"single": single, "ddp": ddp, "ddp_dir": ddp_dir, "single_dir": single_dir}
 
 
 def test_sharded_validation_metric_equals_the_whole_split(runs: dict[str, Any]) -> None:
@@ -57,14 +61,69 @@ def test_sharded_validation_metric_equals_the_whole_split(runs: dict[str, Any]) 
         assert r["fit_val_acc"] == pytest.approx(r["val_acc"], abs=1e-6), stage
 
 
+def _curve(run_dir: Path, stage: str, key: str) -> list[float]:
+    rows = metric_rows(run_dir / "default" / "seed0" / stage / "metrics.csv")
+    return [float(r[key]) for r in rows if r.get(key)]
+
+
 def test_ddp_numbers_match_a_single_process_run(runs: dict[str, Any]) -> None:
-    # Same global batch (2 x 32 vs 64) and seed; the shards see other orders, so only close.
+    """Two processes of 32 compute what one process of 64 computes, up to arithmetic order.
+
+    The global batches are the same samples (``ShardedBatchSampler``: process r takes
+    ``order[r::2]`` of the one seeded order, so the two halves of batch k are ``order[64k:64k+64]``)
+    and DDP's gradient is the mean of the two halves' mean gradients, the 64-sample mean. What
+    made the old test need a 12-point tolerance was BatchNorm: under DDP each process normalises
+    with the statistics of its own 32 samples (a different function from normalising with the 64),
+    and the running statistics used at evaluation are process 0's alone (DDP broadcasts its
+    buffers). Measured with the MLP's default BatchNorm layers (``model.encoder.depth=2``), test
+    accuracy single vs DDP: teacher-strong 0.48 vs 0.51, teacher-weak 0.42 vs 0.43, joint 0.58 vs
+    0.58, umt 0.44 vs 0.48; without BatchNorm (``depth=0``, this test) all four are equal, the
+    training losses agree to 1e-6 and every epoch's validation accuracy is the same. The study has
+    no ``SyncBatchNorm`` switch, so BatchNorm encoders under DDP train a (slightly) different model.
+    """
     _, single = runs["single"]
     _, ddp = runs["ddp"]
     for stage in ("teacher-strong", "teacher-weak", "joint", "umt"):
-        a = single["methods"][stage]["test_acc"]["mean"]
-        b = ddp["methods"][stage]["test_acc"]["mean"]
-        assert abs(a - b) <= 0.12, (stage, a, b)
+        a, b = single["per_seed"]["0"]["stages"][stage], ddp["per_seed"]["0"]["stages"][stage]
+        # 100 test samples: one that sits on a tie to float rounding may flip, no more.
+        assert abs(a["test_acc"] - b["test_acc"]) <= 1 / 100 + 1e-6, (stage, a, b)
+        assert a["best_epoch"] == b["best_epoch"], stage
+        single_dir, ddp_dir = runs["single_dir"], runs["ddp_dir"]
+        assert _curve(ddp_dir, stage, "train/loss") == pytest.approx(
+            _curve(single_dir, stage, "train/loss"), rel=1e-4
+        ), stage
+        va, vb = _curve(single_dir, stage, "val/acc"), _curve(ddp_dir, stage, "val/acc")
+        assert len(va) == len(vb) == 3
+        assert all(abs(x - y) <= 1 / 101 + 1e-6 for x, y in zip(va, vb, strict=True)), (
+            stage,
+            va,
+            vb,
+        )
+    for m, probes in single["probes"].items():
+        for stage, value in probes.items():
+            assert abs(value["mean"] - ddp["probes"][m][stage]["mean"]) <= 1 / 100 + 1e-6
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Lightning's sync_dist mean of an integer batch count truncates (50 + 51) / 2 to 50",
+)
+def test_ddp_validation_loss_is_the_whole_split_mean(runs: dict[str, Any]) -> None:
+    """``val/loss`` under DDP with unequal shards (50 and 51 samples) is logged 101/100 too high.
+
+    ``self.log(..., sync_dist=True)`` reduces an epoch mean as ``sync(sum of loss * n) /
+    sync(sum of n)`` with ``sync`` = all-reduce mean; on gloo that is a sum divided by the world
+    size, and for the integer sample count ``copy_(101 / 2)`` keeps 50. So the logged loss is
+    ``total / 100`` instead of ``total / 101`` (measured: 1.4037 vs 1.3898 = 101/100). Checkpoint
+    choice is unaffected (it reads ``val/acc``, a synced torchmetrics metric, exact); the fix
+    belongs in the engine (log the loss through a metric, or as float sums). Strict: when it is
+    fixed, this test passes, fails as XPASS, and the marker should go.
+    """
+    single_dir, ddp_dir = runs["single_dir"], runs["ddp_dir"]
+    for stage in ("teacher-strong", "joint"):
+        assert _curve(ddp_dir, stage, "val/loss") == pytest.approx(
+            _curve(single_dir, stage, "val/loss"), rel=1e-4
+        ), stage
 
 
 def test_the_run_directory_is_written_once(runs: dict[str, Any]) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import assert_summary_is_the_stage_results
 from torch import nn
 
 from umt.errors import UMTError
@@ -181,18 +182,22 @@ def test_umt_step_distils_pooled_features_for_every_fusion(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_tiny_study_with_each_fusion(name: str, tmp_path: Path, tiny_overrides: list[str]) -> None:
+def test_tiny_study_with_each_fusion(name: str, tmp_path: Path, easy_overrides: list[str]) -> None:
     overrides = [
-        *tiny_overrides,
+        *easy_overrides,
         "train.epochs=1",
         "methods=[joint,umt]",
         f"model.fusion={name}",
         "model.fusion_dim=16",
         "model.attention_heads=2",
     ]
-    summary = run_study(
-        load_config(overrides=overrides), tmp_path, log=_quiet, report=False
-    ).summary
+    result = run_study(load_config(overrides=overrides), tmp_path, log=_quiet, report=False)
+    summary = result.summary
     assert set(summary["methods"]) == {"teacher-strong", "teacher-weak", "joint", "umt"}
-    for entry in summary["methods"].values():
-        assert 0.0 <= entry["test_acc"]["mean"] <= 1.0
+    assert_summary_is_the_stage_results(result.run_dir, summary)
+    # One epoch (4 steps) leaves some fused heads near chance (0.19-0.83 over training seeds
+    # 0-4), but every fused model's strong encoder is learnt: its probe was 0.76-0.99 for every
+    # fusion and seed (chance 0.25), the joint model's 0.85-0.99.
+    probes = summary["probes"]["strong"]
+    assert probes["joint"]["mean"] >= 0.7, probes
+    assert probes["umt"]["mean"] >= 0.6, probes

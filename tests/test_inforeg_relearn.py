@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import assert_summary_is_the_stage_results
 from torch import nn
 
 from umt.data.base import ArrayDataset, DataBundle
@@ -296,10 +297,10 @@ def peers_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("preset", ["imbalanced", "three"])
 def test_inforeg_and_relearn_run_in_a_tiny_study(
-    preset: str, peers_dir: Path, tiny_overrides: list[str]
+    preset: str, peers_dir: Path, easy_overrides: list[str]
 ) -> None:
     overrides = [
-        *tiny_overrides,
+        *easy_overrides,
         f"data.synthetic.preset={preset}",
         f"name={preset}",
         "methods=[inforeg,relearn]",
@@ -314,9 +315,13 @@ def test_inforeg_and_relearn_run_in_a_tiny_study(
     for method in ("inforeg", "relearn"):
         assert f"seed0/{method}" in result.trained
         entry = result.summary["methods"][method]
-        assert 0.0 <= entry["test_acc"]["mean"] <= 1.0
+        # 4 classes, chance 0.25; over training seeds 0-4 (both presets) the test accuracy
+        # was 0.46-0.99, the strong encoder's probe 0.85-1.00.
+        assert entry["test_acc"]["mean"] >= 0.4, (method, entry["test_acc"])
+        assert result.summary["probes"][modalities[0]][method]["mean"] >= 0.7
         assert set(entry["modality_test_acc"]) == set(modalities)
         assert set(result.summary["probes"][modalities[-1]]) >= {"teacher", method}
+    assert_summary_is_the_stage_results(result.run_dir, result.summary)
     run = peers_dir / preset / "seed0"
     rows = (run / "relearn" / "metrics.csv").read_text().splitlines()
     header = rows[0].split(",")

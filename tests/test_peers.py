@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 
@@ -9,12 +10,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import assert_summary_is_the_stage_results
 from torch import nn
 
 from umt.data.base import ArrayDataset, DataBundle
 from umt.errors import UMTError
 from umt.methods import METHODS, MethodContext
 from umt.methods.gblend import GBlend, GBlendConfig, GBlendHeads, gblend_weights, split_holdout
+from umt.methods.joint import Joint
 from umt.methods.mla import MLA, MLAConfig, build_mla, entropy_weights, owm_update
 from umt.methods.mmpareto import MMPareto, MMParetoConfig, mmpareto_combine, pareto_weights
 from umt.methods.ogm_ge import OGMGE, OGMGEConfig, modulate_, ogm_coefficients, true_class_score
@@ -113,6 +116,106 @@ def test_ogm_after_backward_touches_only_encoder_weights_in_the_window() -> None
         assert p.grad is not None
         scaled = name.startswith("encoders.a.") and p.ndim >= 2
         assert torch.allclose(p.grad, before[name] * (0.5 if scaled else 1.0)), name
+
+
+def _dominated() -> tuple[MultimodalModel, dict[str, torch.Tensor]]:
+    """A concat model whose ``a`` encoder dominates: ``a`` carries the label, ``v`` is noise, and
+    20 steps of joint training (Adam) let the fused head lean on ``a``."""
+    g = torch.Generator().manual_seed(3)
+    y = torch.arange(48) % 3
+    batch = {
+        "a": F.one_hot(y, 3).float().repeat(1, 2)[:, :5] * 3 + torch.randn(48, 5, generator=g),
+        "v": torch.randn(48, 6, generator=g),
+        "label": y,
+    }
+    model = _model({"a": 5, "v": 6})
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    for _ in range(20):
+        opt.zero_grad()
+        F.cross_entropy(model(batch), y).backward()
+        opt.step()
+    return model, batch
+
+
+def _stepped(
+    method: object, model: MultimodalModel, batch: dict[str, torch.Tensor], optimizer: str
+) -> MultimodalModel:
+    """A copy of ``model`` after one training step of ``method`` (``model`` is unchanged), the
+    way the engine runs it: step, backward, the method's ``on_after_backward``, optimiser step."""
+    model = copy.deepcopy(model).train()
+    opt: torch.optim.Optimizer
+    if optimizer == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    method.step(model, batch)["loss"].backward()  # type: ignore[attr-defined]
+    if hasattr(method, "on_after_backward"):
+        method.on_after_backward(model)
+    opt.step()
+    return model
+
+
+def _update(
+    method: object, model: MultimodalModel, batch: dict[str, torch.Tensor], optimizer: str
+) -> dict[str, torch.Tensor]:
+    """Each parameter's change in one training step of ``method`` from ``model``'s state."""
+    after = dict(_stepped(method, model, batch, optimizer).named_parameters())
+    return {n: after[n].detach() - p.detach() for n, p in model.named_parameters()}
+
+
+def _weights(update: dict[str, torch.Tensor], m: str) -> torch.Tensor:
+    """Modality ``m``'s encoder weight tensors' changes, flattened into one vector."""
+    return torch.cat(
+        [d.flatten() for n, d in update.items() if n.startswith(f"encoders.{m}.") and d.ndim >= 2]
+    )
+
+
+def test_ogm_shrinks_the_dominant_encoders_sgd_update_by_its_coefficient() -> None:
+    model, batch = _dominated()
+    method = OGMGE(OGMGEConfig(alpha=0.8, noise=False))
+    joint = _update(Joint(), model, batch, "sgd")
+    torch.manual_seed(0)
+    ogm = _update(method, model, batch, "sgd")
+    k = method.coefficients
+    # The diagnosis: a is ahead (rho_a > 1), so only a is slowed, by 1 - tanh(0.8 rho_a) < 1.
+    assert k["v"] == 1.0 and 0.0 < k["a"] < 0.7, k
+    # Under SGD the step is -lr * grad (momentum has no history yet): a's weights move k_a times
+    # as far as under joint training, in the same direction; everything else moves the same.
+    torch.testing.assert_close(_weights(ogm, "a"), k["a"] * _weights(joint, "a"))
+    torch.testing.assert_close(_weights(ogm, "v"), _weights(joint, "v"))
+    ratio = _weights(ogm, "a").norm() / _weights(joint, "a").norm()
+    assert ratio.item() == pytest.approx(k["a"], rel=1e-4)
+    assert ogm["head.weight"].equal(joint["head.weight"])
+
+
+def test_ogm_ge_noise_keeps_the_shrunk_component_and_adds_the_gradients_spread() -> None:
+    model, batch = _dominated()
+    joint = _weights(_update(Joint(), model, batch, "sgd"), "a")
+    method = OGMGE(OGMGEConfig(alpha=0.8, noise=True))
+    torch.manual_seed(0)
+    ge = _weights(_update(method, model, batch, "sgd"), "a")
+    # GE adds N(0, std(g)^2) per weight tensor: along joint's update direction the step keeps
+    # about k_a of joint's (the noise's share there is about 1/sqrt(#weights) = 1/sqrt(136);
+    # measured over 5 noise seeds: 0.18-0.44 against k_a = 0.30).
+    along = (ge @ joint / joint.pow(2).sum()).item()
+    assert along == pytest.approx(method.coefficients["a"], abs=0.35)
+    assert along < 0.9  # shrunk, not joint's full step
+    assert (ge - method.coefficients["a"] * joint).norm() > 0.1 * joint.norm()  # noise was added
+
+
+def test_ogm_modulation_vanishes_under_adam() -> None:
+    # The issue's finding: Adam divides each parameter's step by its gradient's running scale, so
+    # a per-encoder gradient factor k cancels (exactly, up to eps, on the first step). This is
+    # why OGM-GE's effect must be measured, and run, under SGD.
+    model, batch = _dominated()
+    method = OGMGE(OGMGEConfig(alpha=0.8, noise=False))
+    joint = _update(Joint(), model, batch, "adam")
+    ogm = _update(method, model, batch, "adam")
+    assert method.coefficients["a"] < 0.7
+    a, b = _weights(ogm, "a"), _weights(joint, "a")
+    # Equal but where |k g| is near Adam's eps (1e-8): a few tiny-gradient weights.
+    assert ((a - b).norm() / b.norm()).item() < 1e-3
+    assert ((a - method.coefficients["a"] * b).norm() / b.norm()).item() > 0.3  # not shrunk
 
 
 # -- G-Blending ---------------------------------------------------------------------------------
@@ -347,6 +450,39 @@ def test_pmr_loss_adds_the_prototypical_terms() -> None:
         assert out["loss"].item() == pytest.approx(expected.item(), rel=1e-5)
 
 
+def test_pmr_boosts_the_encoder_behind_and_leaves_the_one_ahead_as_joint() -> None:
+    model, batch = _dominated()
+    data = ArrayDataset({m: batch[m].numpy() for m in ("a", "v")}, batch["label"].numpy())
+    protos = Prototypes({"a": 4, "v": 4}, 3)
+    method = PMR(protos, data, 3, PMRConfig(alpha=1.0, mu=0.0, proto_share=1.0), seed=0)
+    method.on_train_epoch_start(model, 0)  # prototypes: the class means of every sample
+
+    def pce(m: MultimodalModel, modality: str) -> tuple[float, float]:
+        """Modality's prototypical cross-entropy and true-class score on the batch."""
+        with torch.no_grad():
+            sims = -torch.cdist(m.eval().encode(batch)[modality], protos.get(modality))
+        return F.cross_entropy(sims, batch["label"]).item(), true_class_score(
+            sims, batch["label"]
+        ).item()
+
+    beta, _ = pmr_coefficients({m: pce(model, m)[1] for m in ("a", "v")})
+    assert beta["a"] == 0.0 and beta["v"] > 0.1, beta  # a leads, v is behind
+    joint_model = _stepped(Joint(), model, batch, "sgd")
+    pmr_model = _stepped(method, model, batch, "sgd")
+    joint = {n: p.detach() for n, p in joint_model.named_parameters()}
+    pmr = {n: p.detach() for n, p in pmr_model.named_parameters()}
+    # The leading encoder gets joint training's step (its PCE weight beta_a is 0, no entropy term).
+    for name, p in pmr.items():
+        if name.startswith("encoders.a.") or name.startswith("head."):
+            torch.testing.assert_close(p, joint[name], msg=name)
+    # The encoder behind gets the extra pull towards its class prototypes: its prototypical
+    # cross-entropy falls further than under joint training's step (measured: 0.0022 against
+    # 0.0015 from 0.8842, beta_v = 0.23).
+    before, after_joint = pce(model, "v")[0], pce(joint_model, "v")[0]
+    after_pmr = pce(pmr_model, "v")[0]
+    assert before - after_pmr > 1.3 * (before - after_joint) > 0, (before, after_joint, after_pmr)
+
+
 # -- Every peer through a study -----------------------------------------------------------------
 
 
@@ -365,13 +501,17 @@ def test_peers_are_registered_with_a_config_section() -> None:
 
 
 @pytest.mark.parametrize("method", PEERS)
-def test_peer_runs_in_a_tiny_study(method: str, study_dir: Path, tiny_overrides: list[str]) -> None:
-    overrides = [*tiny_overrides, f"methods=[joint,{method}]", "gblend.every=1"]
+def test_peer_runs_in_a_tiny_study(method: str, study_dir: Path, easy_overrides: list[str]) -> None:
+    overrides = [*easy_overrides, f"methods=[joint,{method}]", "gblend.every=1"]
     result = run_study(
         load_config(overrides=overrides), study_dir, log=lambda _: None, report=False
     )
     assert f"seed0/{method}" in result.trained
     entry = result.summary["methods"][method]
-    assert 0.0 <= entry["test_acc"]["mean"] <= 1.0
-    assert all(0.0 <= v["mean"] <= 1.0 for v in entry["modality_test_acc"].values())
+    # 4 classes, chance 0.25. Over training seeds 0-4 each peer's test accuracy was 0.44-1.00
+    # (MLA lowest) and its strong encoder's probe 0.90-1.00.
+    assert entry["test_acc"]["mean"] >= 0.4, entry["test_acc"]
+    assert result.summary["probes"]["strong"][method]["mean"] >= 0.8
+    assert set(entry["modality_test_acc"]) == {"strong", "weak"}
+    assert_summary_is_the_stage_results(result.run_dir, result.summary)
     assert set(result.summary["probes"]["weak"]) >= {"teacher", "joint", method}

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from umt.data.base import ArrayDataset, DataBundle
@@ -152,3 +155,74 @@ def test_extract_features_keeps_batchnorm_statistics() -> None:
     extract_features(enc, _bundle().train, "good", batch_size=8)
     assert torch.equal(enc[1].running_mean, before)
     assert enc.training
+
+
+# -- against a reference solver: scikit-learn's logistic regression ---------------------------
+
+
+def _overlapping(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    # Three classes whose clouds overlap (centres 1.5 apart, unit noise): the regularised optimum
+    # is finite and unique, so two solvers must meet at the same weights.
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 3
+    centers = torch.tensor([[1.5, 0.0, 0.0], [0.0, 1.5, 0.0], [0.0, 0.0, 1.5]])
+    x = torch.cat([centers[y], torch.zeros(n, 3)], dim=1) + torch.randn(n, 6, generator=g)
+    return x.double(), y
+
+
+def _sklearn(x: torch.Tensor, y: torch.Tensor, l2: float) -> Any:
+    """scikit-learn's multinomial logistic regression minimising our objective.
+
+    Ours (``fit_linear``): ``mean_i CE_i + l2 * ||W||^2``, bias not penalised. scikit-learn's:
+    ``C * sum_i CE_i + ||W||^2 / 2``, intercept not penalised. Times ``N`` ours is
+    ``sum_i CE_i + N * l2 * ||W||^2``: the same minimiser when ``1 / (2 C) = N * l2``.
+    """
+    linear_model = pytest.importorskip("sklearn.linear_model")
+    c = 1.0 / (2.0 * len(y) * l2)
+    clf = linear_model.LogisticRegression(C=c, tol=1e-12, max_iter=10_000)  # lbfgs, multinomial
+    return clf.fit(x.numpy(), y.numpy())
+
+
+@pytest.mark.parametrize("l2", [1e-3, 1e-2, 1e-1])
+def test_fit_linear_matches_sklearn_logistic_regression(l2: float) -> None:
+    x, y = _overlapping(90, 0)
+    ours = fit_linear(x.float(), y, 3, l2=l2, max_iter=500)
+    ref = _sklearn(x, y, l2)
+    weight, bias = ours.weight.detach().double(), ours.bias.detach().double()
+    ref_w, ref_b = torch.from_numpy(ref.coef_), torch.from_numpy(ref.intercept_)
+    # Softmax is unchanged by a constant added to every class's bias; sklearn's intercepts
+    # are not centred when unpenalised, so compare the biases centred.
+    torch.testing.assert_close(weight, ref_w, atol=2e-3, rtol=0)
+    torch.testing.assert_close(bias - bias.mean(), ref_b - ref_b.mean(), atol=2e-3, rtol=0)
+
+    def objective(w: torch.Tensor, b: torch.Tensor) -> float:
+        return (F.cross_entropy(x @ w.T + b, y) + l2 * w.pow(2).sum()).item()
+
+    assert objective(weight, bias) == pytest.approx(objective(ref_w, ref_b), abs=1e-6)
+    x_test, _ = _overlapping(300, 1)
+    ours_pred = ours(x_test.float()).argmax(1).numpy()
+    assert (ours_pred == ref.predict(x_test.numpy())).mean() >= 299 / 300  # a tie at most
+
+
+def test_linear_probe_matches_sklearn_on_fixed_features() -> None:
+    train, val, test = _overlapping(90, 0), _overlapping(60, 1), _overlapping(300, 2)
+    grid = (1e-3, 1e-2, 1e-1, 1.0)
+    result = linear_probe(
+        *((x.float(), y) for x, y in (train, val, test)), 3, ProbeConfig(l2=grid, max_iter=500)
+    )
+    # The same protocol by hand: standardise with the train mean and (unbiased) std, fit each
+    # strength, keep the first best on val, read test once.
+    mean, std = train[0].mean(0), train[0].std(0)
+    best: tuple[float, float, Any] | None = None
+    for l2 in grid:
+        ref = _sklearn((train[0] - mean) / std, train[1], l2)
+        acc = float((ref.predict(((val[0] - mean) / std).numpy()) == val[1].numpy()).mean())
+        if best is None or acc > best[0]:
+            best = (acc, l2, ref)
+    assert best is not None
+    val_acc, l2, ref = best
+    test_acc = float((ref.predict(((test[0] - mean) / std).numpy()) == test[1].numpy()).mean())
+    assert result.l2 == l2
+    assert result.val_acc == pytest.approx(val_acc, abs=1e-6)
+    assert result.test_acc == pytest.approx(test_acc, abs=1 / 300 + 1e-6)  # one tie at most
+    assert 0.55 < result.test_acc < 0.95  # overlapping classes: neither chance nor trivial

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import assert_summary_is_the_stage_results
 from torch import nn
 
 from umt.data.base import ArrayDataset, DataBundle
@@ -206,16 +207,20 @@ def test_build_checks_its_settings() -> None:
 
 
 def test_reconboost_runs_in_a_tiny_study_and_is_then_cached(
-    tmp_path: Path, tiny_overrides: list[str]
+    tmp_path: Path, easy_overrides: list[str]
 ) -> None:
     assert METHODS["reconboost"].build is not None and not METHODS["reconboost"].uses_teachers
-    overrides = [*tiny_overrides, "methods=[joint,reconboost]", "train.epochs=3"]
+    overrides = [*easy_overrides, "methods=[joint,reconboost]", "train.epochs=3"]
     cfg = load_config(overrides=overrides)
     assert load_config(overrides=["reconboost.reconcile=0.1"]).reconboost.reconcile == 0.1
     first = run_study(cfg, tmp_path, log=lambda _: None, report=False)
     assert "seed0/reconboost" in first.trained
     entry = first.summary["methods"]["reconboost"]
-    assert 0.0 <= entry["test_acc"]["mean"] <= 1.0
+    # 4 classes, chance 0.25; over training seeds 0-4 ReconBoost's test accuracy was 0.86-1.00,
+    # its strong encoder's probe 1.00.
+    assert entry["test_acc"]["mean"] >= 0.6, entry["test_acc"]
+    assert first.summary["probes"]["strong"]["reconboost"]["mean"] >= 0.8
+    assert_summary_is_the_stage_results(first.run_dir, first.summary)
     assert set(entry["modality_test_acc"]) == set(entry["missing_test_acc"]) == {"strong", "weak"}
     assert set(first.summary["probes"]["weak"]) >= {"teacher", "joint", "reconboost"}
     again = run_study(cfg, tmp_path, log=lambda _: None, report=False)

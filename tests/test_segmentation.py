@@ -246,9 +246,20 @@ def test_tiny_segmentation_study_end_to_end(tmp_path: Path) -> None:
     s = json.loads((run / "summary.json").read_text())
     assert s["data"]["task"] == "segmentation"
     assert set(s["methods"]) == {"teacher-rgb", "teacher-depth", "joint", "umt", "ume"}
-    for entry in s["methods"].values():
-        assert 0 <= entry["test_miou"]["mean"] <= 1
+    for method, entry in s["methods"].items():
         assert len(entry["test_iou"]) == len(CLASS_NAMES)
+        # The numbers (torchmetrics' Jaccard index) recomputed by hand from the stage's per-image
+        # intersection and union counts: IoU_c = sum I_c / sum U_c, averaged over the classes
+        # present (union > 0).
+        stage = run / "seed0" / method
+        scores = json.loads((stage / "result.json").read_text())
+        counts = np.load(stage / "test-outcomes.npy").sum(0)  # (2, K): intersections, unions
+        present = counts[1] > 0
+        iou = np.where(present, counts[0] / np.maximum(counts[1], 1), 0.0)
+        assert scores["test_iou"] == pytest.approx(iou.tolist(), abs=1e-6), method
+        assert scores["test_miou"] == pytest.approx(iou[present].mean(), abs=1e-6), method
+        assert entry["test_miou"]["values"] == [scores["test_miou"]]
+        assert [c["mean"] for c in entry["test_iou"]] == scores["test_iou"]
     assert set(s["methods"]["joint"]["missing_test_miou"]) == {"rgb", "depth"}
     assert set(s["probes"]["depth"]) == {"teacher", "joint", "umt"}
     assert s["choice"]["method"] in ("ume", "umt") and "mIoU" in s["choice"]["reason"]

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import assert_summary_is_the_stage_results
 from torch import nn
 
 from umt.data.base import ArrayDataset, DataBundle
@@ -269,10 +270,10 @@ def family_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("preset", ["imbalanced", "three"])
 def test_umt_variants_and_g2d_run_in_a_tiny_study(
-    preset: str, family_dir: Path, tiny_overrides: list[str]
+    preset: str, family_dir: Path, easy_overrides: list[str]
 ) -> None:
     overrides = [
-        *tiny_overrides,
+        *easy_overrides,
         f"data.synthetic.preset={preset}",
         f"name={preset}",
         "methods=[umt,g2d]",
@@ -288,8 +289,15 @@ def test_umt_variants_and_g2d_run_in_a_tiny_study(
     for method in ("umt", "g2d"):
         assert f"seed0/{method}" in result.trained
         entry = result.summary["methods"][method]
-        assert 0.0 <= entry["test_acc"]["mean"] <= 1.0
+        # 4 classes, chance 0.25; over training seeds 0-4 (both presets) the strong encoder's
+        # probe was 0.78-1.00 for both methods, UMT's test accuracy 0.49-0.88. G2D's fused head
+        # ranged 0.30-0.83 (logit distillation at 0.5 in two epochs): only its encoder is held
+        # to a margin.
+        assert result.summary["probes"][modalities[0]][method]["mean"] >= 0.7
+        if method == "umt":
+            assert entry["test_acc"]["mean"] >= 0.4, entry["test_acc"]
         assert set(entry["modality_test_acc"]) == set(modalities)
+    assert_summary_is_the_stage_results(result.run_dir, result.summary)
     metrics = (family_dir / preset / "seed0" / "g2d" / "metrics.csv").read_text().splitlines()[0]
     assert all(f"train/priority_{m}" in metrics for m in modalities)
     assert "train/logit_distill_loss" in metrics
