@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -173,10 +174,87 @@ def resized_crops(
     return out.view(b, t, c, size, size)
 
 
-def take_rows(stored: np.ndarray, rows: np.ndarray) -> torch.Tensor:
-    """``stored[rows]`` as a tensor, in one copy out of the memory map; into page-locked memory
-    when CUDA is available and this is not a loader worker, so that the DataLoader's pinning
-    finds it pinned already and the copy to the GPU runs asynchronously.
+class BatchBuffers:
+    """A ring of reused batch buffers for the rows read from one stored array.
+
+    Reading a ~30 MB batch into freshly allocated memory costs as much as the read itself on a
+    CPU: the allocator hands large blocks back to the system when they are freed, so every new
+    batch faults its pages in again (the loader ran at about half the raw memory-map read).
+    Here the rows are read into one of ``depth`` buffers kept for the purpose, so their pages
+    stay mapped.
+
+    The contract: a buffer is reused only once no tensor made from it is alive. Each batch is a
+    tensor over a numpy view of its buffer, and the tensor (and any view of it) holds a
+    reference to the buffer until it is freed; :meth:`take` reads the reference count, so a
+    batch that anyone still holds (the loader's prefetch, a list of batches, a slice of one) is
+    never overwritten. When every buffer is held, the batch gets fresh memory (correct, only
+    slower), and the ring does not grow beyond ``depth``.
+
+    Where it is not used: in the page-locked memory of a CUDA process (``torch.empty(...,
+    pin_memory=True)``: PyTorch's caching host allocator already reuses pinned blocks, and only it
+    knows when an asynchronous copy to the GPU has finished reading one), and in loader workers
+    (their batches are moved into shared memory to reach the main process; there a batch is
+    allocated in shared memory at once, which saves that copy).
+
+    Example:
+        >>> stored, ring = np.arange(12).reshape(6, 2), BatchBuffers()
+        >>> a = ring.take(stored, np.array([0, 1]))
+        >>> b = ring.take(stored, np.array([4, 5]))  # `a` is held: another buffer
+        >>> a.tolist(), b.tolist()
+        ([[0, 1], [2, 3]], [[8, 9], [10, 11]])
+        >>> ptr = b.data_ptr()
+        >>> del b
+        >>> ring.take(stored, np.array([2])).data_ptr() == ptr  # `b`'s buffer, free again
+        True
+    """
+
+    def __init__(self, depth: int = 4) -> None:
+        self.depth = depth
+        self._slots: list[np.ndarray] = []  # (capacity, *row shape), owned by this ring only
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"depth": self.depth}  # a copy (a spawned worker's) starts with no buffers
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["depth"])  # type: ignore[misc]
+
+    def _free_slot(self, rows: int, shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray:
+        """A buffer of at least ``rows`` rows of ``shape`` that no live tensor uses."""
+        for i in range(len(self._slots)):
+            # 2 references: the list's and getrefcount's argument; a live batch adds its own
+            if sys.getrefcount(self._slots[i]) == 2:
+                slot = self._slots[i]
+                if slot.shape[1:] == shape and slot.dtype == dtype and len(slot) >= rows:
+                    return slot
+                if len(self._slots) >= self.depth:  # free but unfit: replaced by one that fits
+                    del self._slots[i]
+                    break
+        if len(self._slots) >= self.depth:  # every buffer held: fresh memory, not kept
+            return np.empty((rows, *shape), dtype=dtype)
+        self._slots.append(np.empty((rows, *shape), dtype=dtype))
+        return self._slots[-1]
+
+    def take(self, stored: np.ndarray, rows: np.ndarray) -> torch.Tensor:
+        """``stored[rows]`` (``rows`` in range) as a tensor over a free buffer, in one copy."""
+        out = self._free_slot(len(rows), tuple(stored.shape[1:]), stored.dtype)[: len(rows)]
+        np.take(stored, rows, axis=0, out=out, mode="clip")  # "clip": no buffered copy
+        return torch.from_numpy(out)
+
+
+def _shared_empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialised tensor in shared memory: a loader worker's batch reaches the main
+    process without the copy that pickling an ordinary tensor makes."""
+    storage = torch.UntypedStorage._new_shared(math.prod(shape) * dtype.itemsize)
+    return torch.empty(0, dtype=dtype).set_(storage).view(shape)
+
+
+def take_rows(
+    stored: np.ndarray, rows: np.ndarray, buffers: BatchBuffers | None = None
+) -> torch.Tensor:
+    """``stored[rows]`` as a tensor, in one copy out of the memory map: into page-locked memory
+    when CUDA is available and this is not a loader worker (the DataLoader's pinning finds it
+    pinned already and the copy to the GPU runs asynchronously); into shared memory in a loader
+    worker; else into one of ``buffers`` (see :class:`BatchBuffers`) when given.
 
     Example:
         >>> take_rows(np.arange(12).reshape(4, 3), np.array([1, 3])).tolist()
@@ -184,10 +262,14 @@ def take_rows(stored: np.ndarray, rows: np.ndarray) -> torch.Tensor:
     """
     if len(rows) and not (0 <= rows.min() and rows.max() < len(stored)):
         return torch.from_numpy(np.ascontiguousarray(stored[rows]))  # numpy's index errors
-    pin = torch.utils.data.get_worker_info() is None and torch.cuda.is_available()
+    worker = torch.utils.data.get_worker_info() is not None
+    pin = not worker and torch.cuda.is_available()
+    if buffers is not None and not worker and not pin:
+        return buffers.take(stored, rows)
     dtype = torch.from_numpy(np.empty(0, dtype=stored.dtype)).dtype
-    out = torch.empty((len(rows), *stored.shape[1:]), dtype=dtype, pin_memory=pin)
-    np.take(stored, rows, axis=0, out=out.numpy(), mode="clip")  # "clip": no buffered copy
+    shape = (len(rows), *stored.shape[1:])
+    out = _shared_empty(shape, dtype) if worker else torch.empty(shape, dtype=dtype, pin_memory=pin)
+    np.take(stored, rows, axis=0, out=out.numpy(), mode="clip")
     return out
 
 
@@ -199,6 +281,10 @@ class _View(ArrayView):
     rows) and draws each sample's augmentation on the CPU as small tensors; ``finish(x, params)``
     turns them into the model's inputs, for the whole batch, on whatever device they are on.
     """
+
+    def __init__(self, stored: np.ndarray) -> None:
+        super().__init__(stored)
+        self.buffers = BatchBuffers()  # what `raw` reads the rows into (training and evaluation)
 
     def read(self, rows: np.ndarray) -> np.ndarray:
         out: np.ndarray = self.eval_batch(rows).numpy()
@@ -287,9 +373,12 @@ class FramesView(_View):
         n = len(rows)
         if self.frames < t:  # random frames, in temporal order, the same number per clip
             pick = torch.rand(n, t).argsort(1)[:, : self.frames].sort(1).values.numpy()
-            x = torch.from_numpy(np.ascontiguousarray(self.stored[rows[:, None], pick]))
+            # frame j of clip i is row i * t + j of the clips' frames, (N * T, 3, H, W)
+            frames = self.stored.reshape(-1, *self.stored.shape[2:])
+            x = take_rows(frames, (rows[:, None] * t + pick).reshape(-1), self.buffers)
+            x = x.view(n, self.frames, *x.shape[1:])
         else:
-            x = take_rows(self.stored, rows)
+            x = take_rows(self.stored, rows, self.buffers)
         box = random_boxes(n, h, w, self.cfg.scale)  # one box and one flip per clip
         flip = torch.rand(n) < 0.5 if self.cfg.flip else torch.zeros(n, dtype=torch.bool)
         return x, {"box": box, "flip": flip}
@@ -331,7 +420,7 @@ class SpectrogramView(_View):
         self.mean, self.std = float(mean), max(float(std), 1e-6)
 
     def raw(self, rows: np.ndarray, *, augment: bool) -> tuple[torch.Tensor, Params]:
-        x = take_rows(self.stored, rows)  # as stored
+        x = take_rows(self.stored, rows, self.buffers)  # as stored
         params: Params = {}
         n, m, f = len(rows), self.shape[-2], self.shape[-1]
         for key, width_max, size in (
@@ -494,6 +583,7 @@ def load_prepared(cfg: DataConfig) -> DataBundle:
 
 __all__ = [
     "FORMAT",
+    "BatchBuffers",
     "PREPARED_FILE",
     "FramesView",
     "PreparedConfig",
