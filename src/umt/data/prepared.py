@@ -20,11 +20,13 @@ means and ``umt data export`` see what the model sees.
 
 **Where the work happens.** A batch is made in two steps. On the CPU, in the loader: the rows are
 read in one copy from the memory maps (sorted indices; into page-locked memory when CUDA is
-available), frames picked, and each sample's crop box, flip and masks drawn from the global torch
-generator (which checkpoints save and restore, so a resumed run draws the same) — small tensors
-under keys ``"<modality>:<name>"`` (``"visual:box"``, ``"visual:flip"``, ``"audio:time_masks"``).
-Then, on whatever device the batch is on, :meth:`PreparedDataset.on_device` cuts and resizes the
-boxes, flips, normalises and masks, for the whole batch at once. ``fit`` trains on
+available, shared memory in a loader worker, else a ring of reused buffers whose pages stay
+mapped, :class:`BatchBuffers`), frames picked, and each sample's crop box, flip and masks drawn
+from the global torch generator (which checkpoints save and restore, so a resumed run draws the
+same) — small tensors under keys ``"<modality>:<name>"`` (``"visual:box"``, ``"visual:flip"``,
+``"audio:time_masks"``). Then, on whatever device the batch is on,
+:meth:`PreparedDataset.on_device` cuts and resizes the boxes, flips, normalises and masks, for
+the whole batch at once. ``fit`` trains on
 ``for_device()`` splits, whose batches stay raw (uint8 frames, float16 spectrograms: under a
 third of the bytes to move) and are finished in ``on_after_batch_transfer``, on the GPU when
 there is one; indexing a split (``data.train[rows]``, as probes and peers' methods do) gives
@@ -211,6 +213,7 @@ class BatchBuffers:
     def __init__(self, depth: int = 4) -> None:
         self.depth = depth
         self._slots: list[np.ndarray] = []  # (capacity, *row shape), owned by this ring only
+        self._idle = [np.empty(0)]  # held like a free slot: its count is a free slot's count
 
     def __getstate__(self) -> dict[str, Any]:
         return {"depth": self.depth}  # a copy (a spawned worker's) starts with no buffers
@@ -220,9 +223,9 @@ class BatchBuffers:
 
     def _free_slot(self, rows: int, shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray:
         """A buffer of at least ``rows`` rows of ``shape`` that no live tensor uses."""
+        free = sys.getrefcount(self._idle[0])  # the list's reference (+ the call's, if any)
         for i in range(len(self._slots)):
-            # 2 references: the list's and getrefcount's argument; a live batch adds its own
-            if sys.getrefcount(self._slots[i]) == 2:
+            if sys.getrefcount(self._slots[i]) == free:  # a live batch's view adds one
                 slot = self._slots[i]
                 if slot.shape[1:] == shape and slot.dtype == dtype and len(slot) >= rows:
                     return slot
