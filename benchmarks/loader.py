@@ -13,6 +13,10 @@ made from videos (PyAV).
   batches of uint8 frames and float16 spectrograms, each sample's crop box and flip drawn.
 - *CPU route*: ``make_loader(train)``: the same batches finished in the loader, on the CPU (what
   ``data.train[rows]`` gives, e.g. to probes).
+- *paired*: the headline loader's batches each timed next to the raw read of the same rows
+  (alternating which goes first), so that a change in the machine's load touches both within
+  milliseconds: ``train_over_raw_paired`` is the median over epochs of raw-read time / loader
+  time, with its spread; on a shared machine it is steadier than the ratio of whole epochs.
 - *on-device step*: ``train.on_device`` alone (crop + resize, flip, normalisation, audio
   standardisation) on the evaluation device (the CPU here), over batches already there.
 """
@@ -20,6 +24,7 @@ made from videos (PyAV).
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -112,6 +117,7 @@ def prepared_loader(
     loaders.clear()  # stops the persistent workers
     rates = {name: summary(t, n) for name, t in times.items()}
 
+    paired = _paired(train.for_device(), stored, batch_size, workers[0], warmup, repeats)
     batches = [  # the on-device step alone, over raw batches already on the device
         {k: v.to(device) for k, v in b.items()}
         for b in make_loader(train.for_device(), batch_size=batch_size, shuffle=True)
@@ -131,6 +137,8 @@ def prepared_loader(
         "train_samples_per_s": head,
         "raw_read_samples_per_s": raw,
         "train_over_raw": head / raw,
+        "train_over_raw_paired": paired["ratio"]["median"],
+        "paired": paired,
         "on_device_samples_per_s": on_device["per_s"],
         "cpu_route_samples_per_s": rates["cpu_route"]["per_s"],
         "cpu_route_over_raw": rates["cpu_route"]["per_s"] / raw,
@@ -143,4 +151,50 @@ def prepared_loader(
         "batch_size": batch_size,
         "bytes_per_sample": int(sum(a[0].nbytes for a in stored.values())),
         "shapes": {m: list(a.shape[1:]) for m, a in stored.items()},
+    }
+
+
+def _paired(
+    train: Any,
+    stored: dict[str, np.ndarray],
+    batch_size: int,
+    workers: int,
+    warmup: int,
+    repeats: int,
+) -> dict[str, Any]:
+    """Each batch of the loader timed next to the raw read of its rows (the order alternating
+    batch by batch); per epoch, raw-read seconds / loader seconds. The loop holds the previous
+    batch while the next is read, as a training loop does."""
+    loader = make_loader(train, batch_size=batch_size, shuffle=True, num_workers=workers)
+    assert isinstance(loader.sampler, ShardedBatchSampler)
+    n = len(train)
+    ratios, train_rates, raw_rates = [], [], []
+    for epoch in range(warmup + repeats):
+        loader.sampler.set_epoch(1000 + epoch)
+        rows = [np.sort(np.asarray(r)) for r in loader.sampler]
+        batches = iter(loader)
+        seconds, batch = {"train": 0.0, "raw": 0.0}, None
+        for i, idx in enumerate(rows):
+            for part in ("raw", "train") if i % 2 else ("train", "raw"):
+                start = time.perf_counter()
+                if part == "train":
+                    batch = next(batches)
+                else:
+                    for arr in stored.values():
+                        np.asarray(arr[idx])
+                seconds[part] += time.perf_counter() - start
+        del batch, batches
+        if epoch >= warmup:
+            ratios.append(seconds["raw"] / seconds["train"])
+            train_rates.append(n / seconds["train"])
+            raw_rates.append(n / seconds["raw"])
+
+    def spread(values: list[float]) -> dict[str, Any]:
+        return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+    return {
+        "ratio": spread(ratios),
+        "train_per_s": spread(train_rates),
+        "raw_read_per_s": spread(raw_rates),
+        "workers": workers,
     }

@@ -226,15 +226,21 @@ def _loader_section(r: dict[str, Any]) -> list[str]:
         "rows copied out of the memory maps and nothing else (the limit); *train loader*: the "
         "batches `fit` gets (uint8 frames, float16 spectrograms, crop boxes and flips drawn), "
         "per worker count; *CPU route*: the same finished in the loader on the CPU; *on-device "
-        f"step*: `on_device` alone (crop + resize, flip, normalisation) on {r['on_device']['device']}.",
+        f"step*: `on_device` alone (crop + resize, flip, normalisation) on {r['on_device']['device']}; "
+        "*paired*: train / raw with each batch timed next to the raw read of its rows (median "
+        "over epochs, min..max: steadier on a loaded machine).",
         "",
     ]
     workers = list(r["workers"])
     header = ["raw read", *(f"train loader, {w} w." for w in workers), "train / raw"]
+    header += [f"train / raw, paired ({r['paired']['workers']} w.)"]
     header += ["CPU route", "on-device step"]
     row = [_rate(r["raw_read_samples_per_s"])]
     row += [_rate(r["workers"][w]["per_s"]) for w in workers]
-    row += [_x(r["train_over_raw"]), _rate(r["cpu_route_samples_per_s"])]
+    paired = r["paired"]["ratio"]
+    row += [_x(r["train_over_raw"])]
+    row += [f"{_x(paired['median'])} ({paired['min']:.2f}..{paired['max']:.2f})"]
+    row += [_rate(r["cpu_route_samples_per_s"])]
     row += [_rate(r["on_device_samples_per_s"])]
     return lines + _table(header, [row])
 

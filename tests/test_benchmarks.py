@@ -66,6 +66,9 @@ def test_quick_run_reports_every_section(tmp_path: Path, capsys: Any) -> None:
     assert loader["train_samples_per_s"] == loader["workers"]["0"]["per_s"]
     ratio = loader["train_samples_per_s"] / loader["raw_read_samples_per_s"]
     assert abs(loader["train_over_raw"] - ratio) < 1e-9
+    paired = loader["paired"]  # each batch next to the raw read of its rows
+    assert paired["ratio"]["min"] <= loader["train_over_raw_paired"] <= paired["ratio"]["max"]
+    assert paired["workers"] == 0 and paired["train_per_s"]["median"] > 0
     assert loader["shapes"] == {"audio": [1, 8, 20], "visual": [2, 3, 16, 16]}
     assert loader["bytes_per_sample"] == 8 * 20 * 2 + 2 * 3 * 16 * 16
     study = results["study"]  # the default-study hook, on a tiny study here

@@ -14,16 +14,24 @@ import torch
 import torch.nn.functional as F
 
 from umt.data import DataConfig, load_data
-from umt.data.base import ArrayDataset, DataBundle, is_modality_key, make_loader
+from umt.data.base import (
+    ArrayDataset,
+    DataBundle,
+    ShardedBatchSampler,
+    is_modality_key,
+    make_loader,
+)
 from umt.data.folder import export_folder
 from umt.data.prepared import (
     FORMAT,
     IMAGENET_MEAN,
     IMAGENET_STD,
     PREPARED_FILE,
+    BatchBuffers,
     PreparedConfig,
     random_boxes,
     resized_crops,
+    take_rows,
 )
 from umt.engine import TrainConfig, fit
 from umt.methods import Joint
@@ -247,3 +255,77 @@ def test_fit_trains_on_device_batches_and_resumes_bit_identically(
     assert _epoch_rows(tmp_path / "resumed", 1) == whole
     # epoch 0 is not redone: its rows are the first run's, kept once across the resume (issue 16)
     assert _epoch_rows(tmp_path / "resumed", 0) == _epoch_rows(tmp_path / "whole", 0)
+
+
+def test_batch_buffers_are_reused_only_when_no_batch_holds_them() -> None:
+    stored = np.arange(6 * 2 * 3, dtype=np.uint8).reshape(6, 2, 3)
+    ring = BatchBuffers(depth=2)
+    a = ring.take(stored, np.array([0, 1]))
+    view = a[1:]  # a view keeps the buffer as held as the batch itself
+    del a
+    b = ring.take(stored, np.array([2, 3]))
+    c = ring.take(stored, np.array([4, 5]))  # both buffers held: fresh memory, not kept
+    assert len({view.data_ptr() - 6, b.data_ptr(), c.data_ptr()}) == 3
+    assert view.tolist() == stored[[1]].tolist() and b.tolist() == stored[[2, 3]].tolist()
+    assert c.tolist() == stored[[4, 5]].tolist()
+    ptr = b.data_ptr()
+    del b
+    d = ring.take(stored, np.array([5]))  # b's buffer is free again: reused, not allocated
+    assert d.data_ptr() == ptr and d.tolist() == stored[[5]].tolist()
+    assert view.tolist() == stored[[1]].tolist()  # still untouched
+    del view, c
+    e = ring.take(stored, np.arange(6))  # larger than the free buffers: one replaced
+    assert e.tolist() == stored.tolist() and d.tolist() == stored[[5]].tolist()
+    with pytest.raises(IndexError):  # numpy's index errors, not a clipped read
+        take_rows(stored, np.array([6]), ring)
+
+
+def test_loader_batches_held_by_the_consumer_are_never_overwritten(folder: Path) -> None:
+    data = load(folder, frames=2, time_mask=4)
+    stored = {m: np.load(folder / "train" / f"{m}.npy") for m in ("audio", "visual")}
+    for name, split in (("train", data.train.for_device()), ("val", data.val.for_device())):
+        if name == "val":
+            stored = {m: np.load(folder / "val" / f"{m}.npy") for m in ("audio", "visual")}
+        loader = make_loader(split, batch_size=5, shuffle=True, pin_memory=False)
+        assert isinstance(loader.sampler, ShardedBatchSampler)
+        held = []
+        for epoch in range(3):  # more batches held at once than the ring has buffers
+            loader.sampler.set_epoch(epoch)
+            held += [(list(rows), b) for rows, b in zip(loader.sampler, loader, strict=True)]
+        pointers = set()
+        for rows, b in held:
+            idx = np.sort(rows)
+            assert np.array_equal(b["audio"].numpy(), stored["audio"][idx])
+            if name == "val":  # evaluation: the centre frames of 2 segments of the 4, 1 and 3
+                assert np.array_equal(b["visual"].numpy(), stored["visual"][idx][:, [1, 3]])
+            else:  # 2 of the 4 stored frames of each clip, in temporal order
+                frame = b["visual"].float().mean((2, 3, 4)) // 60  # (B, 2): stored frame index
+                picked = stored["visual"][idx[:, None], frame.long().numpy()]
+                assert np.array_equal(b["visual"].numpy(), picked)
+            pointers.add(b["audio"].data_ptr())
+        assert len(pointers) == len(held)  # each held batch has memory of its own
+    # consumed one at a time, the batches come from the ring's few buffers (no new memory)
+    loader = make_loader(data.train.for_device(), batch_size=5, shuffle=True, pin_memory=False)
+    seen = {b["audio"].data_ptr() for b in loader} | {b["audio"].data_ptr() for b in loader}
+    assert len(seen) <= 2  # the loop's variable holds one batch while the next is read
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_batches_are_deterministic_for_a_seed_and_equal_across_workers(
+    folder: Path, workers: int
+) -> None:
+    data = load(folder, frames=0, time_mask=4)  # all frames: read through take_rows
+
+    def epoch(split: ArrayDataset, seed: int) -> list[dict[str, torch.Tensor]]:
+        torch.manual_seed(seed)
+        loader = make_loader(split, batch_size=8, shuffle=True, num_workers=workers)
+        return list(loader)
+
+    for split in (data.train.for_device(), data.val.for_device()):
+        a, b = epoch(split, 0), epoch(split, 0)
+        assert all(torch.equal(x[k], y[k]) for x, y in zip(a, b, strict=True) for k in x)
+        inline = epoch(split, 0) if workers == 0 else None
+        if inline is None:  # the stored bytes through shared memory equal the in-process read
+            inline = list(make_loader(split, batch_size=8, shuffle=True, num_workers=0))
+        for x, y in zip(a, inline, strict=True):
+            assert torch.equal(x["visual"], y["visual"]) and torch.equal(x["audio"], y["audio"])

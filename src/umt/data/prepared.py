@@ -20,11 +20,13 @@ means and ``umt data export`` see what the model sees.
 
 **Where the work happens.** A batch is made in two steps. On the CPU, in the loader: the rows are
 read in one copy from the memory maps (sorted indices; into page-locked memory when CUDA is
-available), frames picked, and each sample's crop box, flip and masks drawn from the global torch
-generator (which checkpoints save and restore, so a resumed run draws the same) — small tensors
-under keys ``"<modality>:<name>"`` (``"visual:box"``, ``"visual:flip"``, ``"audio:time_masks"``).
-Then, on whatever device the batch is on, :meth:`PreparedDataset.on_device` cuts and resizes the
-boxes, flips, normalises and masks, for the whole batch at once. ``fit`` trains on
+available, shared memory in a loader worker, else a ring of reused buffers whose pages stay
+mapped, :class:`~umt.data.buffers.BatchBuffers`), frames picked, and each sample's crop box, flip and masks drawn
+from the global torch generator (which checkpoints save and restore, so a resumed run draws the
+same) — small tensors under keys ``"<modality>:<name>"`` (``"visual:box"``, ``"visual:flip"``,
+``"audio:time_masks"``). Then, on whatever device the batch is on,
+:meth:`PreparedDataset.on_device` cuts and resizes the boxes, flips, normalises and masks, for
+the whole batch at once. ``fit`` trains on
 ``for_device()`` splits, whose batches stay raw (uint8 frames, float16 spectrograms: under a
 third of the bytes to move) and are finished in ``on_after_batch_transfer``, on the GPU when
 there is one; indexing a split (``data.train[rows]``, as probes and peers' methods do) gives
@@ -44,6 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from umt.data.base import PARAM_SEP, ArrayDataset, ArrayView, Batch, DataBundle
+from umt.data.buffers import BatchBuffers, take_rows
 from umt.data.config import DataConfig, PreparedConfig
 from umt.data.folder import load_folder
 from umt.errors import UMTError
@@ -173,24 +176,6 @@ def resized_crops(
     return out.view(b, t, c, size, size)
 
 
-def take_rows(stored: np.ndarray, rows: np.ndarray) -> torch.Tensor:
-    """``stored[rows]`` as a tensor, in one copy out of the memory map; into page-locked memory
-    when CUDA is available and this is not a loader worker, so that the DataLoader's pinning
-    finds it pinned already and the copy to the GPU runs asynchronously.
-
-    Example:
-        >>> take_rows(np.arange(12).reshape(4, 3), np.array([1, 3])).tolist()
-        [[3, 4, 5], [9, 10, 11]]
-    """
-    if len(rows) and not (0 <= rows.min() and rows.max() < len(stored)):
-        return torch.from_numpy(np.ascontiguousarray(stored[rows]))  # numpy's index errors
-    pin = torch.utils.data.get_worker_info() is None and torch.cuda.is_available()
-    dtype = torch.from_numpy(np.empty(0, dtype=stored.dtype)).dtype
-    out = torch.empty((len(rows), *stored.shape[1:]), dtype=dtype, pin_memory=pin)
-    np.take(stored, rows, axis=0, out=out.numpy(), mode="clip")  # "clip": no buffered copy
-    return out
-
-
 class _View(ArrayView):
     """A stored array as the model sees it at evaluation time (indexing reads ``eval_batch``).
 
@@ -199,6 +184,10 @@ class _View(ArrayView):
     rows) and draws each sample's augmentation on the CPU as small tensors; ``finish(x, params)``
     turns them into the model's inputs, for the whole batch, on whatever device they are on.
     """
+
+    def __init__(self, stored: np.ndarray) -> None:
+        super().__init__(stored)
+        self.buffers = BatchBuffers()  # what `raw` reads the rows into (training and evaluation)
 
     def read(self, rows: np.ndarray) -> np.ndarray:
         out: np.ndarray = self.eval_batch(rows).numpy()
@@ -287,9 +276,12 @@ class FramesView(_View):
         n = len(rows)
         if self.frames < t:  # random frames, in temporal order, the same number per clip
             pick = torch.rand(n, t).argsort(1)[:, : self.frames].sort(1).values.numpy()
-            x = torch.from_numpy(np.ascontiguousarray(self.stored[rows[:, None], pick]))
+            # frame j of clip i is row i * t + j of the clips' frames, (N * T, 3, H, W)
+            frames = self.stored.reshape(-1, *self.stored.shape[2:])
+            x = take_rows(frames, (rows[:, None] * t + pick).reshape(-1), self.buffers)
+            x = x.view(n, self.frames, *x.shape[1:])
         else:
-            x = take_rows(self.stored, rows)
+            x = take_rows(self.stored, rows, self.buffers)
         box = random_boxes(n, h, w, self.cfg.scale)  # one box and one flip per clip
         flip = torch.rand(n) < 0.5 if self.cfg.flip else torch.zeros(n, dtype=torch.bool)
         return x, {"box": box, "flip": flip}
@@ -331,7 +323,7 @@ class SpectrogramView(_View):
         self.mean, self.std = float(mean), max(float(std), 1e-6)
 
     def raw(self, rows: np.ndarray, *, augment: bool) -> tuple[torch.Tensor, Params]:
-        x = take_rows(self.stored, rows)  # as stored
+        x = take_rows(self.stored, rows, self.buffers)  # as stored
         params: Params = {}
         n, m, f = len(rows), self.shape[-2], self.shape[-1]
         for key, width_max, size in (
@@ -494,6 +486,7 @@ def load_prepared(cfg: DataConfig) -> DataBundle:
 
 __all__ = [
     "FORMAT",
+    "BatchBuffers",
     "PREPARED_FILE",
     "FramesView",
     "PreparedConfig",
