@@ -80,7 +80,9 @@ def run_study(
     own = data is not None or encoders is not None  # objects of this process: not for workers
     data, task = study_inputs(cfg, data, encoders)  # checked before anything trains
     run_dir = Path(out) / cfg.name
-    with claim_run_dir(run_dir, is_main_process()):  # created, writable, locked: one run at once
+    with claim_run_dir(
+        run_dir, is_main_process(), log=log
+    ):  # created, writable, locked: one run at once
         return _run(cfg, data, task, run_dir, log, report, start, workers=not own)
 
 
