@@ -3,6 +3,7 @@ improving at the cap or a teacher under its own probe; per-method recipes; uncha
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -29,11 +30,15 @@ def _ckpt(run: Path, stage: str) -> dict:
 
 
 def test_default_training_key_is_the_parent_commits() -> None:
-    # config_hash(_hash_train(TrainConfig())) computed on commit 5a0f25b, before patience and
-    # plateau_patience existed: every default run directory keeps its stage keys.
-    assert config_hash(_hash_train(TrainConfig())) == "0132e3951147"
-    assert config_hash(_hash_train(TrainConfig(optimizer="sgd", lr=0.05))) == "e292afb2c941"
-    assert config_hash(_hash_train(TrainConfig(patience=3))) != "0132e3951147"
+    # config_hash(_hash_train(...)) of the then-default recipe, computed on commit 5a0f25b before
+    # patience and plateau_patience existed: run directories of that recipe keep their stage
+    # keys. The default recipe has since changed (40-epoch cap, plateau, patience 6): new keys.
+    old = TrainConfig(epochs=20, scheduler="none", patience=0)
+    assert config_hash(_hash_train(old)) == "0132e3951147"
+    assert config_hash(_hash_train(replace(old, optimizer="sgd", lr=0.05))) == "e292afb2c941"
+    assert config_hash(_hash_train(replace(old, patience=3))) != "0132e3951147"
+    assert config_hash(_hash_train(TrainConfig())) != "0132e3951147"
+    assert _hash_train(TrainConfig())["patience"] == 6  # not omitted: it is not the old 0
 
 
 def test_early_stopping_stops_and_records_the_epoch(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import os
 import socket
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -221,7 +222,8 @@ def _ddp_worker(rank: int, port: int, out: str) -> None:
 
     torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=2)
+    # a rendezvous that never completes fails after the timeout instead of hanging the suite
+    dist.init_process_group("gloo", rank=rank, world_size=2, timeout=timedelta(seconds=60))
     ts = teachers(d=4)  # the same teachers on both processes (seeded)
     torch.manual_seed(1)
     model = DDP(nn.Linear(3, 6))  # the student, wrapped
@@ -241,6 +243,7 @@ def _ddp_worker(rank: int, port: int, out: str) -> None:
     dist.destroy_process_group()
 
 
+@pytest.mark.slow  # hung twice in full runs on this 2-core machine (both ranks in native waits)
 def test_under_ddp_the_student_and_projector_stay_in_sync(tmp_path: Path) -> None:
     import torch.multiprocessing as mp
 

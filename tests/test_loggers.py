@@ -12,7 +12,8 @@ from umt.config import config_hash
 from umt.engine import TrainConfig
 from umt.errors import UMTError
 from umt.loggers import build_loggers, check_loggers
-from umt.study import _hash_train, load_config, run_study
+from umt.runner import _hash_train
+from umt.study import load_config, run_study
 
 HAS_TENSORBOARD = any(importlib.util.find_spec(p) for p in ("tensorboard", "tensorboardX"))
 

@@ -138,6 +138,13 @@ def to_dict(obj: Any) -> Any:
 KEY_OMITS_DEFAULT: Mapping[str, bool] = {"key_omits_default": True}
 
 
+def key_omits(value: Any) -> Mapping[str, Any]:
+    """``field(metadata=key_omits(v))``: like :data:`KEY_OMITS_DEFAULT` for a setting whose
+    default has changed since: it is left out of keys while equal to ``v``, the value that
+    stages cached before it existed were trained with."""
+    return {"key_omits_default": True, "key_omits_value": value}
+
+
 def key_dict(obj: Any) -> Any:
     """:func:`to_dict` of a dataclass for a cache key: fields marked :data:`KEY_OMITS_DEFAULT`
     are left out while equal to their default.
@@ -153,7 +160,8 @@ def key_dict(obj: Any) -> Any:
     d = to_dict(obj)
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         for f in dataclasses.fields(obj):
-            if f.metadata.get("key_omits_default") and getattr(obj, f.name) == f.default:
+            omitted = f.metadata.get("key_omits_value", f.default)
+            if f.metadata.get("key_omits_default") and getattr(obj, f.name) == omitted:
                 d.pop(f.name)
     return d
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from umt.config import KEY_OMITS_DEFAULT
+from umt.config import KEY_OMITS_DEFAULT, key_omits
 from umt.errors import UMTError
 
 
@@ -19,7 +19,9 @@ class TrainConfig:
 
     Attributes:
         epochs: the cap on training epochs; the checkpoint kept is the epoch with the best val
-            score (the task's metric).
+            score (the task's metric). The default recipe (cap 40, ``plateau`` schedule,
+            ``patience`` 6) trains until the val score stops improving, on data it was never
+            tuned for; the papers' recipes (``--config vggsound`` ...) set a fixed schedule.
         batch_size: samples per step (per device).
         optimizer: ``adam``, ``adamw`` or ``sgd`` (momentum ``momentum``).
         lr, weight_decay, momentum: optimiser settings.
@@ -27,7 +29,8 @@ class TrainConfig:
             ``step_size`` epochs) or ``plateau`` (x ``gamma`` when the val score has not improved
             for ``plateau_patience`` epochs: ``ReduceLROnPlateau``).
         patience: early stopping: stop when the val score has not improved for ``patience``
-            epochs (0: off, train all ``epochs``).
+            epochs (0: off, train all ``epochs``). With ``plateau`` (lr x ``gamma`` after
+            ``plateau_patience`` epochs) 6 lets the lower lr have its 3 epochs before stopping.
         plateau_patience: epochs without improvement before ``plateau`` lowers the lr.
         accelerator, devices, strategy, num_nodes, precision: passed to the Lightning Trainer
             (``auto`` uses a GPU when one is present).
@@ -45,13 +48,13 @@ class TrainConfig:
             ``umt.loggers``.
     """
 
-    epochs: int = 20
+    epochs: int = 40
     batch_size: int = 64
     optimizer: str = "adam"
     lr: float = 1e-3
     weight_decay: float = 0.0
     momentum: float = 0.9
-    scheduler: str = "none"
+    scheduler: str = "plateau"
     step_size: int = 10
     gamma: float = 0.1
     accelerator: str = "auto"
@@ -65,8 +68,9 @@ class TrainConfig:
     threads: int = 0
     compile: str = "none"
     logger: tuple[str, ...] = ("csv",)
-    # Added after stage keys existed: in a stage's key only when set (config.KEY_OMITS_DEFAULT).
-    patience: int = field(default=0, metadata=KEY_OMITS_DEFAULT)
+    # Added after stage keys existed: in a stage's key only when set (config.KEY_OMITS_DEFAULT);
+    # patience was 0 (off) then, and stays out of keys at 0.
+    patience: int = field(default=6, metadata=key_omits(0))
     plateau_patience: int = field(default=3, metadata=KEY_OMITS_DEFAULT)
 
     def __post_init__(self) -> None:
