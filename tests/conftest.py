@@ -10,6 +10,11 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from torch import nn
+
+from umt.models.encoders import MLPEncoder
+from umt.models.fusion import build_fusion
+from umt.models.multimodal import MultimodalModel
 
 torch.set_num_threads(1)
 
@@ -81,3 +86,19 @@ def assert_summary_is_the_stage_results(run_dir: Path, summary: dict[str, Any]) 
                 json.loads((run_dir / f"seed{s}" / stage / "probe.json").read_text()) for s in seeds
             ]
             check(entry, [p["encoders"][m]["test_acc"] for p in probes], f"probe {m} {stage}")
+
+
+#: Input sizes of the tiny vector modalities of the peers' unit tests.
+DIMS = {"a": 5, "v": 6, "t": 4}
+
+
+def tiny_fusion_model(
+    modalities: tuple[str, ...] = ("a", "v"), feature_dim: int = 4
+) -> MultimodalModel:
+    """A seeded MLP-encoder concat-fusion model over :data:`DIMS`' modalities, 3 classes."""
+    torch.manual_seed(0)
+    encoders = nn.ModuleDict(
+        {m: MLPEncoder((DIMS[m],), feature_dim=feature_dim, hidden=8) for m in modalities}
+    )
+    fusion = build_fusion("concat", {m: feature_dim for m in modalities})
+    return MultimodalModel(encoders, fusion, nn.Linear(feature_dim * len(modalities), 3))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import assert_summary_is_the_stage_results
+from conftest import DIMS, assert_summary_is_the_stage_results, tiny_fusion_model
 from torch import nn
 
 from umt.data.base import ArrayDataset, DataBundle
@@ -26,20 +26,10 @@ from umt.methods.reconboost import (
     reconboost_loss,
 )
 from umt.models.encoders import EncoderConfig, MLPEncoder
-from umt.models.fusion import build_fusion
 from umt.models.multimodal import ModelConfig, MultimodalModel, build_model, mask_batch
 from umt.study import load_config, run_study
 
-DIMS = {"a": 5, "v": 6, "t": 4}
-
-
-def _model(modalities: tuple[str, ...] = ("a", "v"), feature_dim: int = 4) -> MultimodalModel:
-    torch.manual_seed(0)
-    encoders = nn.ModuleDict(
-        {m: MLPEncoder((DIMS[m],), feature_dim=feature_dim, hidden=8) for m in modalities}
-    )
-    fusion = build_fusion("concat", {m: feature_dim for m in modalities})
-    return MultimodalModel(encoders, fusion, nn.Linear(feature_dim * len(modalities), 3))
+_model = tiny_fusion_model
 
 
 def _batch(modalities: tuple[str, ...] = ("a", "v"), n: int = 16) -> dict[str, torch.Tensor]:

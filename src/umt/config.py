@@ -147,7 +147,7 @@ def key_omits(value: Any) -> Mapping[str, Any]:
 
 def key_dict(obj: Any) -> Any:
     """:func:`to_dict` of a dataclass for a cache key: fields marked :data:`KEY_OMITS_DEFAULT`
-    are left out while equal to their default.
+    are left out while equal to their default (:func:`key_omits`: to the value given there).
 
     Example:
         >>> @dataclasses.dataclass

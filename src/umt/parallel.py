@@ -30,7 +30,9 @@ import torch
 
 from umt.engine import eval_device
 from umt.errors import UMTError
+from umt.inputs import study_inputs
 from umt.methods import METHODS
+from umt.runner import Runner, fusion_stages
 from umt.study_config import StudyConfig
 from umt.train_config import TrainConfig
 
@@ -68,10 +70,8 @@ def finished(job: Job, cfg: StudyConfig, run_dir: Path) -> bool:
     settings changed since is retrained by the main process's pass instead."""
     if job.modality is not None:
         names = [f"teacher-{job.modality}"]
-    elif cfg.fusion:
-        names = [f"{job.method}-{f}" for f in cfg.fusion]
     else:
-        names = [str(job.method)]
+        names = [name for name, _ in fusion_stages(cfg, str(job.method))]
     return all((run_dir / f"seed{job.seed}" / n / "result.json").is_file() for n in names)
 
 
@@ -121,14 +121,18 @@ def threads_per_job(cfg: StudyConfig, jobs: int) -> int:
 
 
 def prefill(
-    cfg: StudyConfig, run_dir: Path, modalities: Sequence[str], jobs: int, log: Log
+    cfg: StudyConfig, run_dir: Path, modalities: Sequence[str], n_train: int, log: Log
 ) -> list[str]:
-    """Train the study's unfinished stages on ``jobs`` worker processes; the stages trained,
-    in the order they finished. Raises what a worker raised (the other jobs are cancelled;
-    finished stages stay cached)."""
+    """Train the study's unfinished stages on worker processes (:func:`resolve_jobs` of them;
+    none, and nothing done here, when that is 1); the stages trained, in the order they
+    finished. Raises what a worker raised (the other jobs are cancelled; finished stages stay
+    cached)."""
     shares = plan(cfg, modalities)
     done = {j for j in shares if finished(j, cfg, run_dir)}  # e.g. the teachers, on a rerun
     todo = [j for j in shares if j not in done]
+    jobs = resolve_jobs(cfg, len(todo), n_train)
+    if jobs <= 1:
+        return []
     threads = threads_per_job(cfg, jobs)
     log(
         f"training {len(todo)} share(s) of the study on {jobs} worker processes "
@@ -192,9 +196,6 @@ _WORKER: dict[str, Any] = {}
 
 
 def _start(cfg: StudyConfig, run_dir: Path, threads: int) -> None:
-    from umt.inputs import study_inputs
-    from umt.runner import Runner
-
     torch.set_num_threads(threads)
     data, task = study_inputs(cfg, None, None)
     lines: list[str] = []

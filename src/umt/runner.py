@@ -52,6 +52,13 @@ def _silent(_: str) -> None:
     pass
 
 
+def fusion_stages(cfg: StudyConfig, method: str) -> list[tuple[str, str]]:
+    """``(stage name, fusion)`` of each stage ``method`` trains: ``<method>`` for one fusion
+    module, ``<method>-<fusion>`` for each of a sweep (``fusion``)."""
+    fusions = cfg.fusion or (cfg.model.fusion,)
+    return [(method if len(fusions) == 1 else f"{method}-{f}", f) for f in fusions]
+
+
 class Runner:
     """Runs one study's stages with caching. Internal to ``run_study``.
 
@@ -103,7 +110,6 @@ class Runner:
         def teacher_features(m: str) -> np.ndarray:
             return self.teacher_features(seed, m, teachers[m], keys[m])
 
-        fusions = self.cfg.fusion or (self.cfg.model.fusion,)
         for method in methods:
             spec = METHODS[method]
             if spec.uses_teachers and missing:
@@ -113,8 +119,7 @@ class Runner:
                 out["stages"][method] = self.ume_stage(seed, teachers, list(keys.values()))
                 self.keep_example(method, Ensemble(teachers, self.cfg.settings("ume")))
                 continue
-            for fusion in fusions:
-                name = method if len(fusions) == 1 else f"{method}-{fusion}"
+            for name, fusion in fusion_stages(self.cfg, method):
                 torch.manual_seed(seed)
                 model = self.task.build_model(
                     self.cfg.model, self.data.input_shapes, self.data.num_classes, fusion=fusion

@@ -29,7 +29,7 @@ from umt.engine import is_main_process
 from umt.inputs import study_inputs
 from umt.io import write_bytes, write_json, write_text
 from umt.models import EncoderFactory
-from umt.parallel import finished, plan, prefill, resolve_jobs
+from umt.parallel import prefill
 from umt.preflight import check_data_values, claim_run_dir
 from umt.provenance import provenance
 from umt.runner import Log, Runner, StageFailed
@@ -101,10 +101,8 @@ def _run(
     if runner.main:
         check_data_values(cfg.data, runner.data_key, run_dir)  # as `umt data check`, once
         write_text(run_dir / "study.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    shares = [j for j in plan(cfg, data.modalities) if not finished(j, cfg, run_dir)]
-    jobs = resolve_jobs(cfg, len(shares), len(data.train))
-    if jobs > 1 and workers:  # train in worker processes; the pass below finds them cached
-        runner.trained += prefill(cfg, run_dir, data.modalities, jobs, log)
+    if workers:  # stages trained in worker processes (jobs); the pass below finds them cached
+        runner.trained += prefill(cfg, run_dir, data.modalities, len(data.train), log)
     per_seed = {seed: runner.run_seed(seed) for seed in cfg.seeds}
     if not runner.main:
         return StudyResult(run_dir=run_dir, summary={}, trained=runner.trained, main=False)
