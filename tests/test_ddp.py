@@ -104,20 +104,12 @@ def test_ddp_numbers_match_a_single_process_run(runs: dict[str, Any]) -> None:
             assert abs(value["mean"] - ddp["probes"][m][stage]["mean"]) <= 1 / 100 + 1e-6
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Lightning's sync_dist mean of an integer batch count truncates (50 + 51) / 2 to 50",
-)
 def test_ddp_validation_loss_is_the_whole_split_mean(runs: dict[str, Any]) -> None:
-    """``val/loss`` under DDP with unequal shards (50 and 51 samples) is logged 101/100 too high.
+    """``val/loss`` under DDP with unequal shards (50 and 51 samples) is the whole split's mean.
 
-    ``self.log(..., sync_dist=True)`` reduces an epoch mean as ``sync(sum of loss * n) /
-    sync(sum of n)`` with ``sync`` = all-reduce mean; on gloo that is a sum divided by the world
-    size, and for the integer sample count ``copy_(101 / 2)`` keeps 50. So the logged loss is
-    ``total / 100`` instead of ``total / 101`` (measured: 1.4037 vs 1.3898 = 101/100). Checkpoint
-    choice is unaffected (it reads ``val/acc``, a synced torchmetrics metric, exact); the fix
-    belongs in the engine (log the loss through a metric, or as float sums). Strict: when it is
-    fixed, this test passes, fails as XPASS, and the marker should go.
+    It was logged 101/100 too high: ``self.log(..., sync_dist=True)`` all-reduces an epoch mean's
+    integer sample count as a mean, and ``copy_(101 / 2)`` keeps 50. The engine now logs the loss
+    through a ``MeanMetric``, whose sums are reduced as sums.
     """
     single_dir, ddp_dir = runs["single_dir"], runs["ddp_dir"]
     for stage in ("teacher-strong", "joint"):

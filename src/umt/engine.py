@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from torch import nn
-from torchmetrics import Metric
+from torchmetrics import MeanMetric, Metric
 
 from umt.checkpoints import (
     AtomicCheckpointIO,
@@ -86,6 +86,10 @@ class StageModule(L.LightningModule):
         self.stage = stage
         self.val_acc = metric  # the task's score on the validation split
         self.val_name = f"val/{metric_key}"
+        # The validation loss as a metric: its sums (loss × samples, samples) are all-reduced
+        # under DDP as sums. ``self.log(loss, sync_dist=True)`` averaged the integer sample count
+        # over processes, which truncates with unequal shards (101 samples logged as 100).
+        self.val_loss = MeanMetric()
         self.finish_train: Callable[[Batch], Batch] | None = None  # set by fit (issue 17)
         self.finish_val: Callable[[Batch], Batch] | None = None
         # Training time, kept in the checkpoints so that a resumed stage counts it all:
@@ -170,7 +174,8 @@ class StageModule(L.LightningModule):
 
     def log_validation(self, loss: torch.Tensor, n: int) -> None:
         """Log a validation batch's loss and the task's metric (``val/acc``) as epoch values."""
-        self.log("val/loss", loss, on_epoch=True, batch_size=n, sync_dist=True)
+        self.val_loss.update(loss.detach(), weight=n)
+        self.log("val/loss", self.val_loss, on_epoch=True, batch_size=n)
         self.log(self.val_name, self.val_acc, on_epoch=True, batch_size=n, prog_bar=True)
 
     def configure_optimizers(self):  # type: ignore[no-untyped-def]
