@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from umt.errors import UMTError
 from umt.io import read_json
@@ -71,15 +72,54 @@ def test_teacher_lr_search_sets_the_study_lr(tmp_path: Path, tiny_overrides: lis
         overrides=[*tiny_overrides, "methods=[joint]", "tune.teacher_lr=[0.0001,0.01]"]
     )
     result = run_study(cfg, tmp_path, log=_quiet)
-    searched = result.summary["tune"]["teacher_lr"]
+    searched = result.summary["tune"]["teachers"]
     runs = [read_json(tmp_path / p["run"] / "summary.json") for p in searched["curve"]]
     means = [
         sum(e["val_acc"]["mean"] for e in r["methods"].values()) / len(r["methods"]) for r in runs
     ]
     assert [p["val"] for p in searched["curve"]] == means
-    assert searched["chosen"] == [0.0001, 0.01][means.index(max(means))]
+    chosen = [0.0001, 0.01][means.index(max(means))]
+    assert searched["chosen"] == {"train.lr": chosen}
     # Teachers and the fused model ran with the chosen lr (the teachers copied, not retrained).
     for entry in result.summary["methods"].values():
-        assert entry["recipe"]["lr"] == searched["chosen"]
+        assert entry["recipe"]["lr"] == chosen
     assert result.trained == ["seed0/joint"]
-    assert "teachers' train.lr: chose" in (result.run_dir / "report.md").read_text()
+    assert "teachers' recipe: chose train.lr=" in (result.run_dir / "report.md").read_text()
+
+
+def test_teacher_grid_searches_every_combination_and_the_study_shares_the_best(
+    tmp_path: Path, tiny_overrides: list[str]
+) -> None:
+    cfg = load_config(
+        overrides=[
+            *tiny_overrides,
+            "methods=[joint]",
+            "tune.teacher_lr=[0.0001,0.01]",
+            "tune.teacher_grid={model.encoder.hidden: [4, 32]}",
+        ]
+    )
+    result = run_study(cfg, tmp_path, log=_quiet)
+    searched = result.summary["tune"]["teachers"]
+    tried = [p["values"] for p in searched["curve"]]
+    assert tried == [
+        {"train.lr": lr, "model.encoder.hidden": h} for lr in (0.0001, 0.01) for h in (4, 32)
+    ]
+    vals = [p["val"] for p in searched["curve"]]
+    assert searched["chosen"] == tried[vals.index(max(vals))]
+    assert (tmp_path / cfg.name / "tune" / "teachers-lr0.01-hidden32").is_dir()
+    # The fused model was built with the chosen width: its encoders' first layer has that size.
+    state = torch.load(tmp_path / cfg.name / "seed0" / "joint" / "model.pt", weights_only=True)
+    for modality in ("strong", "weak"):
+        first = state[f"encoders.{modality}.net.1.weight"]  # (Flatten, Linear, ...): the Linear
+        assert first.shape[0] == searched["chosen"]["model.encoder.hidden"]
+    assert result.trained == ["seed0/joint"]
+
+
+def test_teacher_grid_refuses_keys_outside_the_recipe(tiny_overrides: list[str]) -> None:
+    with pytest.raises(UMTError, match="expected train.<field> or model.<field>"):
+        load_config(overrides=["tune.teacher_grid={umt.weight: [1.0]}"])
+    with pytest.raises(UMTError, match="give it once"):
+        load_config(overrides=["tune.teacher_lr=[0.1]", "tune.teacher_grid={train.lr: [0.1]}"])
+    cfg = load_config(overrides=[*tiny_overrides, "tune.teacher_grid={model.encoder.hiden: [4]}"])
+    with pytest.raises(UMTError, match="did you mean 'model.encoder.hidden'"):
+        run_study(cfg, "unused", log=_quiet)

@@ -58,12 +58,18 @@ class TuneConfig:
         teacher_lr: learning rates tried for the teachers (empty: no search), with or without
             ``enabled``; the one with the best mean teacher val score becomes the study's
             ``train.lr`` (teachers and fused models alike; a method's ``train:`` still wins).
+        teacher_grid: more of the teachers' recipe searched with ``teacher_lr``: ``{key:
+            [values]}`` with ``key`` a ``train.<field>`` or ``model.<field>`` (dotted, e.g.
+            ``model.encoder.channels``, ``model.encoder.name: [mlp, cnn]``); every combination
+            (with each ``teacher_lr``) trains the teachers once, and the best mean teacher val
+            score sets those keys for the whole study.
     """
 
     enabled: bool = False
     trials: int = 3
     grid: dict[str, dict[str, tuple[Any, ...]]] = field(default_factory=dict)
     teacher_lr: tuple[float, ...] = ()
+    teacher_grid: dict[str, tuple[Any, ...]] = field(default_factory=dict)
 
 
 _STUDY_DOC = """Everything a study does. ``umt run --set key=value`` sets any field by its dotted name.
@@ -178,6 +184,16 @@ def _check_tune(tune: TuneConfig) -> None:
                     f"tune.grid.{method}.{key}: {len(values)} values; every method gets the same "
                     f"budget, tune.trials={tune.trials}"
                 )
+    for key, values in tune.teacher_grid.items():
+        if key.split(".")[0] not in ("train", "model") or "." not in key:
+            raise UMTError(
+                f"tune.teacher_grid: key {key!r}; expected train.<field> or model.<field> "
+                "(e.g. model.encoder.channels)"
+            )
+        if key == "train.lr" and tune.teacher_lr:
+            raise UMTError("tune.teacher_grid: train.lr is tune.teacher_lr's; give it once")
+        if not values:
+            raise UMTError(f"tune.teacher_grid.{key}: expected at least one value")
 
 
 # A method is registered once, in ``METHODS``: its settings section is added here from there.

@@ -115,17 +115,23 @@ def tune_text(summary: dict[str, Any], name: Any = str) -> str:
             f"Each method was tuned on validation (mean over seeds {summary['seeds']}) with the "
             f"same budget: {tune['trials']} trial(s) per method."
         )
-    if tune.get("teacher_lr"):
-        t = tune["teacher_lr"]
-        curve = ", ".join(f"{p['value']:g}: {100 * p['val']:.2f}" for p in t["curve"])
-        lines.append(f"- teachers' train.lr: chose {t['chosen']:g} (mean teacher val: {curve})")
+    if tune.get("teachers"):
+        t = tune["teachers"]
+        curve = "; ".join(f"{values_text(p['values'])} → {100 * p['val']:.2f}" for p in t["curve"])
+        lines.append(
+            f"- teachers' recipe: chose {values_text(t['chosen'])} (mean teacher val: {curve}); "
+            "the study's fused models share it"
+        )
     for method, entry in tune["methods"].items():
-        curve = "; ".join(f"{_values(p['values'])} → {100 * p['val']:.2f}" for p in entry["curve"])
-        lines.append(f"- {name(method)}: chose {_values(entry['chosen'])} (val: {curve})")
+        curve = "; ".join(
+            f"{values_text(p['values'])} → {100 * p['val']:.2f}" for p in entry["curve"]
+        )
+        lines.append(f"- {name(method)}: chose {values_text(entry['chosen'])} (val: {curve})")
     return "\n".join(lines)
 
 
-def _values(values: dict[str, Any]) -> str:
+def values_text(values: dict[str, Any]) -> str:
+    """``key=value, ...`` of a trial's settings."""
     return ", ".join(
         f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()
     )

@@ -5,14 +5,16 @@ Each trial is an ordinary study (``run_study``) in ``<run>/tune/trial<i>`` with 
 of every method's grid, so nothing in the runner changes: a trial's stages have their own keys
 and are cached like any stage. The teachers do not depend on the method settings: they are
 trained once and copied into the other trials, and the chosen trial's stages are copied into the
-study's own directory, where their keys make them cached. Optionally the teachers' learning rate
-is searched first (``tune.teacher_lr``), and the best one (mean teacher val score) becomes the
-study's ``train.lr``, shared by the fused models.
+study's own directory, where their keys make them cached. Optionally the teachers' recipe is
+searched first (``tune.teacher_lr``, ``tune.teacher_grid``: learning rate, encoder width or kind,
+...), and the best combination (mean teacher val score) becomes the study's, shared by the fused
+models.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import shutil
 from pathlib import Path
@@ -23,6 +25,7 @@ from umt.errors import UMTError
 from umt.io import write_json
 from umt.study import Log, StudyResult, run_study
 from umt.study_config import DEFAULT_GRIDS, StudyConfig, TuneConfig
+from umt.trust import values_text
 
 
 def grids(cfg: StudyConfig) -> dict[str, dict[str, tuple[Any, ...]]]:
@@ -69,6 +72,54 @@ def with_values(cfg: StudyConfig, values: dict[str, dict[str, Any]]) -> StudyCon
     return dataclasses.replace(cfg, recipes=recipes, **changes)
 
 
+def teacher_grid(tune: TuneConfig) -> dict[str, tuple[Any, ...]]:
+    """The teachers' search: ``tune.teacher_lr`` (as ``train.lr``) and ``tune.teacher_grid``.
+
+    Example:
+        >>> teacher_grid(TuneConfig(teacher_lr=(1e-3, 1e-2), teacher_grid={"model.encoder.channels": (8, 16)}))
+        {'train.lr': (0.001, 0.01), 'model.encoder.channels': (8, 16)}
+    """
+    lr = {"train.lr": tuple(tune.teacher_lr)} if tune.teacher_lr else {}
+    return {**lr, **tune.teacher_grid}
+
+
+def with_recipe(cfg: StudyConfig, values: dict[str, Any]) -> StudyConfig:
+    """``cfg`` with each ``train.<field>`` / ``model.<field>`` of ``values`` set (dotted keys
+    into nested sections; converted and checked as the YAML would be).
+
+    Example:
+        >>> from umt.study_config import load_config
+        >>> cfg = with_recipe(load_config(), {"train.lr": 0.01, "model.encoder.channels": 16})
+        >>> cfg.train.lr, cfg.model.encoder.channels
+        (0.01, 16)
+    """
+    sections = {"train": to_dict(cfg.train), "model": to_dict(cfg.model)}
+    for key, value in values.items():
+        top, *path = key.split(".")
+        node = sections[top]
+        for part in path[:-1]:
+            if not isinstance(node.get(part), dict):
+                raise UMTError(f"tune.teacher_grid: {key!r}: {part!r} is not a section of {top}")
+            node = node[part]
+        node[path[-1]] = value
+    return dataclasses.replace(
+        cfg,
+        train=from_dict(type(cfg.train), sections["train"], prefix="train"),
+        model=from_dict(type(cfg.model), sections["model"], prefix="model"),
+    )
+
+
+def _trial_name(values: dict[str, Any]) -> str:
+    """A teachers' trial's directory name: ``teachers-lr0.001-channels16``."""
+    parts = [
+        f"{key.rsplit('.', 1)[-1]}{value:g}"
+        if isinstance(value, float)
+        else f"{key.rsplit('.', 1)[-1]}{value}"
+        for key, value in values.items()
+    ]
+    return "teachers-" + "-".join(parts)
+
+
 def _copy_stages(src: Path, dst: Path, keep: Any) -> None:
     """Copy the finished stages ``keep(name)`` of every seed from run ``src`` to run ``dst``
     (without checkpoints: ``result.json`` and ``model.pt`` make a stage cached)."""
@@ -106,21 +157,20 @@ def run_tuned(cfg: StudyConfig, out: str | Path, *, log: Log, report: bool) -> S
     base = dataclasses.replace(cfg, tune=TuneConfig())  # trials and the final run: plain studies
     tune: dict[str, Any] = {"trials": cfg.tune.trials if cfg.tune.enabled else 0, "methods": {}}
     teachers: Path | None = None  # a run whose teachers every later run reuses
-    if cfg.tune.teacher_lr:
+    search = teacher_grid(cfg.tune)
+    if search:
         curve: list[dict[str, Any]] = []
-        for lr in cfg.tune.teacher_lr:
-            name = f"teachers-lr{lr:g}"
-            log(f"tune: teachers with train.lr={lr:g}")
-            trial = dataclasses.replace(
-                base, name=name, methods=(), train=dataclasses.replace(base.train, lr=lr)
-            )
+        for combo in itertools.product(*search.values()):
+            values = dict(zip(search, combo, strict=True))
+            name = _trial_name(values)
+            log(f"tune: teachers with {values_text(values)}")
+            trial = dataclasses.replace(with_recipe(base, values), name=name, methods=())
             res = run_study(trial, trials, log=log, report=False)
             run = f"{cfg.name}/tune/{name}"  # relative to out
-            curve.append({"value": lr, "val": _val(res.summary, None), "run": run})
+            curve.append({"values": values, "val": _val(res.summary, None), "run": run})
         best = _best(curve)
-        lr_best = float(cfg.tune.teacher_lr[best])
-        tune["teacher_lr"] = {"chosen": lr_best, "curve": curve}
-        base = dataclasses.replace(base, train=dataclasses.replace(base.train, lr=lr_best))
+        tune["teachers"] = {"chosen": curve[best]["values"], "curve": curve}
+        base = with_recipe(base, curve[best]["values"])
         teachers = out / str(curve[best]["run"])
     grid = grids(cfg) if cfg.tune.enabled else {}
     runs: list[Path] = []
