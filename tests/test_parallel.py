@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from umt.errors import UMTError
-from umt.parallel import AUTO_MIN_SAMPLES, Job, needs, plan, resolve_jobs
+from umt.parallel import AUTO_MIN_WORK, Job, needs, plan, resolve_jobs
 from umt.study import load_config, run_study
 
 TIMES = {"train_seconds", "wall_seconds"}
@@ -65,10 +65,12 @@ def test_auto_jobs_only_where_workers_pay_and_never_under_ddp(
 ) -> None:
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
     cfg = load_config(overrides=["train.epochs=20", "train.accelerator=cpu"])
-    big = AUTO_MIN_SAMPLES // 20
+    big = -(-AUTO_MIN_WORK // (12 * 20))  # 12 shares x 20 epochs x `big` scalar samples: the bar
     assert resolve_jobs(cfg, 12, big) == 8
-    assert resolve_jobs(cfg, 3, big) == 3  # no more workers than shares
-    assert resolve_jobs(cfg, 12, big - 1) == 1  # tiny stages: starting workers costs more
+    assert resolve_jobs(cfg, 12, big - 1) == 1  # a tiny study: starting workers costs more
+    assert resolve_jobs(cfg, 3, 4 * big) == 3  # no more workers than shares
+    assert resolve_jobs(cfg, 3, big) == 1  # fewer shares left to train: under the bar
+    assert resolve_jobs(cfg, 12, big // 100 + 1, sample_values=100) == 8  # few, large samples
     assert resolve_jobs(load_config(overrides=["jobs=4"]), 12, 10) == 4  # asked for: given
     ddp = load_config(overrides=["jobs=4", "train.devices=2", "train.strategy=ddp"])
     assert resolve_jobs(ddp, 12, big) == 1

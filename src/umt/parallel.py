@@ -93,22 +93,26 @@ def distributed(cfg: TrainConfig) -> bool:
     )
 
 
-#: ``jobs: auto`` starts workers only for stages of at least this many training samples seen
-#: (train split x ``train.epochs``): a worker costs seconds to start (PyTorch, Lightning), more
-#: than a tiny stage takes to train.
-AUTO_MIN_SAMPLES = 20_000
+#: ``jobs: auto`` starts workers only when the study's unfinished shares see at least this many
+#: input values in training (shares x train split x ``train.epochs`` x values per sample): a
+#: worker costs seconds to start (PyTorch, Lightning), more than a tiny study takes to train.
+#: Counted in values, not samples, so that a study of few large samples (the ``rgbd`` recipe:
+#: 600 scenes of 32x32x4, minutes per stage) runs in parallel too. Workers are started once per
+#: study, so the sum over its shares is what pays for them.
+AUTO_MIN_WORK = 50_000_000
 
 
-def resolve_jobs(cfg: StudyConfig, n_jobs: int, n_train: int) -> int:
+def resolve_jobs(cfg: StudyConfig, n_jobs: int, n_train: int, sample_values: int = 1) -> int:
     """How many stages train at once: ``cfg.jobs``, or for ``auto`` one per CPU core (at most
-    ``n_jobs``) when training runs on the CPU in one process and the stages are not tiny
-    (``AUTO_MIN_SAMPLES``); 1 on an accelerator or under DDP (every process of a DDP run trains
-    every stage together)."""
+    ``n_jobs``) when training runs on the CPU in one process and the study is not tiny
+    (``AUTO_MIN_WORK``; ``sample_values``: input values per training sample); 1 on an
+    accelerator or under DDP (every process of a DDP run trains every stage together)."""
     if distributed(cfg.train):
         return 1
     if cfg.jobs != "auto":
         return max(1, min(int(cfg.jobs), n_jobs))
-    if eval_device(cfg.train).type != "cpu" or n_train * cfg.train.epochs < AUTO_MIN_SAMPLES:
+    work = n_jobs * n_train * cfg.train.epochs * sample_values
+    if eval_device(cfg.train).type != "cpu" or work < AUTO_MIN_WORK:
         return 1
     return max(1, min(os.cpu_count() or 1, n_jobs))
 
@@ -121,7 +125,12 @@ def threads_per_job(cfg: StudyConfig, jobs: int) -> int:
 
 
 def prefill(
-    cfg: StudyConfig, run_dir: Path, modalities: Sequence[str], n_train: int, log: Log
+    cfg: StudyConfig,
+    run_dir: Path,
+    modalities: Sequence[str],
+    n_train: int,
+    log: Log,
+    sample_values: int = 1,
 ) -> list[str]:
     """Train the study's unfinished stages on worker processes (:func:`resolve_jobs` of them;
     none, and nothing done here, when that is 1); the stages trained, in the order they
@@ -130,7 +139,7 @@ def prefill(
     shares = plan(cfg, modalities)
     done = {j for j in shares if finished(j, cfg, run_dir)}  # e.g. the teachers, on a rerun
     todo = [j for j in shares if j not in done]
-    jobs = resolve_jobs(cfg, len(todo), n_train)
+    jobs = resolve_jobs(cfg, len(todo), n_train, sample_values)
     if jobs <= 1:
         return []
     threads = threads_per_job(cfg, jobs)

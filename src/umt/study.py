@@ -13,6 +13,7 @@ again reuses finished stages; changing a setting retrains only the stages that d
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -70,7 +71,9 @@ def run_study(
         result = umt.run_study(cfg, "runs")
         result.summary["probes"]["visual"]   # teacher / joint / umt probe accuracies
     """
-    if cfg.tune.enabled or cfg.tune.teacher_lr or cfg.tune.teacher_grid:  # searches first, then the study itself
+    if (
+        cfg.tune.enabled or cfg.tune.teacher_lr or cfg.tune.teacher_grid
+    ):  # searches first, then the study itself
         from umt.tune import run_tuned
 
         return run_tuned(cfg, out, log=log, report=report)
@@ -102,7 +105,8 @@ def _run(
         check_data_values(cfg.data, runner.data_key, run_dir)  # as `umt data check`, once
         write_text(run_dir / "study.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     if workers:  # stages trained in worker processes (jobs); the pass below finds them cached
-        runner.trained += prefill(cfg, run_dir, data.modalities, len(data.train), log)
+        values = sum(math.prod(shape) for shape in data.input_shapes.values())
+        runner.trained += prefill(cfg, run_dir, data.modalities, len(data.train), log, values)
     per_seed = {seed: runner.run_seed(seed) for seed in cfg.seeds}
     if not runner.main:
         return StudyResult(run_dir=run_dir, summary={}, trained=runner.trained, main=False)
