@@ -75,6 +75,8 @@ BAD_INPUTS: list[tuple[list[str], str]] = [
 ]
 if not torch.cuda.is_available():
     BAD_INPUTS.append((["train.accelerator=gpu"], "train.accelerator"))
+    BAD_INPUTS.append((["train.sync_batchnorm=true"], "train.sync_batchnorm"))  # GPUs only
+BAD_INPUTS.append((["train.sync_batchnorm=true", "train.accelerator=cpu"], "train.sync_batchnorm"))
 
 
 def _run(out: Path, overrides: list[str], *extra: str) -> int:

@@ -79,7 +79,9 @@ def test_ddp_numbers_match_a_single_process_run(runs: dict[str, Any]) -> None:
     accuracy single vs DDP: teacher-strong 0.48 vs 0.51, teacher-weak 0.42 vs 0.43, joint 0.58 vs
     0.58, umt 0.44 vs 0.48; without BatchNorm (``depth=0``, this test) all four are equal, the
     training losses agree to 1e-6 and every epoch's validation accuracy is the same. The study has
-    no ``SyncBatchNorm`` switch, so BatchNorm encoders under DDP train a (slightly) different model.
+    ``train.sync_batchnorm`` (GPUs only: PyTorch's ``SyncBatchNorm`` refuses CPU tensors) makes
+    BatchNorm use the global batch; on the CPU, BatchNorm encoders under DDP train a (slightly)
+    different model.
     """
     _, single = runs["single"]
     _, ddp = runs["ddp"]

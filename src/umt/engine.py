@@ -325,6 +325,7 @@ def fit(
         accelerator=cfg.accelerator,
         devices=cfg.devices,
         strategy=cfg.strategy,
+        sync_batchnorm=cfg.sync_batchnorm,
         num_nodes=cfg.num_nodes,
         precision=cfg.precision,  # type: ignore[arg-type]
         logger=build_loggers(cfg.logger, stage_dir),  # train.logger; csv: stage_dir/metrics.csv

@@ -43,6 +43,10 @@ class TrainConfig:
             place (``nn.Module.compile``: weights and checkpoints are unchanged). ``inductor`` is
             PyTorch's compiler, worth its start-up cost (tens of seconds per stage) for large
             encoders on a GPU; ``eager`` and ``aot_eager`` trace without compiling (debugging).
+        sync_batchnorm: under DDP on GPUs, normalise each BatchNorm layer with the statistics of
+            the whole global batch (``SyncBatchNorm``) instead of each process's share: without
+            it, N processes of batch B train a slightly different model from one process of N x B
+            (and the running statistics kept are process 0's). PyTorch runs it on GPUs only.
         logger: where training curves go, one or several of ``csv`` (``<stage>/metrics.csv``),
             ``tensorboard``, ``wandb`` (offline) and ``mlflow`` (a local file store); see
             ``umt.loggers``.
@@ -72,6 +76,7 @@ class TrainConfig:
     # patience was 0 (off) then, and stays out of keys at 0.
     patience: int = field(default=6, metadata=key_omits(0))
     plateau_patience: int = field(default=3, metadata=KEY_OMITS_DEFAULT)
+    sync_batchnorm: bool = field(default=False, metadata=KEY_OMITS_DEFAULT)
 
     def __post_init__(self) -> None:
         _check_train(self)
@@ -119,11 +124,17 @@ def _check_train(cfg: TrainConfig) -> None:
 
 
 def check_accelerator(cfg: TrainConfig) -> None:
-    """Refuse a GPU accelerator on a machine without one (before anything trains)."""
+    """Refuse a GPU accelerator, or ``sync_batchnorm``, on a machine without a GPU (before
+    anything trains)."""
     if cfg.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise UMTError(
             f"train.accelerator: {cfg.accelerator!r} but PyTorch sees no CUDA GPU here "
             f"(torch {torch.__version__}); use train.accelerator=auto (a GPU when present) or cpu"
+        )
+    if cfg.sync_batchnorm and (cfg.accelerator == "cpu" or not torch.cuda.is_available()):
+        raise UMTError(
+            "train.sync_batchnorm: PyTorch's SyncBatchNorm runs on GPUs only, and training runs "
+            "on the CPU here; drop it (a CPU DDP run normalises with each process's share)"
         )
 
 
