@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
+from umt.diagnosis import Diagnosis, ModalityDiagnosis
 from umt.figures import draw_curves, draw_probes, probe_caption, render
+from umt.probe import ProbeResult
 from umt.report import markdown, write_report
 from umt.study import load_config, run_study
 
@@ -53,6 +55,20 @@ def test_probe_legend_covers_no_bar_and_the_axis_starts_at_zero() -> None:
     assert len(bars) == 6  # 3 encoders x 2 modalities
     assert not any(legend.overlaps(b) for b in bars)
     render(fig)  # closes it
+
+
+def test_diagnosis_legend_covers_no_bar() -> None:
+    """``umt diagnose``'s figure: bars near 100 % in both modalities, the legend beside them."""
+    probe = ProbeResult(val_acc=0.98, test_acc=0.97, l2=1e-3, feature_dim=8)
+    mods = {m: ModalityDiagnosis(m, f"enc.{m}", probe, probe, "trained", 0.02) for m in ("a", "v")}
+    fig = Diagnosis(mods, num_classes=10, sizes={}, margin=0.02, seconds=0.0).draw()
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    legend = ax.get_legend().get_window_extent()
+    bars = [p.get_window_extent() for p in ax.patches]
+    assert len(bars) == 4 and ax.get_ylim()[0] == 0.0
+    assert not any(legend.overlaps(b) for b in bars)
+    render(fig)
 
 
 def test_probe_caption_defines_the_error_bars() -> None:

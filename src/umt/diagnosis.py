@@ -3,10 +3,9 @@ teacher's, the gap and the verdict; as a table, JSON, and a report with a figure
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
@@ -14,6 +13,9 @@ from umt.errors import UMTError
 from umt.io import write_bytes, write_json, write_text
 from umt.probe import ProbeConfig, ProbeResult
 from umt.report import html_page
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 @dataclass(frozen=True)
@@ -166,12 +168,17 @@ class Diagnosis:
         write_text(out / "report.html", html_page(md, {"figures/probes.png": png}))
 
     def figure(self) -> bytes:
-        """A PNG: per modality, bars of the model's and the teacher's probe test accuracy."""
-        import matplotlib
+        """A PNG of :meth:`draw`."""
+        from umt.figures import render
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        return render(self.draw())["png"]
 
+    def draw(self) -> Figure:
+        """Per modality, bars of the model's and the teacher's probe test accuracy, the y-axis
+        from 0 to 100, the legend right of the axes (never over a bar)."""
+        from umt.figures import pyplot
+
+        plt = pyplot()
         mods = list(self.modalities)
         fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(mods), 3.6), dpi=120)
         for i, (who, label) in enumerate((("model", "your model"), ("teacher", "teacher"))):
@@ -181,10 +188,7 @@ class Diagnosis:
         ax.set_ylabel("linear-probe test accuracy (%)")
         ax.set_title("Encoders: your model vs the uni-modal teachers")
         ax.set_ylim(0, 100)
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
         ax.grid(axis="y", alpha=0.3)
         fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-        plt.close(fig)
-        return buf.getvalue()
+        return fig

@@ -29,7 +29,8 @@ def _task(summary: dict[str, Any]) -> Task:
     return task_named(summary["data"].get("task", "classification"), what="the study")
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the file-only Agg backend (no screen needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -41,7 +42,7 @@ def _pyplot() -> Any:
 def render(fig: Figure) -> dict[str, bytes]:
     """``{"png": ..., "svg": ...}`` of ``fig`` (the whole figure, an outside legend included),
     then the figure is closed."""
-    plt = _pyplot()
+    plt = pyplot()
     out = {}
     for fmt in ("png", "svg"):
         buf = io.BytesIO()
@@ -74,7 +75,7 @@ def draw_probes(summary: dict[str, Any]) -> Figure:
     """Grouped bars of probe accuracy per modality (teacher / joint / UMT ...), error bars of
     one standard deviation over seeds, the y-axis from 0 to 100, the legend right of the axes
     (never over a bar)."""
-    plt = _pyplot()
+    plt = pyplot()
     probes = summary["probes"]
     mods = list(probes)
     owners: list[str] = []
@@ -152,7 +153,7 @@ def draw_curves(summary: dict[str, Any], run_dir: Path) -> Figure | None:
     curves = stage_curves(summary, run_dir)
     if not curves:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
     k = f"val/{_task(summary).metric}"
