@@ -16,31 +16,18 @@ from umt.engine import StageModule
 
 
 class EpochLoggedModule(StageModule):
-    """``StageModule`` whose metrics are summed in tensors during the epoch and logged once at
-    its end, instead of one ``self.log`` call per training step and two per validation batch.
+    """``StageModule`` whose validation metrics are summed in tensors during the epoch and
+    logged once at its end, instead of two ``self.log`` calls per validation batch. (The engine
+    itself now logs its training scalars once per epoch: this variant used to do that too, and
+    the "epoch logging" rows measured what per-step logging cost before it was adopted.)
 
     The logged values are the same sample-weighted epoch means that ``on_epoch=True`` gives.
-    It overrides only the adapter's logging seams (``log_step``, ``log_validation``).
+    It overrides only the adapter's validation logging seam (``log_validation``).
     """
-
-    def on_train_epoch_start(self) -> None:
-        super().on_train_epoch_start()
-        self._sums: dict[str, torch.Tensor] = {}  # key -> sum over the epoch of value * batch size
-        self._count = 0
 
     def on_validation_epoch_start(self) -> None:
         self._val_loss = torch.zeros((), device=self.device)  # sum of loss * batch size
         self._val_count = 0
-
-    def log_step(self, out: dict[str, torch.Tensor], n: int) -> None:
-        for k, v in out.items():
-            if k != "logits" and v.ndim == 0:
-                self._sums[k] = self._sums.get(k, 0) + v.detach() * n
-        self._count += n
-
-    def on_train_epoch_end(self) -> None:
-        logs = {f"train/{k}": s / self._count for k, s in self._sums.items()}
-        self.log_dict(logs, on_step=False, on_epoch=True, sync_dist=True)
 
     def log_validation(self, loss: torch.Tensor, n: int) -> None:
         self._val_loss += loss.detach() * n

@@ -90,6 +90,16 @@ class StageModule(L.LightningModule):
         # under DDP as sums. ``self.log(loss, sync_dist=True)`` averaged the integer sample count
         # over processes, which truncates with unequal shards (101 samples logged as 100).
         self.val_loss = MeanMetric()
+        # The training scalars' sums over the epoch (value x batch size) and its sample count.
+        self._sums: dict[str, torch.Tensor] = {}
+        self._count = 0
+        # The method's optional hooks, looked up once (a Protocol isinstance check is slow).
+        self._epoch_hook = (
+            method.on_train_epoch_start if isinstance(method, EpochStartHook) else None
+        )
+        self._backward_hook = (
+            method.on_after_backward if isinstance(method, AfterBackwardHook) else None
+        )
         self.finish_train: Callable[[Batch], Batch] | None = None  # set by fit (issue 17)
         self.finish_val: Callable[[Batch], Batch] | None = None
         # Training time, kept in the checkpoints so that a resumed stage counts it all:
@@ -139,12 +149,14 @@ class StageModule(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self._flush_loggers()  # the previous epoch's train/* means, logged after its checkpoint
-        if isinstance(self.method, EpochStartHook):
-            self.method.on_train_epoch_start(self.model, self.current_epoch)
+        self._sums = {}
+        self._count = 0
+        if self._epoch_hook is not None:
+            self._epoch_hook(self.model, self.current_epoch)
 
     def on_after_backward(self) -> None:
-        if isinstance(self.method, AfterBackwardHook):
-            self.method.on_after_backward(self.model)
+        if self._backward_hook is not None:
+            self._backward_hook(self.model)
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         out = self.method.step(self.model, batch)
@@ -162,9 +174,19 @@ class StageModule(L.LightningModule):
         return loss
 
     def log_step(self, out: dict[str, torch.Tensor], n: int) -> None:
-        """Log a step's named scalars (``train/<name>``) as epoch means over ``n`` samples."""
-        logs = {f"train/{k}": v.detach() for k, v in out.items() if k != "logits" and v.ndim == 0}
-        self.log_dict(logs, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
+        """Add a step's named scalars (``train/<name>``, weighted by its ``n`` samples) to the
+        epoch's sums, logged as sample-weighted means at the epoch's end (one ``self.log`` per
+        step cost more than a small model's step: Lightning moves its whole result collection
+        at every call)."""
+        for k, v in out.items():
+            if k != "logits" and v.ndim == 0:
+                self._sums[k] = self._sums.get(k, 0) + v.detach() * n
+        self._count += n
+
+    def on_train_epoch_end(self) -> None:
+        if self._count:
+            logs = {f"train/{k}": s / self._count for k, s in self._sums.items()}
+            self.log_dict(logs, on_step=False, on_epoch=True, sync_dist=True)
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         logits = self.model(batch)
