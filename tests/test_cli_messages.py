@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -66,3 +68,16 @@ def test_data_folder_warnings_are_one_line_without_python_source(
     warning = [line for line in err.splitlines() if "extra.npy" in line]
     assert len(warning) == 1 and warning[0].startswith("umt: warning: "), err
     assert "UserWarning" not in err and "warnings.warn" not in err
+
+
+def test_no_progress_bars_in_a_redirected_log(tmp_path: Path) -> None:
+    """``train.progress`` (on by default) draws bars on a terminal only: ``umt run > log``
+    gets the study's lines, not thousands of carriage-returned bar updates."""
+    args = [sys.executable, "-m", "umt.cli", "run", "--out", str(tmp_path)]
+    for o in ["seeds=[0]", "data.name=synthetic", "methods=[joint]", "train.epochs=2"]:
+        args += ["--set", o]
+    args += ["--set", "data.synthetic.n_train=200", "--set", "train.threads=1"]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "joint: training" in done.stdout
+    assert "it/s" not in done.stdout + done.stderr and "\r" not in done.stdout

@@ -12,6 +12,7 @@ import math
 import os
 import random
 import shutil
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -238,6 +239,14 @@ class StageModule(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": sched}
 
 
+def _interactive() -> bool:
+    """Whether standard output is a terminal (where Lightning draws its progress bars)."""
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):  # replaced or closed by the caller
+        return False
+
+
 def _quiet_lightning() -> None:
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -353,7 +362,8 @@ def fit(
         logger=build_loggers(cfg.logger, stage_dir),  # train.logger; csv: stage_dir/metrics.csv
         callbacks=callbacks,
         plugins=[AtomicCheckpointIO()],  # a full disk leaves the previous checkpoint, not half one
-        enable_progress_bar=cfg.progress,
+        # Bars only on a terminal: redirected to a file they would fill it with carriage returns.
+        enable_progress_bar=cfg.progress and _interactive(),
         enable_model_summary=False,
         deterministic=cfg.deterministic,
         num_sanity_val_steps=0,

@@ -35,7 +35,7 @@ class TrainConfig:
         accelerator, devices, strategy, num_nodes, precision: passed to the Lightning Trainer
             (``auto`` uses a GPU when one is present).
         num_workers: DataLoader worker processes.
-        progress: show progress bars.
+        progress: show progress bars (on a terminal only: a log file gets none).
         deterministic: deterministic algorithms (bit-identical reruns on CPU).
         threads: CPU threads for PyTorch (0: PyTorch's default). Small models train fastest
             with 1; a busy machine with more threads than free cores slows down sharply.
