@@ -234,7 +234,13 @@ def _move_recipes(raw: dict[str, Any]) -> dict[str, Any]:
         section = raw.get(method)
         if isinstance(section, dict) and "train" in section:
             section = dict(section)
-            recipes[method] = {**recipes.get(method, {}), **section.pop("train")}
+            recipe = section.pop("train")
+            if not isinstance(recipe, dict):
+                raise UMTError(
+                    f"{method}.train: expected a section of train settings (e.g. "
+                    f"{{optimizer: sgd, lr: 0.05}}), got {recipe!r}"
+                )
+            recipes[method] = {**recipes.get(method, {}), **recipe}
             if METHODS[method].config is None and not section:
                 del raw[method]
             else:
