@@ -69,7 +69,10 @@ BAD_INPUTS: list[tuple[list[str], str]] = [
     (["fusion=[foo]"], "fusion"),
     (["data.name=nope"], "data.name"),
     (["data.root=/some/folder"], "data.name=folder"),
-    (["umt.train=5"], "umt.train"),  # a method's recipe must be a section (found by the fuzz test)  # a root the built-in set would ignore
+    (
+        ["umt.train=5"],
+        "umt.train",
+    ),  # a method's recipe must be a section (found by the fuzz test)  # a root the built-in set would ignore
     (["data.synthetic.n_train=1"], "data.synthetic.n_train"),
     (["data.synthetic.n_train=65", "train.batch_size=64"], "train.batch_size"),  # a batch of 1
     # A "fusion" study of a data set with one modality.
