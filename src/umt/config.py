@@ -13,7 +13,7 @@ import hashlib
 import json
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, Union
 
@@ -209,16 +209,22 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     out = copy.deepcopy(raw)  # YAML may hold dates etc.: no JSON round trip
     for text in overrides:
         path, value = parse_override(text)
-        node = out
-        for part in path[:-1]:
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                raise UMTError(f"override {text!r}: {part!r} is a value, not a section")
-            node = child
-        node[path[-1]] = value
+        set_path(out, path, value, what=f"override {text!r}")
     return out
+
+
+def set_path(raw: dict[str, Any], path: Sequence[str], value: Any, *, what: str) -> None:
+    """Set ``raw[path[0]][path[1]]... = value`` in place, making missing sections; ``what``
+    names the setting in the error when a step of the path is a value, not a section."""
+    node = raw
+    for part in path[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise UMTError(f"{what}: {part!r} is a value, not a section")
+        node = child
+    node[path[-1]] = value
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

@@ -71,9 +71,7 @@ def run_study(
         result = umt.run_study(cfg, "runs")
         result.summary["probes"]["visual"]   # teacher / joint / umt probe accuracies
     """
-    if (
-        cfg.tune.enabled or cfg.tune.teacher_lr or cfg.tune.teacher_grid
-    ):  # searches first, then the study itself
+    if cfg.tune.searches:  # searches first, then the study itself
         from umt.tune import run_tuned
 
         return run_tuned(cfg, out, log=log, report=report)

@@ -71,6 +71,11 @@ class TuneConfig:
     teacher_lr: tuple[float, ...] = ()
     teacher_grid: dict[str, tuple[Any, ...]] = field(default_factory=dict)
 
+    @property
+    def searches(self) -> bool:
+        """Whether anything is searched before the study runs."""
+        return self.enabled or bool(self.teacher_lr) or bool(self.teacher_grid)
+
 
 _STUDY_DOC = """Everything a study does. ``umt run --set key=value`` sets any field by its dotted name.
 

@@ -20,7 +20,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from umt.config import from_dict, to_dict
+from umt.config import from_dict, set_path, to_dict
 from umt.errors import UMTError
 from umt.io import write_json
 from umt.study import Log, StudyResult, run_study
@@ -95,13 +95,7 @@ def with_recipe(cfg: StudyConfig, values: dict[str, Any]) -> StudyConfig:
     """
     sections = {"train": to_dict(cfg.train), "model": to_dict(cfg.model)}
     for key, value in values.items():
-        top, *path = key.split(".")
-        node = sections[top]
-        for part in path[:-1]:
-            if not isinstance(node.get(part), dict):
-                raise UMTError(f"tune.teacher_grid: {key!r}: {part!r} is not a section of {top}")
-            node = node[part]
-        node[path[-1]] = value
+        set_path(sections, key.split("."), value, what=f"tune.teacher_grid.{key}")
     return dataclasses.replace(
         cfg,
         train=from_dict(type(cfg.train), sections["train"], prefix="train"),
@@ -111,13 +105,8 @@ def with_recipe(cfg: StudyConfig, values: dict[str, Any]) -> StudyConfig:
 
 def _trial_name(values: dict[str, Any]) -> str:
     """A teachers' trial's directory name: ``teachers-lr0.001-channels16``."""
-    parts = [
-        f"{key.rsplit('.', 1)[-1]}{value:g}"
-        if isinstance(value, float)
-        else f"{key.rsplit('.', 1)[-1]}{value}"
-        for key, value in values.items()
-    ]
-    return "teachers-" + "-".join(parts)
+    short = {key.rsplit(".", 1)[-1]: value for key, value in values.items()}
+    return "teachers-" + values_text(short).replace("=", "").replace(", ", "-")
 
 
 def _copy_stages(src: Path, dst: Path, keep: Any) -> None:
