@@ -142,6 +142,8 @@ class MLPEncoder(nn.Module):
 class CNNEncoder(nn.Module):
     """A small CNN for ``(C, H, W)`` inputs (images, spectrograms): ``depth`` stages of
     (Conv3x3, BatchNorm, ReLU, MaxPool2) doubling the width, global average pool, Linear.
+    (The ReLU is applied after the max-pool: ReLU is monotone, so ``relu(max(x)) == max(relu(x))``
+    and the outputs and gradients are the same, bit for bit, for a quarter of the ReLU's work.)
 
     Tokens: each spatial position of the last feature map ``(C', H', W')``, projected to D by the
     feature Linear (before its ReLU), in row-major order; ``forward(x) == relu(tokens(x).mean(1))``.
@@ -170,8 +172,8 @@ class CNNEncoder(nn.Module):
             layers += [
                 nn.Conv2d(c_in, c, 3, padding=1, bias=False),
                 nn.BatchNorm2d(c),
-                nn.ReLU(),
                 nn.MaxPool2d(2, ceil_mode=True),
+                nn.ReLU(inplace=True),  # after the pool: the same function, on 4x fewer values
             ]
             c_in, c = c, 2 * c
         self.features = nn.Sequential(*layers).to(memory_format=torch.channels_last)  # type: ignore[call-overload]

@@ -94,8 +94,8 @@ class ResNet18Trunk(nn.Module):
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, base, 7, stride=2, padding=3, bias=False),
             nn.BatchNorm2d(base),
-            nn.ReLU(inplace=True),
             nn.MaxPool2d(3, stride=2, padding=1),
+            nn.ReLU(inplace=True),  # after the pool: the same function (ReLU is monotone), 4x cheaper
         )
         stages: list[nn.Module] = []
         c_in = base
