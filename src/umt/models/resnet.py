@@ -95,7 +95,7 @@ class ResNet18Trunk(nn.Module):
             nn.Conv2d(in_channels, base, 7, stride=2, padding=3, bias=False),
             nn.BatchNorm2d(base),
             nn.MaxPool2d(3, stride=2, padding=1),
-            nn.ReLU(inplace=True),  # after the pool: the same function (ReLU is monotone), 4x cheaper
+            nn.ReLU(inplace=True),  # after the pool: the same function, 4x cheaper
         )
         stages: list[nn.Module] = []
         c_in = base

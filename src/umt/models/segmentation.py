@@ -95,7 +95,7 @@ def _stem(c_in: int, c_out: int, stride: int) -> nn.Sequential:
             nn.Conv2d(c_in, c_out, 7, stride=2, padding=3, bias=False),
             nn.BatchNorm2d(c_out),
             nn.MaxPool2d(3, stride=2, padding=1),
-            nn.ReLU(inplace=True),  # after the pool: the same function (ReLU is monotone), 4x cheaper
+            nn.ReLU(inplace=True),  # after the pool: the same function, 4x cheaper
         )
     return nn.Sequential(
         nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
