@@ -46,6 +46,8 @@ def test_tune_keeps_the_val_best_value_and_writes_the_curve(
         assert [p["val"] for p in curve] == vals
         best = vals.index(max(vals))
         assert tune["methods"][method]["chosen"] == {key: values[best]}
+        # Two values: either choice is at the edge of the grid, and is flagged as such.
+        assert tune["methods"][method]["edge"] == [key]
         # The study ran with the chosen value: the very stage of the best trial (same key).
         chosen = trials[best]["per_seed"]["0"]["stages"][method]
         assert result.summary["per_seed"]["0"]["stages"][method]["key"] == chosen["key"]
@@ -55,6 +57,7 @@ def test_tune_keeps_the_val_best_value_and_writes_the_curve(
     assert result.summary["methods"]["joint"]["recipe"]["lr"] == joint_lr
     report = (result.run_dir / "report.md").read_text()
     assert "same budget: 2 trial(s) per method" in report
+    assert "At the edge of its grid** (weight)" in report and "widen tune.grid.umt" in report
     assert (result.run_dir / "figures" / "sensitivity.png").stat().st_size > 1000
 
 
@@ -84,7 +87,9 @@ def test_teacher_lr_search_sets_the_study_lr(tmp_path: Path, tiny_overrides: lis
     for entry in result.summary["methods"].values():
         assert entry["recipe"]["lr"] == chosen
     assert result.trained == ["seed0/joint"]
-    assert "teachers' recipe: chose train.lr=" in (result.run_dir / "report.md").read_text()
+    report = (result.run_dir / "report.md").read_text()
+    assert "teachers' recipe: chose train.lr=" in report
+    assert "widen tune.teacher_lr/teacher_grid" in report
 
 
 def test_teacher_grid_searches_every_combination_and_the_study_shares_the_best(
@@ -106,6 +111,7 @@ def test_teacher_grid_searches_every_combination_and_the_study_shares_the_best(
     ]
     vals = [p["val"] for p in searched["curve"]]
     assert searched["chosen"] == tried[vals.index(max(vals))]
+    assert searched["edge"] == ["train.lr", "model.encoder.hidden"]  # two values each: both ends
     assert (tmp_path / cfg.name / "tune" / "teachers-lr0.01-hidden32").is_dir()
     # The fused model was built with the chosen width: its encoders' first layer has that size.
     state = torch.load(tmp_path / cfg.name / "seed0" / "joint" / "model.pt", weights_only=True)
@@ -123,3 +129,15 @@ def test_teacher_grid_refuses_keys_outside_the_recipe(tiny_overrides: list[str])
     cfg = load_config(overrides=[*tiny_overrides, "tune.teacher_grid={model.encoder.hiden: [4]}"])
     with pytest.raises(UMTError, match="did you mean 'model.encoder.hidden'"):
         run_study(cfg, "unused", log=_quiet)
+
+
+def test_grid_edges_flag_only_numeric_values_at_the_ends_of_what_was_tried() -> None:
+    from umt.tune import edges
+
+    curve = [{"values": {"lr": lr, "opt": o}} for lr in (0.1, 0.01, 0.03) for o in ("sgd", "adam")]
+    assert edges(curve, {"lr": 0.1, "opt": "sgd"}) == ["lr"]  # the largest, listed first
+    assert edges(curve, {"lr": 0.01, "opt": "adam"}) == ["lr"]  # the smallest
+    assert edges(curve, {"lr": 0.03, "opt": "sgd"}) == []  # inside; strings never flagged
+    assert edges([{"values": {"lr": 0.1}}], {"lr": 0.1}) == []  # one value: no grid to widen
+    flags = [{"values": {"on": b}} for b in (True, False)]
+    assert edges(flags, {"on": True}) == []  # booleans are not a range

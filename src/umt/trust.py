@@ -120,14 +120,28 @@ def tune_text(summary: dict[str, Any], name: Any = str) -> str:
         curve = "; ".join(f"{values_text(p['values'])} → {100 * p['val']:.2f}" for p in t["curve"])
         lines.append(
             f"- teachers' recipe: chose {values_text(t['chosen'])} (mean teacher val: {curve}); "
-            "the study's fused models share it"
+            "the study's fused models share it" + _edge_text(t, "tune.teacher_lr/teacher_grid")
         )
     for method, entry in tune["methods"].items():
         curve = "; ".join(
             f"{values_text(p['values'])} → {100 * p['val']:.2f}" for p in entry["curve"]
         )
-        lines.append(f"- {name(method)}: chose {values_text(entry['chosen'])} (val: {curve})")
+        lines.append(
+            f"- {name(method)}: chose {values_text(entry['chosen'])} (val: {curve})"
+            + _edge_text(entry, f"tune.grid.{method}")
+        )
     return "\n".join(lines)
+
+
+def _edge_text(entry: dict[str, Any], grid: str) -> str:
+    """The warning for chosen values at the edge of their grid ('' when none)."""
+    keys = entry.get("edge", [])
+    if not keys:
+        return ""
+    return (
+        f". **At the edge of its grid** ({', '.join(keys)}): the best value may lie beyond the "
+        f"values tried; widen {grid} and tune again"
+    )
 
 
 def values_text(values: dict[str, Any]) -> str:

@@ -137,6 +137,27 @@ def _best(curve: list[dict[str, Any]]) -> int:
     return vals.index(max(vals))
 
 
+def edges(curve: list[dict[str, Any]], chosen: dict[str, Any]) -> list[str]:
+    """The numeric keys whose chosen value is the smallest or the largest one tried: the best
+    value may lie beyond the grid, which should then be widened.
+
+    Example:
+        >>> curve = [{"values": {"weight": w, "loss": "mse"}} for w in (1.0, 5.0, 20.0)]
+        >>> edges(curve, {"weight": 20.0, "loss": "mse"}), edges(curve, {"weight": 5.0, "loss": "mse"})
+        (['weight'], [])
+    """
+
+    def numeric(v: Any) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool)
+
+    found = []
+    for key, value in chosen.items():
+        tried = {p["values"][key] for p in curve}
+        if len(tried) >= 2 and all(numeric(v) for v in tried) and value in (min(tried), max(tried)):
+            found.append(key)
+    return found
+
+
 def run_tuned(cfg: StudyConfig, out: str | Path, *, log: Log, report: bool) -> StudyResult:
     """Tune (``cfg.tune``), then run the study with the chosen values; its summary gains a
     ``tune`` entry: the budget, each method's curve (val score per value) and choice."""
@@ -158,7 +179,12 @@ def run_tuned(cfg: StudyConfig, out: str | Path, *, log: Log, report: bool) -> S
             run = f"{cfg.name}/tune/{name}"  # relative to out
             curve.append({"values": values, "val": _val(res.summary, None), "run": run})
         best = _best(curve)
-        tune["teachers"] = {"chosen": curve[best]["values"], "curve": curve}
+        chosen_recipe = curve[best]["values"]
+        tune["teachers"] = {
+            "chosen": chosen_recipe,
+            "curve": curve,
+            "edge": edges(curve, chosen_recipe),
+        }
         base = with_recipe(base, curve[best]["values"])
         teachers = out / str(curve[best]["run"])
     grid = grids(cfg) if cfg.tune.enabled else {}
@@ -184,6 +210,7 @@ def run_tuned(cfg: StudyConfig, out: str | Path, *, log: Log, report: bool) -> S
     for m, entry in tune["methods"].items():
         best = _best(entry["curve"])
         entry["chosen"] = chosen[m] = entry["curve"][best]["values"]
+        entry["edge"] = edges(entry["curve"], chosen[m])
         _copy_stages(runs[best], root, lambda s, m=m: s.split("-")[0] == m)
     if teachers is not None:
         _copy_stages(teachers, root, lambda s: s.startswith("teacher-"))
