@@ -65,15 +65,23 @@ def test_auto_jobs_only_where_workers_pay_and_never_under_ddp(
 ) -> None:
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
     cfg = load_config(overrides=["train.epochs=20", "train.accelerator=cpu"])
+    shares = plan(cfg, ("audio", "visual"))  # 3 seeds x (2 teachers, joint, umt)
+    assert len(shares) == 12
     big = -(-AUTO_MIN_WORK // (12 * 20))  # 12 shares x 20 epochs x `big` scalar samples: the bar
-    assert resolve_jobs(cfg, 12, big) == 8
-    assert resolve_jobs(cfg, 12, big - 1) == 1  # a tiny study: starting workers costs more
-    assert resolve_jobs(cfg, 3, 4 * big) == 3  # no more workers than shares
-    assert resolve_jobs(cfg, 3, big) == 1  # fewer shares left to train: under the bar
-    assert resolve_jobs(cfg, 12, big // 100 + 1, sample_values=100) == 8  # few, large samples
-    assert resolve_jobs(load_config(overrides=["jobs=4"]), 12, 10) == 4  # asked for: given
+    assert resolve_jobs(cfg, shares, big) == 8
+    assert resolve_jobs(cfg, shares, big - 1) == 1  # a tiny study: starting workers costs more
+    assert resolve_jobs(cfg, shares[:3], 4 * big) == 3  # no more workers than shares
+    assert resolve_jobs(cfg, shares[:3], big) == 1  # fewer shares left to train: under the bar
+    assert resolve_jobs(cfg, shares, big // 100 + 1, sample_values=100) == 8  # few, large samples
+    # A method's own recipe counts at its own epochs: joint at 200 puts the same study over.
+    long_joint = load_config(overrides=["train.epochs=20", "joint.train.epochs=200"])
+    assert resolve_jobs(long_joint, plan(long_joint, ("audio", "visual")), big // 3) == 8
+    # A fusion sweep trains each fused method once per fusion module.
+    sweep = load_config(overrides=["train.epochs=20", "fusion=[concat,sum,gated]"])
+    assert resolve_jobs(sweep, plan(sweep, ("audio", "visual")), big // 2) == 8
+    assert resolve_jobs(load_config(overrides=["jobs=4"]), shares, 10) == 4  # asked for: given
     ddp = load_config(overrides=["jobs=4", "train.devices=2", "train.strategy=ddp"])
-    assert resolve_jobs(ddp, 12, big) == 1
+    assert resolve_jobs(ddp, shares, big) == 1
     with pytest.raises(UMTError, match="jobs: expected auto or a number >= 1"):
         load_config(overrides=["jobs=0"])
 

@@ -94,7 +94,7 @@ def distributed(cfg: TrainConfig) -> bool:
 
 
 #: ``jobs: auto`` starts workers only when the study's unfinished shares see at least this many
-#: input values in training (shares x train split x ``train.epochs`` x values per sample): a
+#: input values in training (each share's epochs x train split x values per sample): a
 #: worker costs seconds to start (PyTorch, Lightning), more than a tiny study takes to train.
 #: Counted in values, not samples, so that a study of few large samples (the ``rgbd`` recipe:
 #: 600 scenes of 32x32x4, minutes per stage) runs in parallel too. Workers are started once per
@@ -102,16 +102,29 @@ def distributed(cfg: TrainConfig) -> bool:
 AUTO_MIN_WORK = 50_000_000
 
 
-def resolve_jobs(cfg: StudyConfig, n_jobs: int, n_train: int, sample_values: int = 1) -> int:
+def share_epochs(cfg: StudyConfig, job: Job) -> int:
+    """The epochs ``job`` trains at most: its recipe's cap (a method's ``train:`` on top of the
+    study's), once per stage it trains (a fusion sweep trains a method once per fusion module)."""
+    if job.modality is not None:
+        return cfg.train.epochs  # the teachers train under the study's recipe
+    method = str(job.method)
+    return cfg.train_for(method).epochs * len(fusion_stages(cfg, method))
+
+
+def resolve_jobs(
+    cfg: StudyConfig, shares: Sequence[Job], n_train: int, sample_values: int = 1
+) -> int:
     """How many stages train at once: ``cfg.jobs``, or for ``auto`` one per CPU core (at most
-    ``n_jobs``) when training runs on the CPU in one process and the study is not tiny
-    (``AUTO_MIN_WORK``; ``sample_values``: input values per training sample); 1 on an
-    accelerator or under DDP (every process of a DDP run trains every stage together)."""
+    one per share) when training runs on the CPU in one process and the study is not tiny
+    (``AUTO_MIN_WORK``, over the ``shares`` still to train, each at its own recipe's epochs;
+    ``sample_values``: input values per training sample); 1 on an accelerator or under DDP
+    (every process of a DDP run trains every stage together)."""
+    n_jobs = len(shares)
     if distributed(cfg.train):
         return 1
     if cfg.jobs != "auto":
         return max(1, min(int(cfg.jobs), n_jobs))
-    work = n_jobs * n_train * cfg.train.epochs * sample_values
+    work = sum(share_epochs(cfg, j) for j in shares) * n_train * sample_values
     if eval_device(cfg.train).type != "cpu" or work < AUTO_MIN_WORK:
         return 1
     return max(1, min(os.cpu_count() or 1, n_jobs))
@@ -139,7 +152,7 @@ def prefill(
     shares = plan(cfg, modalities)
     done = {j for j in shares if finished(j, cfg, run_dir)}  # e.g. the teachers, on a rerun
     todo = [j for j in shares if j not in done]
-    jobs = resolve_jobs(cfg, len(todo), n_train, sample_values)
+    jobs = resolve_jobs(cfg, todo, n_train, sample_values)
     if jobs <= 1:
         return []
     threads = threads_per_job(cfg, jobs)
