@@ -211,8 +211,26 @@ def to_markdown(results: dict[str, Any], command: str = "python -m benchmarks") 
         )
         + ".",
     ]
+    lines += _layer_order_section(results.get("layer_order"))
     lines += _loader_section(results["loader"]) + _study_section(results["study"])
     return "\n".join(lines) + "\n"
+
+
+def _layer_order_section(r: dict[str, Any] | None) -> list[str]:
+    if not r:  # results of a run before this section existed
+        return []
+    c = r["cnn"]
+    lines = [
+        "",
+        "### ReLU after the max-pool",
+        "",
+        "Training steps (forward, backward, Adam; one batch) of the CNN setup's model as built, "
+        "with each block's ReLU after its max-pool, against the textbook order (ReLU before): "
+        "the same outputs and gradients, bit for bit (`tests/test_models.py`).",
+        "",
+    ]
+    row = [_ms(c["ours"]["median_s"]), _ms(c["textbook"]["median_s"]), _x(c["ratio"])]
+    return lines + _table(["ours, per step", "textbook, per step", "textbook / ours"], [row])
 
 
 def _loader_section(r: dict[str, Any]) -> list[str]:

@@ -12,6 +12,8 @@ Sections (keys of the results):
   joint training's.
 - ``loading``: ``make_loader`` alone with 0, 1, 2 workers, against the training step's rate.
 - ``scaling``: epoch time at 1x, 2x, 4x the data.
+- ``layer_order``: training steps of the CNN setup's model as built (ReLU after each max-pool)
+  against the textbook order (ReLU before it): the same numbers, bit for bit.
 - ``loader``: the ``prepared`` training loader at VGGSound's sizes against the raw memory-map
   read of the same bytes, and the on-device step alone (:mod:`benchmarks.loader`).
 - ``study``: the default study's wall time (:mod:`benchmarks.default_study`).
@@ -494,6 +496,51 @@ def loading(setup: Setup, runs: Runs, sizes: Sizes, workers: tuple[int, ...]) ->
 # -- 4. scaling -----------------------------------------------------------------------------------
 
 
+def textbook_order(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` with every (MaxPool2d, ReLU) pair of its ``nn.Sequential`` blocks swapped back
+    to (ReLU, MaxPool2d), in place (the modules, hence the weights, are shared)."""
+    for seq in [m for m in model.modules() if isinstance(m, torch.nn.Sequential)]:
+        mods = list(seq)
+        for i in range(len(mods) - 1):
+            if isinstance(mods[i], torch.nn.MaxPool2d) and isinstance(mods[i + 1], torch.nn.ReLU):
+                seq[i], seq[i + 1] = mods[i + 1], mods[i]
+    return model
+
+
+def layer_order(setup: Setup, sizes: Sizes) -> dict[str, Any]:
+    """Seconds per training step (forward, backward, Adam) of ``setup``'s model as built and
+    with the textbook layer order, on one batch, interleaved; ``ratio``: textbook / ours."""
+    batch = next(iter(make_loader(setup.data.train, batch_size=sizes.batch_size, shuffle=False)))
+    steps = max(1, 4 * sizes.epochs)
+
+    def variant(textbook: bool) -> Callable[[], Thunk]:
+        model = setup.build()
+        if textbook:
+            textbook_order(model)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+        def prepare() -> Thunk:
+            def run() -> None:
+                for _ in range(steps):
+                    loss = torch.nn.functional.cross_entropy(model(batch), batch["label"])
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+
+            return run
+
+        return prepare
+
+    times = interleaved(
+        {"ours": variant(False), "textbook": variant(True)},
+        warmup=max(1, sizes.warmup),
+        repeats=4 * setup.repeats,
+    )
+    out: dict[str, Any] = {n: summary([t / steps for t in ts], 1) for n, ts in times.items()}
+    out["ratio"] = out["textbook"]["median_s"] / out["ours"]["median_s"]
+    return out
+
+
 def scaling(sizes: Sizes, runs: Runs) -> dict[str, Any]:
     """Epoch time (``fit`` and bare loop, joint, MLP setup) at each multiple of the data."""
     setups = {k: mlp_setup(sizes, scale=k) for k in sizes.scales}
@@ -576,6 +623,9 @@ def run_all(
         t = time.perf_counter()
         results["overhead_model"] = {"mlp": overhead_model(setups[0], runs, sizes)}
         log(f"  overhead_model/mlp: {time.perf_counter() - t:.1f} s")
+        t = time.perf_counter()
+        results["layer_order"] = {"cnn": layer_order(setups[1], sizes)}
+        log(f"  layer_order/cnn: {time.perf_counter() - t:.1f} s")
         t = time.perf_counter()
         results["scaling"] = {"mlp": scaling(sizes, runs)}
         log(f"  scaling/mlp: {time.perf_counter() - t:.1f} s")

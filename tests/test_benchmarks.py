@@ -58,6 +58,9 @@ def test_quick_run_reports_every_section(tmp_path: Path, capsys: Any) -> None:
         assert set(results["loading"][name]["loader"]) == {"0", "1", "2"}
         assert results["profile"][name]["parts_s"]["method.step (forward, loss)"] > 0
     assert set(results["overhead_model"]["mlp"]["batches"]) == {"8", "16"}
+    order = results["layer_order"]["cnn"]  # our CNN blocks against the textbook layer order
+    assert order["ratio"] == order["textbook"]["median_s"] / order["ours"]["median_s"] > 0
+    assert "### ReLU after the max-pool" in markdown
     scaling = results["scaling"]["mlp"]
     assert set(scaling["fit"]["ratio"]) == {"1", "2"}
     assert results["meta"]["threads"] == 1 and results["meta"]["wall_s"] > 0
@@ -107,3 +110,12 @@ def test_gpu_check_runs_tiny_on_the_cpu(tmp_path: Path) -> None:
     assert (
         "| joint | bf16-mixed | none | 0 |" in table and "DDP on one device (gloo): passed" in table
     )
+
+
+def test_textbook_order_swaps_every_pool_relu_pair_back() -> None:
+    from benchmarks.suite import textbook_order
+    from umt.models import CNNEncoder
+
+    enc = CNNEncoder((1, 8, 8), feature_dim=4, width=2)
+    kinds = [type(m).__name__ for m in textbook_order(enc).features]
+    assert kinds == ["Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d"] * 3
