@@ -141,3 +141,5 @@ def test_grid_edges_flag_only_numeric_values_at_the_ends_of_what_was_tried() -> 
     assert edges([{"values": {"lr": 0.1}}], {"lr": 0.1}) == []  # one value: no grid to widen
     flags = [{"values": {"on": b}} for b in (True, False)]
     assert edges(flags, {"on": True}) == []  # booleans are not a range
+    stages = [{"values": {"stages": v}} for v in ([0], [0, 1])]
+    assert edges(stages, {"stages": [0]}) == []  # lists (unhashable) are not a range either

@@ -152,8 +152,10 @@ def edges(curve: list[dict[str, Any]], chosen: dict[str, Any]) -> list[str]:
 
     found = []
     for key, value in chosen.items():
-        tried = {p["values"][key] for p in curve}
-        if len(tried) >= 2 and all(numeric(v) for v in tried) and value in (min(tried), max(tried)):
+        tried = [p["values"][key] for p in curve]
+        if not all(numeric(v) for v in tried):  # names, flags, lists: no range to widen
+            continue
+        if len(set(tried)) >= 2 and value in (min(tried), max(tried)):
             found.append(key)
     return found
 
@@ -185,7 +187,7 @@ def run_tuned(cfg: StudyConfig, out: str | Path, *, log: Log, report: bool) -> S
             "curve": curve,
             "edge": edges(curve, chosen_recipe),
         }
-        base = with_recipe(base, curve[best]["values"])
+        base = with_recipe(base, chosen_recipe)
         teachers = out / str(curve[best]["run"])
     grid = grids(cfg) if cfg.tune.enabled else {}
     runs: list[Path] = []
