@@ -68,11 +68,8 @@ BAD_INPUTS: list[tuple[list[str], str]] = [
     (["mask_fill=foo"], "mask_fill"),
     (["fusion=[foo]"], "fusion"),
     (["data.name=nope"], "data.name"),
-    (["data.root=/some/folder"], "data.name=folder"),
-    (
-        ["umt.train=5"],
-        "umt.train",
-    ),  # a method's recipe must be a section (found by the fuzz test)  # a root the built-in set would ignore
+    (["data.root=/some/folder"], "data.name=folder"),  # a root the built-in set would ignore
+    (["umt.train=5"], "umt.train"),  # a method's recipe must be a section (found by fuzzing)
     (["data.synthetic.n_train=1"], "data.synthetic.n_train"),
     (["data.synthetic.n_train=65", "train.batch_size=64"], "train.batch_size"),  # a batch of 1
     # A "fusion" study of a data set with one modality.

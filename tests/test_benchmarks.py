@@ -3,6 +3,7 @@ numbers on a shared machine say nothing about correctness)."""
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 import torch
+from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `benchmarks` lives beside `src`, not in the installed package
@@ -119,3 +121,41 @@ def test_textbook_order_swaps_every_pool_relu_pair_back() -> None:
     enc = CNNEncoder((1, 8, 8), feature_dim=4, width=2)
     kinds = [type(m).__name__ for m in textbook_order(enc).features]
     assert kinds == ["Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d"] * 3
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["cnn-even", "cnn-odd", "resnet-stem", "seg-stem"],
+)
+def test_relu_after_max_pool_is_the_textbook_block_bit_for_bit(case: str) -> None:
+    """The encoders apply ReLU after max-pooling (4x fewer values): outputs and every gradient
+    equal those of the usual conv-BN-ReLU-pool order exactly, in training mode."""
+    from benchmarks.suite import textbook_order
+    from umt.models import CNNEncoder
+    from umt.models.resnet import ResNet18Trunk
+    from umt.models.segmentation import _stem
+
+    torch.manual_seed(0)
+    seq: nn.Sequential
+    if case.startswith("cnn"):
+        hw = (12, 15) if case == "cnn-odd" else (16, 16)  # odd sizes: ceil_mode's partial windows
+        seq, x = CNNEncoder((2, *hw), feature_dim=4, width=3).features, torch.randn(6, 2, *hw)
+    elif case == "resnet-stem":
+        seq, x = ResNet18Trunk(3, width=0.25).stem, torch.randn(4, 3, 19, 22)
+    else:
+        seq, x = _stem(4, 8, 4), torch.randn(4, 4, 17, 20)
+    assert any(isinstance(m, nn.MaxPool2d) for m in seq)
+    textbook = textbook_order(copy.deepcopy(seq))  # the same weights, the usual order
+    assert [type(m) for m in textbook] != [type(m) for m in seq]  # the swap happened
+    outs, grads = [], []
+    for net in (seq, textbook):
+        net.train().zero_grad()
+        xi = x.clone().requires_grad_()
+        y = net(xi)
+        (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
+        outs.append(y.detach())
+        grads.append([xi.grad, *(p.grad for p in net.parameters())])
+    assert torch.equal(outs[0], outs[1])
+    assert (outs[0] == 0).any() and (outs[0] > 0).any()  # the ReLU did cut something
+    for a, b in zip(grads[0], grads[1], strict=True):
+        assert torch.equal(a, b)
