@@ -119,6 +119,7 @@ def make_check_sets(root: Path) -> list[Path]:
 
 
 if __name__ == "__main__":
-    target = Path(sys.argv[1] if len(sys.argv) > 1 else "check_sets")
-    for path in make_check_sets(target):
+    if len(sys.argv) != 2:  # no default: generated data does not belong in the repository
+        sys.exit("usage: python scripts/make_check_sets.py OUT_DIR")
+    for path in make_check_sets(Path(sys.argv[1])):
         print(path)
