@@ -1,6 +1,6 @@
 """The plain-loop example in your own ``LightningModule``: UMT is three added lines.
 
-Same data and model as ``own_model_plain_loop.py``; ``umt.lightning.UMTMixin`` gives the module
+Same data and model as ``own_model_plain_loop.py``; ``umt.yours.lightning.UMTMixin`` gives the module
 ``configure_umt`` (the loss, hooks on the encoders) and ``umt_loss`` (the distillation term,
 logged as ``train/distill/<modality>``). Checkpoints hold no teacher weight.
 
@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 import umt
-from umt.lightning import UMTMixin
+from umt.yours.lightning import UMTMixin
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the plain example's data and model
 from own_model_plain_loop import ENCODERS, PairDataset, TwoBranch  # noqa: E402
@@ -63,12 +63,12 @@ def main(epochs: int = 10) -> dict[str, Any]:
     loader = DataLoader(train_set, batch_size=64, shuffle=True)
     joint = LitTwoBranch()
     fit(joint, loader, epochs)
-    before = umt.diagnose(joint.model, train_set, val_set, test_set, encoders=ENCODERS)
+    before = umt.yours.diagnose(joint.model, train_set, val_set, test_set, encoders=ENCODERS)
     print("Naive joint training:\n" + before.table())
 
     student = LitTwoBranch(teachers=before.teachers)
     trainer = fit(student, loader, epochs)
-    after = umt.diagnose(
+    after = umt.yours.diagnose(
         student.model, train_set, val_set, test_set, encoders=ENCODERS, teachers=before.teachers
     )
     print("\nWith UMT in the LightningModule:\n" + after.table())

@@ -3,7 +3,7 @@
 A two-branch model (encoders ``aud`` and ``vis``) on generated data where audio is easy (the
 class is its one-hot, plus noise) and visual is hard (the class is the XOR of coordinate signs:
 learnable, but only by a non-linear encoder). Trained jointly, the fused loss is met by audio and
-the visual encoder stays lazy; ``umt.diagnose`` finds it, ``umt.UMTLoss`` fixes it.
+the visual encoder stays lazy; ``umt.yours.diagnose`` finds it, ``umt.UMTLoss`` fixes it.
 
     python examples/own_model_plain_loop.py      # a few seconds on one CPU core
 """
@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 import umt
-from umt.hooks import capture_features
+from umt.yours.hooks import capture_features
 
 ENCODERS = {"audio": "aud", "visual": "vis"}  # modality -> the model's submodule
 CLASSES = 4
@@ -82,14 +82,14 @@ def main(epochs: int = 10) -> dict[str, umt.Diagnosis]:
     )
     joint = TwoBranch()
     train(joint, loader, epochs)
-    before = umt.diagnose(joint, train_set, val_set, test_set, encoders=ENCODERS)
+    before = umt.yours.diagnose(joint, train_set, val_set, test_set, encoders=ENCODERS)
     print("Naive joint training:\n" + before.table())
 
     # The teachers diagnose trained (a re-initialised copy of each encoder, trained alone).
     umt_loss = umt.UMTLoss(before.teachers, weights=5.0)
     student = TwoBranch()
     train(student, loader, epochs, umt_loss)
-    after = umt.diagnose(
+    after = umt.yours.diagnose(
         student, train_set, val_set, test_set, encoders=ENCODERS, teachers=before.teachers
     )
     print("\nWith UMTLoss:\n" + after.table())

@@ -1,8 +1,8 @@
-"""Time of ``umt.diagnose`` against the same probes inside a study (README, "Use it with your
+"""Time of ``umt.yours.diagnose`` against the same probes inside a study (README, "Use it with your
 own model"), on ``avdigits`` with the default study's model, one CPU thread.
 
 The study probes each encoder of a model with ``umt.probe`` (the project's batched arrays);
-``umt.diagnose`` runs the whole model's forward with hooks on the encoders, over a plain
+``umt.yours.diagnose`` runs the whole model's forward with hooks on the encoders, over a plain
 ``Dataset`` of dict samples (one ``__getitem__`` per sample, the default collate), or over the
 project's ``ArrayDataset``. Both are given the same two teachers, so no training is timed: four
 probes (two encoders, two teachers) each; CPU time of the one thread (the machine is shared,
@@ -65,9 +65,9 @@ for name, splits in (
     ("ArrayDataset", [data.train, data.val, data.test]),
 ):
     start = time.process_time()
-    diag = umt.diagnose(model, *splits, encoders=encoders, teachers=teachers)
+    diag = umt.yours.diagnose(model, *splits, encoders=encoders, teachers=teachers)
     seconds = time.process_time() - start
     same = all(
         abs(getattr(diag[m], who).test_acc - acc) < 1e-6 for (who, m), acc in builtin.items()
     )
-    print(f"umt.diagnose, {name}: {seconds:.1f} s CPU (probe numbers equal: {same})")
+    print(f"umt.yours.diagnose, {name}: {seconds:.1f} s CPU (probe numbers equal: {same})")

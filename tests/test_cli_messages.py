@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import yaml
 
-import umt.study
+import umt
+import umt.search
 from umt.cli import main
 from umt.config import to_dict
 from umt.data import load_data
@@ -23,7 +24,7 @@ from umt.study import load_config
 def test_config_accepts_a_recipe_name(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["config", "--config", "vggsound"]) == 0
     shown = yaml.safe_load(capsys.readouterr().out)
-    recipe = Path(umt.study.__file__).parent / "configs" / "vggsound.yaml"
+    recipe = Path(umt.__file__).parent / "configs" / "vggsound.yaml"
     assert shown == to_dict(load_config(recipe))
 
 
@@ -46,7 +47,7 @@ def test_sigterm_exits_143(monkeypatch: pytest.MonkeyPatch) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
         raise AssertionError("SIGTERM did not stop the run")
 
-    monkeypatch.setattr(umt.study, "run_study", killed)
+    monkeypatch.setattr(umt.search, "run_study", killed)
     handler = signal.getsignal(signal.SIGTERM)
     try:
         assert main(["run", "--set", "seeds=[0]"]) == 143

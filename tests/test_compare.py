@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 from conftest import assert_summary_is_the_stage_results
 
-from umt.compare import OUTCOMES_FILE, comparisons
 from umt.data.base import ArrayDataset
 from umt.data.segmentation import IGNORE_INDEX, SegmentationDataset
-from umt.stats import paired_bootstrap
+from umt.report.compare import OUTCOMES_FILE, comparisons
+from umt.report.stats import paired_bootstrap
 from umt.study import load_config, run_study
 from umt.tasks import CLASSIFICATION, SEGMENTATION, accuracy
 

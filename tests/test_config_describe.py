@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 from umt.cli import main
+from umt.cli.describe import describe, leaf_keys
 from umt.config import to_dict
-from umt.config_doc import describe, leaf_keys
 from umt.study import StudyConfig, load_config
 
 

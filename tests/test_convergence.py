@@ -16,9 +16,9 @@ from umt.config import config_hash
 from umt.engine import StageModule, TrainConfig, is_converged
 from umt.io import read_json
 from umt.methods import Joint
-from umt.runner import _hash_train
+from umt.report.trust import stage_flags
 from umt.study import load_config, run_study
-from umt.trust import stage_flags
+from umt.study.cache import train_key as _hash_train
 
 
 def _quiet(_: str) -> None:

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from umt.data import load_data
+from umt.data.fingerprint import data_key
 from umt.data.folder import export_folder
-from umt.fingerprint import data_key
 from umt.study import load_config, run_study
 
 # Computed with the code before content fingerprints (config_hash(cfg.data)): the embedded and

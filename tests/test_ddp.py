@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from umt.checkpoints import metric_rows
+from umt.engine.checkpoints import metric_rows
 
 BASE = [
     "seeds=[0]",

@@ -1,4 +1,4 @@
-"""``umt.diagnose`` on a user's own model and plain Datasets: the built-in probe's numbers, the
+"""``umt.yours.diagnose`` on a user's own model and plain Datasets: the built-in probe's numbers, the
 verdict, the files, and one clear error per bad input."""
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 import umt
 from umt.data.base import ArrayDataset, DataBundle
-from umt.diagnose import DiagnoseConfig, model_features
 from umt.errors import UMTError
 from umt.probe import ProbeConfig, extract_features
 from umt.tasks import probe
+from umt.yours.diagnose import DiagnoseConfig, model_features
 
 K = 4
 FAST = DiagnoseConfig(epochs=10, lr=1e-2, probe=ProbeConfig(max_iter=50))
@@ -111,7 +111,7 @@ def test_diagnose_gives_the_builtin_probe_numbers_on_a_users_model(
     model.train()
     model.vis[0].eval()  # a submodule the user keeps in eval mode stays so
     teachers = frozen_teachers()
-    diag = umt.diagnose(
+    diag = umt.yours.diagnose(
         model, splits["train"], splits["val"], splits["test"], encoders=ENCODERS,
         teachers=teachers, config=FAST,
     )  # fmt: skip
@@ -142,7 +142,7 @@ def test_tuples_and_dataloaders_give_the_same_diagnosis(
     torch.manual_seed(0)
     model = TupleFusion()
     teachers = frozen_teachers()
-    as_dicts = umt.diagnose(
+    as_dicts = umt.yours.diagnose(
         _DictView(model), *splits.values(),
         encoders={"audio": "m.aud", "visual": "m.vis"}, teachers=teachers, config=FAST,
     )  # fmt: skip
@@ -151,7 +151,7 @@ def test_tuples_and_dataloaders_give_the_same_diagnosis(
         for s, a in arrays.items()
     }
     loaders = [DataLoader(t, batch_size=100) for t in tensors.values()]
-    as_tuples = umt.diagnose(
+    as_tuples = umt.yours.diagnose(
         model, *loaders, encoders=ENCODERS, teachers=teachers, config=FAST,
         modalities=["audio", "visual"],
     )  # fmt: skip
@@ -192,7 +192,7 @@ def test_an_undertrained_encoder_is_reported_as_failure(
         if hasattr(mod, "reset_parameters"):
             mod.reset_parameters()  # type: ignore[operator]
     before = copy.deepcopy(model.state_dict())
-    diag = umt.diagnose(model, *splits.values(), encoders=ENCODERS, config=FAST, out=tmp_path)
+    diag = umt.yours.diagnose(model, *splits.values(), encoders=ENCODERS, config=FAST, out=tmp_path)
     assert diag.failures == ["visual"], diag.table()
     assert diag["visual"].failure and not diag["audio"].failure
     assert diag["visual"].teacher_source == "trained"
@@ -208,7 +208,7 @@ def test_an_undertrained_encoder_is_reported_as_failure(
     assert "modality failure" in (tmp_path / "report.html").read_text()
     assert (tmp_path / "figures" / "probes.png").read_bytes()[:4] == b"\x89PNG"
     # a margin above the gap changes the verdict
-    assert not umt.diagnose(
+    assert not umt.yours.diagnose(
         model, *splits.values(), encoders={"visual": "vis"}, teachers={"visual": diag.teachers["visual"]},
         config=DiagnoseConfig(margin=0.99, probe=FAST.probe),
     )["visual"].failure  # fmt: skip
@@ -227,11 +227,11 @@ def test_a_teacher_input_taken_by_a_function(splits: dict[str, DictDataset]) -> 
     cfg = DiagnoseConfig(epochs=1, probe=FAST.probe)
     model = Reshaping()
     with pytest.raises(UMTError, match=r"inputs=\{'visual'"):
-        umt.diagnose(
+        umt.yours.diagnose(
             model, *splits.values(), encoders={"visual": "vis"}, config=cfg,
             inputs={"visual": lambda b: b["visual"][:, :2]},
         )  # fmt: skip
-    diag = umt.diagnose(
+    diag = umt.yours.diagnose(
         model, *splits.values(), encoders={"visual": "vis"}, config=cfg,
         inputs={"visual": lambda b: b["visual"].view(-1, 2, 3)},
     )  # fmt: skip
@@ -247,28 +247,30 @@ def test_a_submodule_name_that_does_not_exist_names_the_close_match(
     with pytest.raises(
         UMTError, match=r"encoders\['visual'\].*no submodule 'viz'.*did you mean 'vis'"
     ):
-        umt.diagnose(MyFusion(), *splits.values(), encoders={"audio": "aud", "visual": "viz"})
+        umt.yours.diagnose(MyFusion(), *splits.values(), encoders={"audio": "aud", "visual": "viz"})
 
 
 def test_a_hook_that_never_fired(splits: dict[str, DictDataset]) -> None:
     with pytest.raises(UMTError, match=r"'unused' did not run in the model's forward"):
-        umt.diagnose(MyFusion(), *splits.values(), encoders={"audio": "aud", "visual": "unused"})
+        umt.yours.diagnose(
+            MyFusion(), *splits.values(), encoders={"audio": "aud", "visual": "unused"}
+        )
 
 
 def test_a_batch_missing_a_modality(arrays: dict[str, dict[str, np.ndarray]]) -> None:
     data = [DictDataset(a, drop="visual") for a in arrays.values()]
     with pytest.raises(UMTError, match=r"train batch has no modality \['visual'\]"):
-        umt.diagnose(MyFusion(), *data, encoders=ENCODERS)
+        umt.yours.diagnose(MyFusion(), *data, encoders=ENCODERS)
 
 
 def test_tuples_without_modalities(arrays: dict[str, dict[str, np.ndarray]]) -> None:
     data = [TensorDataset(torch.zeros(4, 6), torch.zeros(4, 6), torch.zeros(4)) for _ in range(3)]
     with pytest.raises(UMTError, match=r"pass modalities=\[\.\.\.\]"):
-        umt.diagnose(TupleFusion(), *data, encoders=ENCODERS)
+        umt.yours.diagnose(TupleFusion(), *data, encoders=ENCODERS)
 
 
 def test_a_teacher_for_an_unknown_modality(splits: dict[str, DictDataset]) -> None:
     with pytest.raises(UMTError, match=r"teachers name \['depth'\]"):
-        umt.diagnose(
+        umt.yours.diagnose(
             MyFusion(), *splits.values(), encoders=ENCODERS, teachers={"depth": nn.Identity()}
         )

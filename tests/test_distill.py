@@ -18,9 +18,9 @@ from torch import nn
 import umt
 from umt.data.base import ArrayDataset, make_loader
 from umt.errors import UMTError
-from umt.hooks import capture_features
 from umt.methods.umt import UMT, UMTConfig
 from umt.models import EncoderConfig, ModelConfig, build_model
+from umt.yours.hooks import capture_features
 
 
 def teachers(d: int = 4) -> dict[str, nn.Module]:
@@ -156,7 +156,7 @@ def test_lightning_mixin_keeps_teachers_out_of_checkpoints(tmp_path: Path) -> No
     import lightning as L
     from torch.utils.data import DataLoader, TensorDataset
 
-    from umt.lightning import UMTMixin
+    from umt.yours.lightning import UMTMixin
 
     class Student(nn.Module):
         def __init__(self) -> None:

@@ -96,7 +96,7 @@ def test_round_trip_of_synthetic_data_is_exact_and_memory_mapped(tmp_path: Path)
     assert check_folder(tmp_path / "synth") == []
 
     loaded = load_data(DataConfig(name="folder", root=str(tmp_path / "synth")))
-    assert DATASETS["folder"][0] is load_folder
+    assert DATASETS["folder"].load is load_folder
     assert (loaded.name, loaded.num_classes, loaded.task) == (
         "synthetic",
         data.num_classes,

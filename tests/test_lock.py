@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from umt.cli import main
-from umt.preflight import lock_study
+from umt.study.preflight import lock_study
 
 HOLDER = """
 import sys, time
 from pathlib import Path
-from umt.preflight import lock_study
+from umt.study.preflight import lock_study
 with lock_study(Path(sys.argv[1])):
     print("locked", flush=True)
     time.sleep(120)

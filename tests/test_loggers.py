@@ -10,10 +10,10 @@ import pytest
 
 from umt.config import config_hash
 from umt.engine import TrainConfig
+from umt.engine.loggers import build_loggers, check_loggers
 from umt.errors import UMTError
-from umt.loggers import build_loggers, check_loggers
-from umt.runner import _hash_train
 from umt.study import load_config, run_study
+from umt.study.cache import train_key as _hash_train
 
 HAS_TENSORBOARD = any(importlib.util.find_spec(p) for p in ("tensorboard", "tensorboardX"))
 

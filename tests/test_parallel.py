@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from umt.errors import UMTError
-from umt.parallel import AUTO_MIN_WORK, Job, needs, plan, resolve_jobs
 from umt.study import load_config, run_study
+from umt.study.parallel import AUTO_MIN_WORK, Job, needs, plan, resolve_jobs
 
 TIMES = {"train_seconds", "wall_seconds"}
 

@@ -16,11 +16,12 @@ from torch import nn
 from umt.data.base import ArrayDataset, DataBundle
 from umt.errors import UMTError
 from umt.methods import METHODS, MethodContext
-from umt.methods.gblend import GBlend, GBlendConfig, GBlendHeads, gblend_weights, split_holdout
+from umt.methods.common import split_holdout, true_class_score
+from umt.methods.gblend import GBlend, GBlendConfig, GBlendHeads, gblend_weights
 from umt.methods.joint import Joint
 from umt.methods.mla import MLA, MLAConfig, build_mla, entropy_weights, owm_update
 from umt.methods.mmpareto import MMPareto, MMParetoConfig, mmpareto_combine, pareto_weights
-from umt.methods.ogm_ge import OGMGE, OGMGEConfig, modulate_, ogm_coefficients, true_class_score
+from umt.methods.ogm_ge import OGMGE, OGMGEConfig, modulate_, ogm_coefficients
 from umt.methods.pmr import PMR, PMRConfig, Prototypes, class_prototypes, pmr_coefficients
 from umt.models.encoders import MLPEncoder
 from umt.models.fusion import build_fusion

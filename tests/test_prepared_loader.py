@@ -21,6 +21,7 @@ from umt.data.base import (
     is_modality_key,
     make_loader,
 )
+from umt.data.crops import random_boxes, resized_crops
 from umt.data.folder import export_folder
 from umt.data.prepared import (
     FORMAT,
@@ -29,8 +30,6 @@ from umt.data.prepared import (
     PREPARED_FILE,
     BatchBuffers,
     PreparedConfig,
-    random_boxes,
-    resized_crops,
     take_rows,
 )
 from umt.engine import TrainConfig, fit

@@ -22,7 +22,8 @@ from umt.data.segmentation import SegAugmentConfig, SegmentationDataset
 from umt.errors import UMTError
 from umt.methods import METHODS
 from umt.methods.base import MethodContext
-from umt.methods.umt import UMT, UMTConfig, feature_distance
+from umt.methods.losses import feature_distance
+from umt.methods.umt import UMT, UMTConfig
 from umt.models.multimodal import ModelConfig
 from umt.models.segmentation import SegModelConfig, build_seg_model
 from umt.probe import DEFAULT_PROBE, ProbeConfig

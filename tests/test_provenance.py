@@ -10,8 +10,8 @@ import lightning
 import torch
 
 import umt
-from umt.provenance import git_commit
 from umt.study import load_config, run_study
+from umt.study.provenance import git_commit
 
 TINY = [
     "seeds=[0]",

@@ -9,18 +9,9 @@ from typing import Any
 
 import pytest
 
-from umt.report import (
-    accuracy_table,
-    choice_text,
-    comparison_line,
-    markdown,
-    missing_table,
-    pm,
-    probe_table,
-    recommendation_text,
-    tables,
-    write_report,
-)
+from umt.report import markdown, tables, write_report
+from umt.report.tables import accuracy_table, missing_table, pm, probe_table
+from umt.report.verdict import choice_text, comparison_line, recommendation_text
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

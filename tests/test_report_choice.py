@@ -8,8 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from umt.compare import OUTCOMES_FILE, add_comparisons
-from umt.report import choice_text, markdown
+from umt.report import markdown
+from umt.report.compare import OUTCOMES_FILE, add_comparisons
+from umt.report.verdict import choice_text
 from umt.tasks import CLASSIFICATION
 
 

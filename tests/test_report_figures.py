@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from umt.diagnosis import Diagnosis, ModalityDiagnosis
-from umt.figures import draw_curves, draw_probes, probe_caption, render
 from umt.probe import ProbeResult
 from umt.report import markdown, write_report
+from umt.report.figures import draw_curves, draw_probes, probe_caption, render
 from umt.study import load_config, run_study
+from umt.yours.diagnosis import Diagnosis, ModalityDiagnosis
 
 
 def _s(mean: float, std: float = 0.0) -> dict[str, Any]:

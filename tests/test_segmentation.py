@@ -21,7 +21,7 @@ from umt.data.segmentation import (
 )
 from umt.errors import UMTError
 from umt.methods import UMT, UMTConfig, ume_combine
-from umt.methods.umt import umt_stage_distill_loss
+from umt.methods.losses import umt_stage_distill_loss
 from umt.models import SegModelConfig, build_seg_model
 from umt.probe import ProbeConfig
 from umt.study import load_config, run_study

@@ -14,8 +14,8 @@ from scipy.io import savemat
 
 from umt.cli import main
 from umt.data import DataConfig, load_data
-from umt.data.nyuv2 import (
-    NYUv2Config,
+from umt.data.nyuv2 import NYUv2Config
+from umt.data.prepare.nyuv2 import (
     prepare_nyuv2,
     read_labelled,
     read_mapping13,

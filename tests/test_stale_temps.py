@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from umt.io import TEMP_NAME, remove_stale_temps
-from umt.preflight import claim_run_dir
 from umt.study import load_config, run_study
+from umt.study.preflight import claim_run_dir
 
 STALE = [".summary.json.0123abcd.tmp", "seed0/joint/.model.pt.deadbeef.tmp"]
 # Look-alikes that are not the writer's: they must survive.

@@ -1,4 +1,4 @@
-"""Intervals (``umt.stats``): hand-checkable cases, a normal approximation, and the edge cases."""
+"""Intervals (``umt.report.stats``): hand-checkable cases, a normal approximation, and the edge cases."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from umt.stats import Interval, paired_bootstrap, seed_interval, within_noise
+from umt.report.stats import Interval, paired_bootstrap, seed_interval, within_noise
 
 
 def _acc(o: np.ndarray) -> float:

@@ -198,7 +198,7 @@ def test_unknown_compile_backend_is_refused(tmp_path: Path, tiny_overrides: list
 
 
 def test_compile_wraps_every_encoder_in_place() -> None:
-    from umt.engine import _compile_encoders
+    from umt.engine.fit import _compile_encoders
     from umt.models import ModelConfig, build_model
 
     model = build_model(ModelConfig(), {"a": (4,), "b": (1, 8, 8)}, 3)

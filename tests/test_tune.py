@@ -9,7 +9,8 @@ import torch
 
 from umt.errors import UMTError
 from umt.io import read_json
-from umt.study import load_config, run_study
+from umt.search import run_study
+from umt.study import load_config
 
 
 def _quiet(_: str) -> None:
@@ -132,7 +133,7 @@ def test_teacher_grid_refuses_keys_outside_the_recipe(tiny_overrides: list[str])
 
 
 def test_grid_edges_flag_only_numeric_values_at_the_ends_of_what_was_tried() -> None:
-    from umt.tune import edges
+    from umt.search.tune import edges
 
     curve = [{"values": {"lr": lr, "opt": o}} for lr in (0.1, 0.01, 0.03) for o in ("sgd", "adam")]
     assert edges(curve, {"lr": 0.1, "opt": "sgd"}) == ["lr"]  # the largest, listed first

@@ -17,7 +17,9 @@ from torch import nn
 from umt.data.base import ArrayDataset, DataBundle
 from umt.errors import UMTError
 from umt.methods import METHODS, G2DConfig, MethodContext, UMTConfig, logit_distill_loss
-from umt.methods.umt import UMT, build_umt, priority_coefficients
+from umt.methods.g2d import G2D, build_g2d
+from umt.methods.losses import priority_coefficients
+from umt.methods.umt import UMT, build_umt
 from umt.models import EncoderConfig, ModelConfig, MultimodalModel, build_model
 from umt.models.encoders import MLPEncoder
 from umt.models.fusion import build_fusion
@@ -55,6 +57,11 @@ def _bundle(n: int = 24) -> DataBundle:
 def _build(cfg: UMTConfig, student: MultimodalModel | None = None) -> tuple[MultimodalModel, UMT]:
     model = student if student is not None else _student()
     return model, build_umt(MethodContext(cfg, model, _teachers(), _bundle(), 0))
+
+
+def _build_g2d(cfg: G2DConfig) -> tuple[MultimodalModel, G2D]:
+    model = _student()
+    return model, build_g2d(MethodContext(cfg, model, _teachers(), _bundle(), 0))
 
 
 def _kl(student: torch.Tensor, teacher: torch.Tensor, t: float) -> torch.Tensor:
@@ -103,7 +110,7 @@ def test_logit_distill_gradient_reaches_the_student_only() -> None:
 
 def test_default_umt_trains_nothing_extra_and_keeps_its_loss() -> None:
     model, method = _build(UMTConfig(weight=2.0))
-    assert method.trainable() is None and method.teacher_models is None
+    assert method.trainable() is None and not hasattr(method, "teacher_models")
     batch = _batch()
     out = method.step(model, batch)
     assert set(out) == {"loss", "logits", "task_loss", "distill_loss", "distill_a", "distill_b"}
@@ -135,8 +142,8 @@ def _narrow_student() -> MultimodalModel:
 def test_projector_only_where_the_widths_differ() -> None:
     model, method = _build(UMTConfig(weight=1.0), _narrow_student())
     modules = method.trainable()
-    assert modules is not None and set(modules.projectors) == {"a"} and len(modules.heads) == 0
-    proj = modules.projectors["a"]
+    assert modules is not None and set(modules) == {"a"}
+    proj = modules["a"]
     assert (proj.in_features, proj.out_features) == (4, 6)
     batch = _batch()
     out = method.step(model, batch)
@@ -158,7 +165,7 @@ def test_projector_false_keeps_the_error_and_true_projects_everywhere() -> None:
         method.step(model, _batch())
     _, method = _build(UMTConfig(project=True), _narrow_student())
     modules = method.trainable()
-    assert modules is not None and set(modules.projectors) == {"a", "b"}
+    assert modules is not None and set(modules) == {"a", "b"}
     assert load_config(overrides=["umt.project=false"]).umt.project is False
     assert load_config().umt.project == "auto"
     with pytest.raises(UMTError, match="umt.project"):
@@ -169,9 +176,11 @@ def test_projector_false_keeps_the_error_and_true_projects_everywhere() -> None:
 
 
 @pytest.mark.parametrize("target", ["branch", "fused"])
-def test_umt_step_adds_the_weighted_logit_distillation(target: str) -> None:
-    cfg = UMTConfig(weight=2.0, logit_weight=0.5, temperature=2.0, logit_target=target)
-    model, method = _build(cfg)
+def test_g2d_step_adds_the_weighted_logit_distillation(target: str) -> None:
+    cfg = G2DConfig(
+        weight=2.0, logit_weight=0.5, temperature=2.0, logit_target=target, prioritize=False
+    )
+    model, method = _build_g2d(cfg)
     modules = method.trainable()
     if target == "branch":
         assert modules is not None and set(modules.heads) == {"a", "b"}
@@ -201,10 +210,12 @@ def test_umt_step_adds_the_weighted_logit_distillation(target: str) -> None:
 
 
 def test_logit_options_are_checked() -> None:
-    with pytest.raises(UMTError, match="logit_target"):
-        _build(UMTConfig(logit_weight=1.0, logit_target="both"))
-    with pytest.raises(UMTError, match="teachers' heads"):
-        UMT({m: t.encoders[m] for m, t in _teachers().items()}, UMTConfig(logit_weight=1.0))
+    with pytest.raises(UMTError, match="g2d.logit_target"):
+        G2DConfig(logit_weight=1.0, logit_target="both")
+    with pytest.raises(UMTError, match="g2d.temperature"):
+        G2DConfig(temperature=0.0)
+    with pytest.raises(UMTError, match=r"umt.logit_weight.*unknown|unknown.*logit_weight"):
+        load_config(overrides=["umt.logit_weight=0.5"])  # G2D's keys are g2d's alone
 
 
 # -- G2D's prioritisation ------------------------------------------------------------------------
@@ -219,8 +230,8 @@ def test_priority_goes_to_the_least_confident_teacher() -> None:
 
 
 def test_prioritisation_zeroes_the_stronger_encoders_weights_in_its_epochs() -> None:
-    cfg = UMTConfig(weight=1.0, prioritize=True, prioritize_start=1, prioritize_end=2)
-    model, method = _build(cfg)
+    cfg = G2DConfig(weight=1.0, logit_weight=0.0, prioritize_start=1, prioritize_end=2)
+    model, method = _build_g2d(cfg)
     batch = _batch(16)
     teachers = _teachers()
     with torch.no_grad():  # s_hat_m = sum_i softmax(teacher_m)[y_i], by hand
@@ -252,7 +263,7 @@ def test_prioritisation_zeroes_the_stronger_encoders_weights_in_its_epochs() -> 
 
 def test_g2d_is_umt_with_g2ds_settings() -> None:
     spec = METHODS["g2d"]
-    assert spec.uses_teachers and spec.build is build_umt
+    assert spec.uses_teachers and spec.build is build_g2d
     cfg = load_config()
     assert cfg.g2d == G2DConfig() and cfg.umt == UMTConfig()  # UMT's defaults unchanged
     assert (cfg.g2d.weight, cfg.g2d.logit_weight, cfg.g2d.temperature) == (1.0, 1.0, 1.0)
@@ -260,7 +271,7 @@ def test_g2d_is_umt_with_g2ds_settings() -> None:
     # Setting one key keeps G2D's other defaults (not UMT's).
     changed = load_config(overrides=["g2d.prioritize_end=3"]).g2d
     assert changed == G2DConfig(prioritize_end=3) and changed.logit_weight == 1.0
-    assert UMTConfig().logit_weight == 0.0 and not UMTConfig().prioritize
+    assert not hasattr(UMTConfig(), "logit_weight") and not hasattr(UMTConfig(), "prioritize")
 
 
 @pytest.fixture(scope="module")
@@ -277,8 +288,9 @@ def test_umt_variants_and_g2d_run_in_a_tiny_study(
         f"data.synthetic.preset={preset}",
         f"name={preset}",
         "methods=[umt,g2d]",
-        "umt.logit_weight=0.5",  # branch heads: trained, checkpointed with the stage
-        "umt.temperature=2.0",
+        "g2d.logit_target=branch",  # branch heads: trained, checkpointed with the stage
+        "g2d.logit_weight=0.5",
+        "g2d.temperature=2.0",
         "g2d.prioritize_end=0",
     ]
     result = run_study(
@@ -316,12 +328,12 @@ def test_g2d_step_with_cached_teacher_features_equals_the_online_one(fusion: str
             for m, t in teachers.items()
         }
     g2d = G2DConfig(weight=2.0, logit_target="branch")
-    online = build_umt(MethodContext(g2d, model, teachers, data, 0))
+    online = build_g2d(MethodContext(g2d, model, teachers, data, 0))
     ctx = MethodContext(
         replace(g2d, cache_teachers=True), model, teachers, data, 0, lambda m: cached[m]
     )
-    offline = build_umt(ctx)
-    offline.modules = online.modules  # the same branch heads
+    offline = build_g2d(ctx)
+    offline.heads = online.heads  # the same branch heads
     assert offline.needs_index and not online.needs_index
     batch = data.train.indexed()[[0, 3, 5, 7, 11, 13]]
     model.eval()  # batch statistics would differ between the two passes otherwise

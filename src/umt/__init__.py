@@ -4,7 +4,7 @@ The main entry points::
 
     import umt
     cfg = umt.load_config(overrides=["seeds=[0]"])
-    result = umt.run_study(cfg, "runs")          # teachers, joint, UMT, UME, probes, choice
+    result = umt.run_study(cfg, "runs")          # teachers, joint, UMT, UME, probes, verdict
     umt.probe(encoder, data, "audio")             # diagnose an encoder trained elsewhere
     umt.run_study(cfg, "runs", data=umt.UserData(train=..., val=..., test=...,
                   modalities=["audio", "visual"], num_classes=10))   # your own Datasets
@@ -13,17 +13,23 @@ With your own model, data and loop::
 
     diag = umt.diagnose(model, train, val, test, encoders={"audio": "aud", "visual": "vis"})
     umt_loss = umt.UMTLoss(diag.teachers, weights=5.0)   # + umt_loss(batch, features)["loss"]
+
+The layers, top down (each imports only those below it): ``cli``, ``search``, ``study``,
+``yours`` (your own model and loop), ``report``, ``engine``, ``tasks``, ``methods``, ``probe``,
+``models``, ``data``, and ``config`` / ``io`` / ``errors`` (docs/architecture.md).
 """
 
 from umt.data import DataBundle, DataConfig, UserData, load_data
-from umt.diagnose import DiagnoseConfig, Diagnosis, diagnose
-from umt.distill import UMTLoss
 from umt.errors import UMTError
 from umt.probe import ProbeConfig, ProbeResult
-from umt.study import StudyConfig, StudyResult, load_config, run_study
+from umt.search import run_study
+from umt.study import StudyConfig, StudyResult, load_config
+from umt.study.provenance import version
 from umt.tasks import probe
+from umt.yours import DiagnoseConfig, Diagnosis, UMTLoss, capture_features, diagnose
+from umt.yours.lightning import UMTMixin
 
-__version__ = "0.1.0"
+__version__ = version()
 
 __all__ = [
     "DataBundle",
@@ -36,7 +42,9 @@ __all__ = [
     "StudyResult",
     "UMTError",
     "UMTLoss",
+    "UMTMixin",
     "UserData",
+    "capture_features",
     "diagnose",
     "load_config",
     "load_data",

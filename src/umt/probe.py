@@ -8,7 +8,7 @@ with L-BFGS for each L2 strength of a small grid; the strength is chosen on the 
 and the test split is read once, for the chosen one.
 
 Segmentation's per-position probe of feature maps is the same classifier applied at every
-position (``umt.tasks.segmentation.linear_probe_maps``); ``umt.probe(encoder, data, modality)``
+position (``umt.tasks.seg_probe.linear_probe_maps``); ``umt.probe(encoder, data, modality)``
 (``umt.tasks.probe``) runs the probe of the data set's task.
 """
 

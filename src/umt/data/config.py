@@ -86,17 +86,5 @@ class DataConfig:
     rgbd: RGBDConfig = field(default_factory=RGBDConfig)
     nyuv2: NYUv2Config = field(default_factory=NYUv2Config)
 
-    def __post_init__(self) -> None:
-        if self.root is not None and self.name in BUILT_IN:
-            raise UMTError(
-                f"data.root={self.root!r} is set, but data.name={self.name!r} is built in and "
-                "reads no folder; for your own data set data.name=folder (prepared or nyuv2 for "
-                "what `umt prepare` wrote), or drop data.root"
-            )
-
-
-#: Data sets generated or shipped with the package: they read nothing from ``data.root``.
-BUILT_IN = ("avdigits", "synthetic", "rgbd")
-
 
 __all__ = ["DataConfig", "NYUv2Config", "PreparedConfig"]

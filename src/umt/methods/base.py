@@ -6,7 +6,7 @@ A method never loops, logs, checkpoints or moves data: the engine does that once
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -117,6 +117,12 @@ class MethodSpec:
             (``umt:``, ``ogm_ge:`` ...); ``None`` for a method without settings.
         uses_teachers: the method depends on the uni-modal models (their hashes key its cache).
         tasks: the tasks (``umt.tasks.TASKS``) it supports.
+        search_space: its key hyper-parameter(s) and the values the search tries by default,
+            ``{key: (values...)}``: a field of its settings, or ``train.<field>`` of its
+            recipe. Empty: nothing of its own to search (UME trains nothing).
+        optimizer: the optimiser its mechanism assumes (``sgd`` for a method that scales
+            per-encoder gradients, which an adaptive optimiser's per-parameter normalisation
+            largely undoes); ``None``: any. A study that runs it under another says so.
     """
 
     display: str
@@ -125,3 +131,5 @@ class MethodSpec:
     config: type | None = None
     uses_teachers: bool = False
     tasks: frozenset[str] = CLASSIFICATION_ONLY
+    search_space: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    optimizer: str | None = None

@@ -53,6 +53,7 @@ from torch import nn
 from umt.data.base import ArrayDataset, Batch
 from umt.errors import UMTError
 from umt.methods.base import MethodContext
+from umt.methods.common import split_holdout
 from umt.models.multimodal import MultimodalModel
 
 FUSED = "fused"
@@ -109,21 +110,6 @@ def gblend_weights(
     if not torch.isfinite(total) or total <= 0:
         return torch.full_like(raw, 1.0 / len(raw))
     return raw / total
-
-
-def split_holdout(n: int, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows ``(T, V)`` of a training split of ``n`` samples: V is ``share`` of them, by ``seed``.
-
-    Example:
-        >>> t, v = split_holdout(10, 0.2, seed=0)
-        >>> len(t), len(v), sorted(set(t) | set(v)) == list(range(10))
-        (8, 2, True)
-    """
-    if not 0.0 < share < 1.0:
-        raise UMTError(f"gblend.holdout: expected a share in (0, 1), got {share}")
-    held = min(n - 1, max(1, round(share * n)))
-    rows = np.random.default_rng(seed).permutation(n)
-    return np.sort(rows[held:]), np.sort(rows[:held])
 
 
 class GBlendHeads(nn.Module):

@@ -61,14 +61,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
 from umt.data.base import Batch
 from umt.errors import UMTError
 from umt.methods.base import MethodContext
-from umt.methods.ogm_ge import true_class_score
+from umt.methods.common import all_reduce_scores, true_class_score
 from umt.models.multimodal import MultimodalModel
 
 
@@ -243,10 +242,7 @@ class InfoReg:
             loss = loss + self.cfg.unimodal * loss_m
             scores[m] = true_class_score(f_m.detach(), labels)
             out[f"loss_{m}"] = loss_m.detach()
-        if dist.is_available() and dist.is_initialized():  # same coefficients on every rank
-            stacked = torch.stack(list(scores.values()))
-            dist.all_reduce(stacked)
-            scores = dict(zip(scores, stacked, strict=True))
+        scores = all_reduce_scores(scores)  # the same on every rank
         self.coefficients = inforeg_coefficients(scores, self.cfg.strength)
         for m in model.modalities:
             out[f"beta_{m}"] = torch.tensor(self.coefficients[m])

@@ -4,7 +4,7 @@ coefficients. Their equations are in ``umt.methods.umt``'s docstring."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -70,8 +70,8 @@ def umt_distill_loss(
 
 
 def umt_stage_distill_loss(
-    student: Mapping[str, list[torch.Tensor]],
-    teacher: Mapping[str, list[torch.Tensor]],
+    student: Mapping[str, Sequence[torch.Tensor]],
+    teacher: Mapping[str, Sequence[torch.Tensor]],
     weights: Mapping[str, float],
     stages: tuple[int, ...] = (),
     kind: str = "mse",

@@ -44,12 +44,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 
 from umt.data.base import Batch
 from umt.errors import UMTError
 from umt.methods.base import MethodContext
+from umt.methods.common import all_reduce_scores, true_class_score
 from umt.models.multimodal import MultimodalModel, mask_batch
 
 SCORES = ("features", "inputs")
@@ -111,16 +111,6 @@ def ogm_coefficients(
     return out
 
 
-def true_class_score(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """``sum_i softmax(logits_i)[y_i]`` over the batch (the modality's contribution).
-
-    Example:
-        >>> true_class_score(torch.tensor([[0.0, 0.0], [0.0, 100.0]]), torch.tensor([0, 1]))
-        tensor(1.5000)
-    """
-    return logits.softmax(-1).gather(1, labels[:, None]).sum()
-
-
 def modulate_(grad: torch.Tensor, coefficient: float, *, noise: bool) -> torch.Tensor:
     """``grad <- k * grad + N(0, std(grad)^2)`` in place (OGM, then GE); returns ``grad``.
 
@@ -174,10 +164,7 @@ class OGMGE:
                     }
                 logits = model.fuse(only, only_tokens)
             scores[m] = true_class_score(logits, labels)
-        if dist.is_available() and dist.is_initialized():  # same coefficients on every rank
-            stacked = torch.stack(list(scores.values()))
-            dist.all_reduce(stacked)
-            scores = dict(zip(scores, stacked, strict=True))
+        scores = all_reduce_scores(scores)  # the same on every rank
         return scores
 
     def step(self, model: MultimodalModel, batch: Batch) -> dict[str, torch.Tensor]:

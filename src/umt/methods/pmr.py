@@ -46,13 +46,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
 from umt.data.base import ArrayDataset, Batch
 from umt.errors import UMTError
 from umt.methods.base import MethodContext
+from umt.methods.common import all_reduce_scores
 from umt.models.multimodal import MultimodalModel
 
 
@@ -203,10 +203,7 @@ class PMR:
         scores = {
             m: s.detach().softmax(-1).gather(1, labels[:, None]).sum() for m, s in sims.items()
         }
-        if dist.is_available() and dist.is_initialized():  # same coefficients on every rank
-            stacked = torch.stack(list(scores.values()))
-            dist.all_reduce(stacked)
-            scores = dict(zip(scores, stacked, strict=True))
+        scores = all_reduce_scores(scores)  # the same on every rank
         beta, gamma = pmr_coefficients(scores)
         out: dict[str, torch.Tensor] = {"logits": logits, "loss_fused": loss.detach()}
         for m, sim in sims.items():

@@ -56,7 +56,7 @@ from torch import nn
 from umt.data.base import ArrayDataset, Batch
 from umt.errors import UMTError
 from umt.methods.base import MethodContext
-from umt.methods.gblend import split_holdout
+from umt.methods.common import split_holdout
 from umt.models.multimodal import MultimodalModel
 
 
@@ -204,7 +204,9 @@ class Relearn:
         self.num_classes = num_classes
         self.cfg = cfg
         self.seed = seed
-        self.fit_rows, self.held_rows = split_holdout(len(train), cfg.holdout, seed)
+        self.fit_rows, self.held_rows = split_holdout(
+            len(train), cfg.holdout, seed, key="relearn.holdout"
+        )
         self._held = torch.from_numpy(self.held_rows)
         self.alphas: dict[str, float] = dict.fromkeys(initial, 0.0)  # of the last re-init
         self.purities: dict[str, tuple[float, float]] = {}

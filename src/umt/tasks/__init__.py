@@ -6,6 +6,9 @@ a summary's task, with an error that lists the valid ones.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -40,6 +43,16 @@ def task_of(data: DataBundle) -> Task:
     return task_named(data.task, what=f"data set {data.name!r}")
 
 
+def task_of_summary(summary: Mapping[str, Any]) -> Task:
+    """The task of a study, from its summary (``summary.json``) alone.
+
+    Example:
+        >>> task_of_summary({"data": {"task": "segmentation"}}).column
+        'mIoU'
+    """
+    return task_named(summary["data"].get("task", "classification"), what="the study")
+
+
 def probe(
     encoder: nn.Module,
     data: DataBundle,
@@ -55,7 +68,7 @@ def probe(
     fusion model trained elsewhere: ``umt.probe(my_model.audio_net, data, "audio")``. The data
     set's task decides the probe: a linear classifier on ``(B, D)`` features scored by accuracy
     (:func:`umt.probe.linear_probe`), or, for segmentation, a per-position classifier on feature
-    maps ``(B, C, h, w)`` scored by mean IoU (:func:`umt.tasks.segmentation.linear_probe_maps`).
+    maps ``(B, C, h, w)`` scored by mean IoU (:func:`umt.tasks.seg_probe.linear_probe_maps`).
     """
     if modality not in data.modalities:
         raise UMTError(f"modality {modality!r} is not in data set {data.name!r} {data.modalities}")
@@ -75,4 +88,5 @@ __all__ = [
     "segmentation_scores",
     "task_named",
     "task_of",
+    "task_of_summary",
 ]

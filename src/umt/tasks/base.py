@@ -121,7 +121,7 @@ class Task(Protocol):
         """Per-sample outcomes of ``predict`` on ``dataset``, first axis the samples in order
         (classification: ``(N,)`` uint8 1/0 correct; segmentation: ``(N, 2, K)`` per-class
         intersection and union pixel counts), from which ``score_of`` recomputes the score of
-        any resample of the samples (:func:`umt.stats.paired_bootstrap`)."""
+        any resample of the samples (:func:`umt.report.stats.paired_bootstrap`)."""
         ...
 
     def score_of(self, outcomes: np.ndarray) -> float:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from umt.data.base import ArrayDataset, DataBundle
+from umt.data.base import SPLITS, ArrayDataset, DataBundle
 from umt.data.config import DataConfig
 from umt.data.folder.check import _inspect, format_problems
 from umt.data.segmentation import IGNORE_INDEX, SegmentationDataset
@@ -89,3 +89,22 @@ def load_folder(cfg: DataConfig) -> DataBundle:
             "ignore_index": meta.ignore_index,
         },
     )
+
+
+def data_files(root: Path) -> list[Path]:
+    """The files a ``umt-folder`` loader reads under ``root``: ``*.json`` at the root and each
+    split's ``*.npy``, sorted.
+
+    Example:
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp())
+        >>> (root / "train").mkdir()
+        >>> for f in ("meta.json", "train/a.npy", "train/notes.txt"):
+        ...     _ = (root / f).write_text("x")
+        >>> [p.relative_to(root).as_posix() for p in data_files(root)]
+        ['meta.json', 'train/a.npy']
+    """
+    files = sorted(root.glob("*.json"))
+    for split in SPLITS:
+        files += sorted((root / split).glob("*.npy"))
+    return [f for f in files if f.is_file()]

@@ -49,7 +49,7 @@ class TrainConfig:
             (and the running statistics kept are process 0's). PyTorch runs it on GPUs only.
         logger: where training curves go, one or several of ``csv`` (``<stage>/metrics.csv``),
             ``tensorboard``, ``wandb`` (offline) and ``mlflow`` (a local file store); see
-            ``umt.loggers``.
+            ``umt.engine.loggers``.
     """
 
     epochs: int = 40

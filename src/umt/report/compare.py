@@ -1,9 +1,9 @@
 """The comparisons a study's report draws, with 95 % intervals, and the method it recommends.
 
-``comparisons`` adds to a summary (``umt.summary.summarize``'s) the differences the report reads:
+``comparisons`` adds to a summary (``umt.study.summary.summarize``'s) the differences the report reads:
 UMT vs joint training (per fusion module in a sweep), the best vs the runner-up on test (among the
 trained methods and UME), and each probe gap (teacher − joint encoder, UMT − joint encoder, per
-modality). Each lists its per-seed differences and an interval (:mod:`umt.stats`): a paired
+modality). Each lists its per-seed differences and an interval (:mod:`umt.report.stats`): a paired
 bootstrap over test samples where the stages' per-sample test outcomes are at hand, else a
 Student-t interval over seeds (the probes keep one score per seed, so their gaps always use it).
 
@@ -30,7 +30,7 @@ from umt.data.base import DataBundle
 from umt.engine import is_main_process
 from umt.io import write_bytes
 from umt.methods import stage_display_name as name
-from umt.stats import (
+from umt.report.stats import (
     MIN_SEEDS_TO_RESAMPLE,
     Interval,
     paired_bootstrap,

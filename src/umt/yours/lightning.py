@@ -34,9 +34,9 @@ import lightning as L
 import torch
 from torch import nn
 
-from umt.distill import UMTLoss
 from umt.errors import UMTError
-from umt.hooks import FeatureHooks
+from umt.yours.distill import UMTLoss
+from umt.yours.hooks import FeatureHooks
 
 
 class UMTMixin(L.LightningModule):

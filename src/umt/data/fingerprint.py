@@ -12,33 +12,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from umt.config import config_hash
-from umt.data import DataConfig
-from umt.data.base import SPLITS
+from umt.data.config import DataConfig
+from umt.data.folder.load import data_files
+from umt.data.registry import dataset
 from umt.io import read_json, write_json
-
-
-def data_files(root: Path) -> list[Path]:
-    """The files a ``umt-folder`` loader reads under ``root``: ``*.json`` at the root and each
-    split's ``*.npy``, sorted.
-
-    Example:
-        >>> import tempfile
-        >>> root = Path(tempfile.mkdtemp())
-        >>> (root / "train").mkdir()
-        >>> for f in ("meta.json", "train/a.npy", "train/notes.txt"):
-        ...     _ = (root / f).write_text("x")
-        >>> [p.relative_to(root).as_posix() for p in data_files(root)]
-        ['meta.json', 'train/a.npy']
-    """
-    files = sorted(root.glob("*.json"))
-    for split in SPLITS:
-        files += sorted((root / split).glob("*.npy"))
-    return [f for f in files if f.is_file()]
 
 
 def _stamp(path: Path) -> list[int]:
@@ -54,9 +37,14 @@ def _digest(path: Path) -> str:
 
 
 def folder_fingerprint(
-    root: str | Path, cache: Path | None = None, *, update: bool = True
+    root: str | Path,
+    cache: Path | None = None,
+    *,
+    update: bool = True,
+    files: Callable[[Path], list[Path]] = data_files,
 ) -> dict[str, Any]:
-    """``{relative path: [size, content hash]}`` of ``data_files(root)``.
+    """``{relative path: [size, content hash]}`` of ``files(root)`` (by default a umt-folder's:
+    ``*.json`` at the root and each split's ``*.npy``).
 
     ``cache`` (a JSON file) keeps each file's hash under its size, times and inode; a file whose
     stamp is unchanged is not read again. ``update=False`` reads the cache without writing it
@@ -78,7 +66,7 @@ def folder_fingerprint(
             known = {}  # a damaged cache only costs a re-read
     out: dict[str, Any] = {}
     fresh: dict[str, Any] = {}
-    for path in data_files(root):
+    for path in files(root):
         rel = path.relative_to(root).as_posix()
         stamp = _stamp(path)
         entry = known.get(os.fspath(path.resolve()))
@@ -91,9 +79,6 @@ def folder_fingerprint(
 
 
 CACHE_NAME = ".data-fingerprints.json"
-
-#: The data sets read from a ``umt-folder`` at ``data.root``: their key is the folder's content.
-FOLDER_DATASETS = ("folder", "prepared", "nyuv2")
 
 
 def data_key(cfg: DataConfig, run_dir: Path | None = None, *, update: bool = True) -> str:
@@ -108,10 +93,12 @@ def data_key(cfg: DataConfig, run_dir: Path | None = None, *, update: bool = Tru
         >>> data_key(DataConfig(name="synthetic")) == config_hash(DataConfig(name="synthetic"))
         True
     """
-    if cfg.name not in FOLDER_DATASETS or cfg.root is None:
+    files = dataset(cfg.name).files
+    if files is None or cfg.root is None:
         return config_hash(cfg)
     root = Path(cfg.root).expanduser()
     cache = run_dir / CACHE_NAME if run_dir is not None else None
     return config_hash(
-        replace(cfg, root=None), {"files": folder_fingerprint(root, cache, update=update)}
+        replace(cfg, root=None),
+        {"files": folder_fingerprint(root, cache, update=update, files=files)},
     )

@@ -17,22 +17,26 @@ import dataclasses
 import itertools
 import math
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from umt.config import from_dict, set_path, to_dict
+from umt.data import DataBundle, UserData
 from umt.errors import UMTError
 from umt.io import write_json
+from umt.methods import METHODS
+from umt.models import EncoderFactory
+from umt.report.trust import values_text
 from umt.study import Log, StudyResult, run_study
-from umt.study_config import DEFAULT_GRIDS, StudyConfig, TuneConfig
-from umt.trust import values_text
+from umt.study.config import StudyConfig, TuneConfig
 
 
 def grids(cfg: StudyConfig) -> dict[str, dict[str, tuple[Any, ...]]]:
     """The grid of each tuned method: ``tune.grid``, or the defaults for the study's methods.
 
     Example:
-        >>> from umt.study_config import load_config
+        >>> from umt.study.config import load_config
         >>> grids(load_config(overrides=["tune.enabled=true"]))
         {'joint': {'train.lr': (0.0003, 0.001, 0.003)}, 'umt': {'weight': (1.0, 5.0, 20.0)}}
     """
@@ -43,7 +47,7 @@ def grids(cfg: StudyConfig) -> dict[str, dict[str, tuple[Any, ...]]]:
                 f"tune.trials={cfg.tune.trials}: the default grids have 3 values each; give "
                 "tune.grid for another budget"
             )
-        grid = {m: DEFAULT_GRIDS[m] for m in cfg.methods if m in DEFAULT_GRIDS}
+        grid = {m: dict(METHODS[m].search_space) for m in cfg.methods if METHODS[m].search_space}
     outside = [m for m in grid if m not in cfg.methods]
     if outside:
         raise UMTError(f"tune.grid: {outside} are not in methods {list(cfg.methods)}")
@@ -88,7 +92,7 @@ def with_recipe(cfg: StudyConfig, values: dict[str, Any]) -> StudyConfig:
     into nested sections; converted and checked as the YAML would be).
 
     Example:
-        >>> from umt.study_config import load_config
+        >>> from umt.study.config import load_config
         >>> cfg = with_recipe(load_config(), {"train.lr": 0.01, "model.encoder.channels": 16})
         >>> cfg.train.lr, cfg.model.encoder.channels
         (0.01, 16)
@@ -160,7 +164,15 @@ def edges(curve: list[dict[str, Any]], chosen: dict[str, Any]) -> list[str]:
     return found
 
 
-def run_tuned(cfg: StudyConfig, out: str | Path, *, log: Log, report: bool) -> StudyResult:
+def run_tuned(
+    cfg: StudyConfig,
+    out: str | Path,
+    *,
+    log: Log,
+    report: bool,
+    data: UserData | DataBundle | None = None,
+    encoders: Mapping[str, EncoderFactory] | None = None,
+) -> StudyResult:
     """Tune (``cfg.tune``), then run the study with the chosen values; its summary gains a
     ``tune`` entry: the budget, each method's curve (val score per value) and choice."""
     out = Path(out)
@@ -177,7 +189,7 @@ def run_tuned(cfg: StudyConfig, out: str | Path, *, log: Log, report: bool) -> S
             name = _trial_name(values)
             log(f"tune: teachers with {values_text(values)}")
             trial = dataclasses.replace(with_recipe(base, values), name=name, methods=())
-            res = run_study(trial, trials, log=log, report=False)
+            res = run_study(trial, trials, log=log, report=False, data=data, encoders=encoders)
             run = f"{cfg.name}/tune/{name}"  # relative to out
             curve.append({"values": values, "val": _val(res.summary, None), "run": run})
         best = _best(curve)
@@ -202,7 +214,7 @@ def run_tuned(cfg: StudyConfig, out: str | Path, *, log: Log, report: bool) -> S
         if teachers is not None:
             _copy_stages(teachers, trials / name, lambda s: s.startswith("teacher-"))
         log(f"tune: trial {i + 1}/{cfg.tune.trials}: {values}")
-        res = run_study(trial, trials, log=log, report=False)
+        res = run_study(trial, trials, log=log, report=False, data=data, encoders=encoders)
         teachers = teachers or trials / name
         runs.append(trials / name)
         for m in grid:
@@ -217,7 +229,7 @@ def run_tuned(cfg: StudyConfig, out: str | Path, *, log: Log, report: bool) -> S
     if teachers is not None:
         _copy_stages(teachers, root, lambda s: s.startswith("teacher-"))
     final = with_values(base, chosen)
-    result = run_study(final, out, log=log, report=False)
+    result = run_study(final, out, log=log, report=False, data=data, encoders=encoders)
     if not result.main:
         return result
     result.summary["tune"] = tune

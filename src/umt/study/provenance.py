@@ -8,6 +8,7 @@ any cache key.
 from __future__ import annotations
 
 import datetime
+import importlib.metadata
 import platform
 import socket
 import subprocess
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 if TYPE_CHECKING:
-    from umt.study import StudyConfig
+    from umt.study.config import StudyConfig
 
 
 def git_commit(path: Path | None = None) -> str | None:
@@ -44,6 +45,14 @@ def git_commit(path: Path | None = None) -> str | None:
     return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
+def version() -> str:
+    """This package's version, as installed (``unknown`` when run from a bare source tree)."""
+    try:
+        return importlib.metadata.version("unimodal-teacher")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def provenance(cfg: StudyConfig) -> dict[str, Any]:
     """The software, machine and key settings of a study run now (plain JSON data).
 
@@ -56,14 +65,12 @@ def provenance(cfg: StudyConfig) -> dict[str, Any]:
     import lightning
     import numpy
 
-    import umt
-
     train = cfg.train
     umt_settings = cfg.settings("umt")
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {
         "versions": {
-            "umt": umt.__version__,
+            "umt": version(),
             "torch": torch.__version__,
             "lightning": lightning.__version__,
             "numpy": numpy.__version__,
@@ -92,23 +99,3 @@ def provenance(cfg: StudyConfig) -> dict[str, Any]:
             "seeds": list(cfg.seeds),
         },
     }
-
-
-def provenance_text(p: dict[str, Any]) -> str:
-    """The provenance as the report's closing paragraph (Markdown).
-
-    Example:
-        >>> p = {"versions": {"umt": "0.1.0", "torch": "2.13.0"}, "git_commit": None,
-        ...      "date": "2026-01-01 00:00:00 UTC", "host": "h", "threads": 2, "gpu": None,
-        ...      "settings": {"epochs": 3, "lr": 0.001}}
-        >>> print(provenance_text(p))
-        umt 0.1.0, torch 2.13.0; not a git checkout; 2026-01-01 00:00:00 UTC on h, 2 CPU threads, no GPU. Settings: epochs 3, lr 0.001.
-    """
-    versions = ", ".join(f"{k} {v}" for k, v in p["versions"].items())
-    commit = f"git commit `{p['git_commit']}`" if p.get("git_commit") else "not a git checkout"
-    gpu = f"GPU {p['gpu']}" if p.get("gpu") else "no GPU"
-    settings = ", ".join(f"{k} {v}" for k, v in p["settings"].items())
-    return (
-        f"{versions}; {commit}; {p['date']} on {p['host']}, {p['threads']} CPU threads, {gpu}. "
-        f"Settings: {settings}."
-    )

@@ -1,48 +1,36 @@
 """One study's stages, run with caching: the teachers of a seed, then each method, then how a
 stage is trained, evaluated and probed, and the cache of finished stages (``run_study`` drives
-it; ``umt.parallel`` runs shares of it in worker processes).
+it; ``umt.study.parallel`` runs shares of it in worker processes).
 """
 
 from __future__ import annotations
 
-import io
-import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from torch import nn
 
-from umt.checkpoints import start_message
-from umt.compare import write_outcomes
 from umt.config import config_hash, key_dict, to_dict
 from umt.data import DataBundle
-from umt.engine import DivergenceError, TrainConfig, eval_device, fit, is_main_process, save_model
+from umt.engine import DivergenceError, eval_device, fit, is_main_process, save_model
+from umt.engine.checkpoints import start_message
 from umt.errors import UMTError
-from umt.faults import fault_point
-from umt.inputs import data_key, model_key
-from umt.io import read_json, write_bytes, write_json, write_text
+from umt.io import fault_point, read_json, write_json
 from umt.methods import METHODS, Ensemble, Joint, Method, MethodContext
 from umt.methods.base import ResolvesSettings
 from umt.methods.joint import HeadOnly
 from umt.models.pretrained import file_digest, load_teacher_state, read_teacher
 from umt.probe import extract_features
-from umt.study_config import StudyConfig
+from umt.report.compare import write_outcomes
+from umt.study.cache import begin_stage, cached, cached_features, load_weights, train_key
+from umt.study.config import StudyConfig
+from umt.study.inputs import data_key, model_key
 from umt.tasks import Task, modality_scores
 
 PROBE_VERSION = 2  # in probe.json keys; version 1 read augmented inputs, seg branches alone
-
-
-def _hash_train(cfg: TrainConfig) -> dict[str, Any]:
-    """The training settings that change the numbers (not progress bars, workers or loggers);
-    fields added later (``KEY_OMITS_DEFAULT``) only when set, so that older stage keys hold."""
-    d = key_dict(cfg)
-    for key in ("progress", "num_workers", "threads", "logger"):
-        d.pop(key)
-    return d
 
 
 Log = Callable[[str], None]
@@ -50,13 +38,6 @@ Log = Callable[[str], None]
 
 def _silent(_: str) -> None:
     pass
-
-
-def fusion_stages(cfg: StudyConfig, method: str) -> list[tuple[str, str]]:
-    """``(stage name, fusion)`` of each stage ``method`` trains: ``<method>`` for one fusion
-    module, ``<method>-<fusion>`` for each of a sweep (``fusion``)."""
-    fusions = cfg.fusion or (cfg.model.fusion,)
-    return [(method if len(fusions) == 1 else f"{method}-{f}", f) for f in fusions]
 
 
 class Runner:
@@ -87,7 +68,7 @@ class Runner:
         self.means = data.modality_means() if cfg.mask_fill == "mean" else None
         self.trained: list[str] = []
         # The user's data: its content's hash; a data folder: its files' content (a changed file
-        # retrains); else the data's settings. A worker (umt.parallel) reads the main process's.
+        # retrains); else the data's settings. A worker (umt.study.parallel) reads the main process's.
         self.data_key = data_key(cfg.data, data, run_dir, update=self.main and not worker)
         self.examples: dict[str, nn.Module] = {}  # first seed's models, for the task's figure
 
@@ -95,7 +76,7 @@ class Runner:
     def run_seed(self, seed: int, methods: Sequence[str] | None = None) -> dict[str, Any]:
         """The seed's teachers and methods, into ``{"stages", "probes", "failed"}``.
 
-        ``methods``: only these (a worker's share, ``umt.parallel``); the teachers are then
+        ``methods``: only these (a worker's share, ``umt.study.parallel``); the teachers are then
         built only if one of them uses teachers (trained already: read from the cache).
         """
         out: dict[str, Any] = {"stages": {}, "probes": {}, "failed": {}}
@@ -119,7 +100,7 @@ class Runner:
                 out["stages"][method] = self.ume_stage(seed, teachers, list(keys.values()))
                 self.keep_example(method, Ensemble(teachers, self.cfg.settings("ume")))
                 continue
-            for name, fusion in fusion_stages(self.cfg, method):
+            for name, fusion in self.cfg.fusion_stages(method):
                 torch.manual_seed(seed)
                 model = self.task.build_model(
                     self.cfg.model, self.data.input_shapes, self.data.num_classes, fusion=fusion
@@ -153,7 +134,7 @@ class Runner:
             model = self.task.build_model(
                 self.cfg.model, {m: self.data.input_shapes[m]}, self.data.num_classes, uni=True
             )
-            if m in self.cfg.teachers:  # from a file (umt.inputs)
+            if m in self.cfg.teachers:  # from a file (umt.study.inputs)
                 model, result = self._loaded_teacher(seed, m, model, out)
             else:
                 parts = {"method": "unimodal", "modality": m}
@@ -205,9 +186,9 @@ class Runner:
             return model, result
         stage_dir = self.run_dir / f"seed{seed}" / name
         key = config_hash(self.data_key, model_key(self.cfg.model, shapes, self.task), parts)
-        result = self._cached(stage_dir, key)
+        result = cached(stage_dir, key)
         if result is None and self.main:
-            self._begin(stage_dir, key, {"stage": name, "seed": seed, **parts})
+            self.begin(stage_dir, key, {"stage": name, "seed": seed, **parts})
             result = {**self._evaluate(model, data, key, name, seed), **extra}
             save_model(model, stage_dir / "model.pt")
             write_json(stage_dir / "result.json", result)
@@ -254,10 +235,10 @@ class Runner:
         method_name = key_parts.get("method", "")
         train = self.cfg.train_for(method_name) if method_name in METHODS else self.cfg.train
         model_cfg = model_key(self.cfg.model, data.input_shapes, self.task)  # options in use
-        key = config_hash(self.data_key, _hash_train(train), model_cfg, seed, key_parts)
+        key = config_hash(self.data_key, train_key(train), model_cfg, seed, key_parts)
         k = self.task.metric
-        done = self._cached(stage_dir, key)
-        if done is not None and self._load(model, stage_dir / "model.pt"):
+        done = cached(stage_dir, key)
+        if done is not None and load_weights(model, stage_dir / "model.pt", self.log):
             write_outcomes(self.task, model, data, stage_dir, self.device, fresh=False)
             self.log(
                 f"[seed {seed}] {name}: cached (val {done[f'val_{k}']:.4f}, "
@@ -267,7 +248,7 @@ class Runner:
         begin = {"stage": name, "seed": seed, **to_dict(key_parts)}
         if train != self.cfg.train:
             begin["train"] = to_dict(train)
-        self._begin(stage_dir, key, begin)
+        self.begin(stage_dir, key, begin)
         self.log(f"[seed {seed}] {start_message(name, stage_dir, train.epochs)}")
         try:
             fitted = fit(
@@ -316,12 +297,12 @@ class Runner:
         stage_dir = self.run_dir / f"seed{seed}" / "ume"
         settings = self.cfg.settings("ume")
         key = config_hash(teacher_keys, settings, self.cfg.mask_fill)
-        done = self._cached(stage_dir, key)
+        done = cached(stage_dir, key)
         if done is not None:
             ume = Ensemble(teachers, settings)
             write_outcomes(self.task, ume, self.data, stage_dir, self.device, fresh=False)
             return done
-        self._begin(stage_dir, key, {"stage": "ume", "seed": seed, "ume": to_dict(settings)})
+        self.begin(stage_dir, key, {"stage": "ume", "seed": seed, "ume": to_dict(settings)})
         result = self._evaluate(Ensemble(teachers, settings), self.data, key, "ume", seed)
         write_json(stage_dir / "result.json", result)
         k = self.task.metric
@@ -388,59 +369,23 @@ class Runner:
         if not self.main:  # other DDP processes compute their own copy, write nothing
             return extract_features(encoder, train, modality, device=self.device)[0].numpy()
         stage_dir = self.run_dir / f"seed{seed}" / f"teacher-{modality}"
-        path, meta = stage_dir / "features-train.npy", stage_dir / "features-train.json"
-        if not (path.is_file() and meta.is_file() and read_json(meta).get("key") == teacher_key):
-            feats, _ = extract_features(encoder, train, modality, device=self.device)
-            buf = io.BytesIO()
-            np.save(buf, feats.numpy())
-            write_bytes(path, buf.getvalue())
-            write_json(meta, {"key": teacher_key, "shape": list(feats.shape)})
-            self.log(
-                f"[seed {seed}] teacher-{modality}: cached {tuple(feats.shape)} train features"
-            )
-        return np.load(path, mmap_mode="r")
+
+        def compute() -> np.ndarray:
+            feats = extract_features(encoder, train, modality, device=self.device)[0].numpy()
+            self.log(f"[seed {seed}] teacher-{modality}: cached {feats.shape} train features")
+            return feats
+
+        return cached_features(stage_dir / "features-train", teacher_key, compute)
+
+    def begin(self, stage_dir: Path, key: str, settings: dict[str, Any]) -> None:
+        """The stage is about to train: its directory made ready (by the main process)."""
+        if self.main:
+            begin_stage(stage_dir, key, settings, self.log)
 
     def keep_example(self, name: str, model: nn.Module) -> None:
         """Keep the first seed's models for the task's examples figure (if it draws one)."""
         if self.task.report.examples and self.main:
             self.examples.setdefault(name, model)
-
-    # -- the cache of finished stages -----------------------------------------------------------
-    def _cached(self, stage_dir: Path, key: str) -> dict[str, Any] | None:
-        result = stage_dir / "result.json"
-        if result.is_file():
-            done = read_json(result)
-            if done.get("key") == key:
-                return dict(done)
-        return None
-
-    def _begin(self, stage_dir: Path, key: str, settings: dict[str, Any]) -> None:
-        # Called once the stage is about to train: only then is a stale directory removed.
-        if not self.main:
-            return
-        if stage_dir.exists():
-            config = stage_dir / "config.yaml"
-            old = yaml.safe_load(config.read_text()) if config.is_file() else None
-            if not (isinstance(old, dict) and old.get("key") == key):
-                # Settings changed since this directory was written: its checkpoints are stale.
-                self.log(f"  {stage_dir.name}: settings changed, retraining")
-                shutil.rmtree(stage_dir)
-        stage_dir.mkdir(parents=True, exist_ok=True)
-        write_text(
-            stage_dir / "config.yaml", yaml.safe_dump({"key": key, **settings}, sort_keys=False)
-        )
-
-    def _load(self, model: nn.Module, path: Path) -> bool:
-        """Load a finished stage's weights; False (and the stage retrains) if they are unusable."""
-        if not path.is_file():
-            return False
-        try:
-            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        except Exception as e:  # a cut-off file, or weights of another architecture
-            self.log(f"  {path} is unusable ({type(e).__name__}); retraining that stage")
-            path.unlink()
-            return False
-        return True
 
 
 class StageFailed(Exception):

@@ -17,16 +17,12 @@ import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from umt.checkpoints import metric_rows
+from umt.engine.checkpoints import metric_rows
 from umt.methods import stage_display_name as _name
-from umt.tasks import Task, task_named
+from umt.tasks import task_of_summary
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
-
-
-def _task(summary: dict[str, Any]) -> Task:
-    return task_named(summary["data"].get("task", "classification"), what="the study")
 
 
 def pyplot() -> Any:
@@ -63,7 +59,7 @@ def probe_caption(summary: dict[str, Any]) -> str:
     """
     n = len(summary["seeds"])
     bars = (
-        f"Bars: linear-probe test {_task(summary).metric_name} (%) of each frozen encoder, mean "
+        f"Bars: linear-probe test {task_of_summary(summary).metric_name} (%) of each frozen encoder, mean "
         f"over {n} seed(s); y-axis from 0. "
     )
     if n < 2:
@@ -90,7 +86,7 @@ def draw_probes(summary: dict[str, Any]) -> Figure:
         stds = [100 * probes[mods[j]][owner]["std"] for j in js]
         ax.bar(xs, means, width, yerr=stds, capsize=3, label=_name(owner))
     ax.set_xticks(range(len(mods)), mods)
-    ax.set_ylabel(f"linear-probe test {_task(summary).metric_name} (%)")
+    ax.set_ylabel(f"linear-probe test {task_of_summary(summary).metric_name} (%)")
     ax.set_title(f"Encoders of {summary['data']['name']}: modality failure and its fix")
     # Outside the axes, right of them: bars of any height stay visible.
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
@@ -140,7 +136,7 @@ def stage_curves(
 def curves_caption(summary: dict[str, Any]) -> str:
     """What the training-curve figure shows."""
     return (
-        f"Training curves, one column per seed: top, the validation {_task(summary).metric_name}"
+        f"Training curves, one column per seed: top, the validation {task_of_summary(summary).metric_name}"
         " (%) after each epoch; bottom, the training loss (mean over the epoch's batches; each "
         "method's own loss, so methods' levels differ). One line per stage; UME and loaded "
         "teachers train nothing and have no curve."
@@ -156,7 +152,7 @@ def draw_curves(summary: dict[str, Any], run_dir: Path) -> Figure | None:
     plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
-    k = f"val/{_task(summary).metric}"
+    k = f"val/{task_of_summary(summary).metric}"
     order = list(summary["methods"])
     fig, axes = plt.subplots(
         2, len(curves), figsize=(1.0 + 3.2 * len(curves), 5.2), dpi=120, squeeze=False
@@ -171,7 +167,7 @@ def draw_curves(summary: dict[str, Any], run_dir: Path) -> Figure | None:
             bottom.plot(epochs, loss, marker=".", color=color)
         top.set_title(f"seed {seed}")
         top.set_ylim(0.0, 100.0)
-        top.set_ylabel(f"val {_task(summary).metric_name} (%)")
+        top.set_ylabel(f"val {task_of_summary(summary).metric_name} (%)")
         bottom.set_ylabel("train loss")
         bottom.set_xlabel("epoch")
         for ax in (top, bottom):

@@ -1,4 +1,4 @@
-"""``umt.diagnose``: does a fusion model of the user's own suffer modality failure?
+"""``umt.yours.diagnose``: does a fusion model of the user's own suffer modality failure?
 
 The model is the user's, unmodified; the data are the user's ``Dataset``s or ``DataLoader``s.
 For each modality the named encoder's output is taken by a forward hook while the model runs its
@@ -14,7 +14,7 @@ copy of the model's encoder, re-initialised, plus a linear head, trained on that
 
 Example::
 
-    diag = umt.diagnose(model, train, val, test, encoders={"audio": "aud", "visual": "vis"})
+    diag = umt.yours.diagnose(model, train, val, test, encoders={"audio": "aud", "visual": "vis"})
     print(diag.table())                 # probe accuracies, gap, verdict per modality
     umt_loss = umt.UMTLoss(diag.teachers, weights=5.0)   # then fix it in your own loop
 """
@@ -33,10 +33,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from umt.data.base import ArrayDataset, make_loader
-from umt.diagnosis import DiagnoseConfig, Diagnosis, ModalityDiagnosis
 from umt.errors import UMTError
-from umt.hooks import capture_features, pool, submodule
 from umt.probe import linear_probe
+from umt.yours.diagnosis import DiagnoseConfig, Diagnosis, ModalityDiagnosis
+from umt.yours.hooks import capture_features, pool, submodule
 
 #: ``{modality: callable(batch dict) -> the encoder's input tensor}``
 InputFns = Mapping[str, Callable[[dict[str, Any]], torch.Tensor]]
@@ -314,7 +314,7 @@ def diagnose(
             ``(x_1, ..., x_M, label)`` with ``modalities`` naming the positions.
         encoders: ``{modality: "dotted.submodule.name"}``: the submodule whose output in the
             model's forward pass is the modality's feature (maps and token sequences are
-            mean-pooled to vectors, see :func:`umt.hooks.pool`).
+            mean-pooled to vectors, see :func:`umt.yours.hooks.pool`).
         num_classes: the number of classes; ``None``: the largest label + 1.
         teachers: ``{modality: nn.Module}`` frozen feature extractors taking the modality's
             tensor (e.g. pre-trained); a modality without one gets a teacher trained here from

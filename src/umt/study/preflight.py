@@ -14,53 +14,20 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from torch import nn
 
-from umt.data import DataConfig
+from umt.data import DataConfig, dataset
 from umt.data.base import DataBundle
+from umt.engine.config import check_accelerator
 from umt.errors import UMTError
-from umt.fingerprint import FOLDER_DATASETS
 from umt.io import read_json, remove_stale_temps, write_json
 from umt.methods import METHODS
+from umt.study.config import StudyConfig
 from umt.tasks import Task
-from umt.train_config import check_accelerator
-
-if TYPE_CHECKING:
-    from umt.study_config import StudyConfig
 
 LOCK_NAME = ".lock"
 CHECKED_NAME = ".data-checked.json"  # the data key whose folder passed the value check
-
-
-def check_name(name: str) -> None:
-    """Refuse a study name that is not one plain directory name (it is a folder of ``--out``).
-
-    Example:
-        >>> check_name("my-study")
-        >>> check_name("../escape")
-        Traceback (most recent call last):
-        umt.errors.UMTError: name: expected a plain directory name (no '/', not '.' or '..', not empty), got '../escape'
-    """
-    bad = not name or name in (".", "..") or any(c in name for c in ("/", "\\", "\0"))
-    if bad or name != name.strip():
-        raise UMTError(
-            "name: expected a plain directory name (no '/', not '.' or '..', not empty), "
-            f"got {name!r}"
-        )
-
-
-def check_fields(cfg: StudyConfig) -> None:
-    """``StudyConfig``: seeds without repeats, a plain name, a known ``choice.compare``."""
-    if len(set(cfg.seeds)) != len(cfg.seeds):
-        raise UMTError(f"seeds: each seed once, got {list(cfg.seeds)}")
-    check_name(cfg.name)
-    if cfg.choice.compare not in METHODS or cfg.choice.compare == "ume":
-        raise UMTError(
-            f"choice.compare: expected a method UME is compared with, one of "
-            f"{[m for m in METHODS if m != 'ume']}, got {cfg.choice.compare!r}"
-        )
 
 
 def check_before_training(cfg: StudyConfig, data: DataBundle, task: Task) -> None:
@@ -120,7 +87,7 @@ def check_data_values(cfg: DataConfig, key: str, run_dir: Path) -> None:
     """Run ``umt data check``'s full check (every value: NaN/inf, labels) on a data folder
     before training, once per content: ``key`` (the data's content key) is remembered in
     ``run_dir`` when the folder passes. Other data sets are generated or embedded: no check."""
-    if cfg.name not in FOLDER_DATASETS or cfg.root is None:
+    if not dataset(cfg.name).reads_folder or cfg.root is None:
         return
     root = Path(cfg.root).expanduser()
     marker = run_dir / CHECKED_NAME

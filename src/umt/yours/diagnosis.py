@@ -1,4 +1,4 @@
-"""What ``umt.diagnose`` finds: per modality, the probe of the model's encoder against its
+"""What ``umt.yours.diagnose`` finds: per modality, the probe of the model's encoder against its
 teacher's, the gap and the verdict; as a table, JSON, and a report with a figure."""
 
 from __future__ import annotations
@@ -169,14 +169,14 @@ class Diagnosis:
 
     def figure(self) -> bytes:
         """A PNG of :meth:`draw`."""
-        from umt.figures import render
+        from umt.report.figures import render
 
         return render(self.draw())["png"]
 
     def draw(self) -> Figure:
         """Per modality, bars of the model's and the teacher's probe test accuracy, the y-axis
         from 0 to 100, the legend right of the axes (never over a bar)."""
-        from umt.figures import pyplot
+        from umt.report.figures import pyplot
 
         plt = pyplot()
         mods = list(self.modalities)

@@ -23,19 +23,19 @@ from typing import Any
 import torch
 import yaml
 
-from umt.compare import add_comparisons
 from umt.config import to_dict
 from umt.data import DataBundle, UserData
 from umt.engine import is_main_process
-from umt.inputs import study_inputs
 from umt.io import write_bytes, write_json, write_text
 from umt.models import EncoderFactory
-from umt.parallel import prefill
-from umt.preflight import check_data_values, claim_run_dir
-from umt.provenance import provenance
-from umt.runner import Log, Runner, StageFailed
-from umt.study_config import MASK_FILLS, StudyConfig, load_config
-from umt.summary import summarize
+from umt.report.compare import add_comparisons
+from umt.study.config import StudyConfig
+from umt.study.inputs import study_inputs
+from umt.study.parallel import prefill
+from umt.study.preflight import check_data_values, claim_run_dir
+from umt.study.provenance import provenance
+from umt.study.runner import Log, Runner
+from umt.study.summary import summarize
 from umt.tasks import Task
 
 
@@ -49,9 +49,6 @@ class StudyResult:
     main: bool = True  # False in the other processes of a DDP run (their summary is empty)
 
 
-__all__ = ["MASK_FILLS", "StageFailed", "StudyConfig", "StudyResult", "load_config", "run_study"]
-
-
 def run_study(
     cfg: StudyConfig,
     out: str | Path = "runs",
@@ -61,9 +58,10 @@ def run_study(
     data: UserData | DataBundle | None = None,
     encoders: Mapping[str, EncoderFactory] | None = None,
 ) -> StudyResult:
-    """Run (or resume) the study ``cfg`` under ``out/cfg.name`` and write its summary and report.
+    """Run (or resume) the study ``cfg`` under ``out/cfg.name`` and write its summary and report,
+    with the recipe ``cfg`` gives (the search, ``umt.search.run_study``, wraps this from above).
     ``data``: your own data instead of ``cfg.data``; ``encoders``: your own encoder factories by
-    modality (see ``umt.inputs``).
+    modality (see ``umt.study.inputs``).
 
     Example::
 
@@ -71,10 +69,6 @@ def run_study(
         result = umt.run_study(cfg, "runs")
         result.summary["probes"]["visual"]   # teacher / joint / umt probe accuracies
     """
-    if cfg.tune.searches:  # searches first, then the study itself
-        from umt.tune import run_tuned
-
-        return run_tuned(cfg, out, log=log, report=report)
     start = time.perf_counter()
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)

@@ -3,7 +3,7 @@
 The stages of a study form a small graph: each seed's teachers and the methods that need no
 teacher (joint training, the peers) are independent; UMT and its family wait for the teachers of
 their seed. :func:`prefill` runs that graph on ``jobs`` worker processes; each job is an ordinary
-share of the study (:meth:`umt.runner.Runner.teachers`, :meth:`~umt.runner.Runner.run_seed` for
+share of the study (:meth:`umt.study.runner.Runner.teachers`, :meth:`~umt.study.runner.Runner.run_seed` for
 one method), so it writes its stage directory exactly as the serial run would. The main process
 then runs the study as usual and finds every stage cached: probes, UME, the summary and the report
 are made as always.
@@ -29,12 +29,12 @@ from typing import Any
 import torch
 
 from umt.engine import eval_device
+from umt.engine.config import TrainConfig
 from umt.errors import UMTError
-from umt.inputs import study_inputs
 from umt.methods import METHODS
-from umt.runner import Runner, fusion_stages
-from umt.study_config import StudyConfig
-from umt.train_config import TrainConfig
+from umt.study.config import StudyConfig
+from umt.study.inputs import study_inputs
+from umt.study.runner import Runner
 
 Log = Callable[[str], None]
 
@@ -71,7 +71,7 @@ def finished(job: Job, cfg: StudyConfig, run_dir: Path) -> bool:
     if job.modality is not None:
         names = [f"teacher-{job.modality}"]
     else:
-        names = [name for name, _ in fusion_stages(cfg, str(job.method))]
+        names = [name for name, _ in cfg.fusion_stages(str(job.method))]
     return all((run_dir / f"seed{job.seed}" / n / "result.json").is_file() for n in names)
 
 
@@ -108,7 +108,7 @@ def share_epochs(cfg: StudyConfig, job: Job) -> int:
     if job.modality is not None:
         return cfg.train.epochs  # the teachers train under the study's recipe
     method = str(job.method)
-    return cfg.train_for(method).epochs * len(fusion_stages(cfg, method))
+    return cfg.train_for(method).epochs * len(cfg.fusion_stages(method))
 
 
 def resolve_jobs(

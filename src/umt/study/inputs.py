@@ -23,15 +23,15 @@ from torch import nn
 
 from umt.config import to_dict
 from umt.data import DataBundle, DataConfig, load_data
+from umt.data.fingerprint import data_key as folder_data_key
 from umt.data.user import UserData, content_hash
+from umt.engine.loggers import check_loggers
 from umt.errors import UMTError
-from umt.fingerprint import data_key as folder_data_key
-from umt.loggers import check_loggers
 from umt.models.encoders import EncoderFactory
 from umt.models.multimodal import ModelConfig
 from umt.models.pretrained import file_digest
-from umt.preflight import check_before_training
-from umt.study_config import StudyConfig
+from umt.study.config import StudyConfig
+from umt.study.preflight import check_before_training
 from umt.tasks import Task, task_of
 
 
@@ -109,7 +109,7 @@ def data_key(
     cfg: DataConfig, data: DataBundle, run_dir: Path | None = None, *, update: bool = True
 ) -> str:
     """What keys the data of every stage: the user data's content, else a data folder's files'
-    content, else the data config (:func:`umt.fingerprint.data_key`)."""
+    content, else the data config (:func:`umt.data.fingerprint.data_key`)."""
     if data.info.get("content_hash"):
         return str(data.info["content_hash"])
     return folder_data_key(cfg, run_dir, update=update)

@@ -3,44 +3,34 @@ out) and ``load_config``. A method's settings section comes from its ``METHODS``
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from umt.config import apply_overrides, from_dict, read_yaml, to_dict
 from umt.data import DataConfig
 from umt.engine import TrainConfig
 from umt.errors import UMTError
-from umt.methods import METHODS, ChoiceConfig
+from umt.methods import (
+    METHODS,
+    ChoiceConfig,
+    G2DConfig,
+    GBlendConfig,
+    InfoRegConfig,
+    MLAConfig,
+    MMParetoConfig,
+    OGMGEConfig,
+    PMRConfig,
+    ReconBoostConfig,
+    RelearnConfig,
+    UMEConfig,
+    UMTConfig,
+)
 from umt.models import FUSIONS, ModelConfig
-from umt.preflight import check_fields
 from umt.probe import ProbeConfig
 
 MASK_FILLS = ("zero", "mean")
-
-#: Each method's key hyper-parameter(s) and the values ``tune`` tries by default: the same
-#: number of trials (3) for every method; ``train.<field>`` is the method's training recipe
-#: (joint training's learning rate). UME trains nothing and is not tuned.
-DEFAULT_GRIDS: dict[str, dict[str, tuple[Any, ...]]] = {
-    "joint": {"train.lr": (3e-4, 1e-3, 3e-3)},
-    "umt": {"weight": (1.0, 5.0, 20.0)},
-    "ogm_ge": {"alpha": (0.3, 0.8, 1.5)},
-    "gblend": {"every": (2, 5, 10)},
-    "pmr": {"alpha": (0.5, 1.0, 2.0)},
-    "mmpareto": {"gamma": (1.0, 1.5, 2.5)},
-    "mla": {"alpha": (0.03, 0.1, 0.3)},
-    "reconboost": {"reconcile": (0.1, 0.25, 0.5)},
-    "g2d": {"weight": (1.0, 5.0, 20.0)},
-    "inforeg": {"strength": (0.1, 0.5, 0.95)},
-    "relearn": {"strength": (0.5, 1.0, 3.0)},
-}
-
-#: Methods whose mechanism scales per-encoder gradients, which Adam's per-parameter
-#: normalisation largely undoes: their papers train with SGD (momentum). A study that runs them
-#: under Adam says so in its report.
-SGD_METHODS = ("ogm_ge", "mmpareto")
 
 
 @dataclass(frozen=True)
@@ -53,8 +43,8 @@ class TuneConfig:
         trials: values tried per method, the same for every method (each grid list has this
             length).
         grid: ``{method: {key: [values]}}``; ``key`` is a field of the method's settings, or
-            ``train.<field>`` for its training recipe. Empty: :data:`DEFAULT_GRIDS` for the
-            study's methods.
+            ``train.<field>`` for its training recipe. Empty: each of the study's methods'
+            ``search_space`` (its ``METHODS`` entry).
         teacher_lr: learning rates tried for the teachers (empty: no search), with or without
             ``enabled``; the one with the best mean teacher val score becomes the study's
             ``train.lr`` (teachers and fused models alike; a method's ``train:`` still wins).
@@ -77,14 +67,15 @@ class TuneConfig:
         return self.enabled or bool(self.teacher_lr) or bool(self.teacher_grid)
 
 
-_STUDY_DOC = """Everything a study does. ``umt run --set key=value`` sets any field by its dotted name.
+@dataclass(frozen=True)
+class StudyConfig:
+    """Everything a study does. ``umt run --set key=value`` sets any field by its dotted name.
 
     Attributes:
         name: the run directory's name under ``--out``.
         seeds: training seeds; every number is reported as mean ± std over them.
-        methods: which of ``umt.methods.METHODS`` to run (``joint``, ``umt``, ``ume``, and the
-            peers ``gblend``, ``ogm_ge``, ``mmpareto``, ``mla``, ``pmr``, ``reconboost``); teachers
-            always run.
+        methods: which of ``umt.methods.METHODS`` to run: ``joint``, ``umt``, ``ume`` and the
+            peers (``umt methods`` lists them all); teachers always run.
         data, model, train: the data set, the architecture, the training recipe.
         probe, choice: the linear probe, the UMT/UME rule.
         mask_fill: how a modality is removed to measure a fused model per modality
@@ -93,22 +84,17 @@ _STUDY_DOC = """Everything a study does. ``umt run --set key=value`` sets any fi
             each trained method runs once per fusion, as stage ``<method>-<fusion>``. Empty:
             ``model.fusion`` alone, stages named ``<method>``.
         umt, ume, gblend, ...: each method's settings, a section named as the method, with the
-            dataclass its ``METHODS`` entry names (added to this class from the registry). A
+            dataclass its ``METHODS`` entry names. A
             section may carry ``train: {...}``, that method's training recipe on top of
             ``train`` (e.g. ``ogm_ge: {train: {optimizer: sgd, lr: 0.05}}``); ``load_config``
             moves it to ``recipes``.
         recipes: per method, the ``train`` fields it overrides (``{ogm_ge: {optimizer: sgd}}``).
         tune: the equal tuning budget (:class:`TuneConfig`), off by default.
-        teachers: modality -> a file with that teacher (not trained then); see ``umt.inputs``.
-        jobs: stages trained at once, each in its own worker process (``umt.parallel``):
+        teachers: modality -> a file with that teacher (not trained then); see ``umt.study.inputs``.
+        jobs: stages trained at once, each in its own worker process (``umt.study.parallel``):
             ``auto`` (one per CPU core when training on the CPU, 1 on a GPU or under DDP) or a
             number (1: one after another). The numbers do not depend on it.
     """
-
-
-@dataclass(frozen=True)
-class _StudyFields:
-    """The fields of ``StudyConfig`` that are not a method's settings."""
 
     name: str = "default"
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -124,6 +110,19 @@ class _StudyFields:
     recipes: dict[str, dict[str, Any]] = field(default_factory=dict)
     tune: TuneConfig = field(default_factory=TuneConfig)
     jobs: Literal["auto"] | int = "auto"
+    # Each method's settings, a section named as the method, of the dataclass its ``METHODS``
+    # entry names (tests/test_structure.py checks the two agree).
+    umt: UMTConfig = field(default_factory=UMTConfig)
+    gblend: GBlendConfig = field(default_factory=GBlendConfig)
+    ogm_ge: OGMGEConfig = field(default_factory=OGMGEConfig)
+    mmpareto: MMParetoConfig = field(default_factory=MMParetoConfig)
+    mla: MLAConfig = field(default_factory=MLAConfig)
+    pmr: PMRConfig = field(default_factory=PMRConfig)
+    reconboost: ReconBoostConfig = field(default_factory=ReconBoostConfig)
+    g2d: G2DConfig = field(default_factory=G2DConfig)
+    inforeg: InfoRegConfig = field(default_factory=InfoRegConfig)
+    relearn: RelearnConfig = field(default_factory=RelearnConfig)
+    ume: UMEConfig = field(default_factory=UMEConfig)
 
     def train_for(self, method: str) -> TrainConfig:
         """The training recipe of ``method``'s stages: ``train`` with ``recipes[method]`` on top.
@@ -137,6 +136,17 @@ class _StudyFields:
         if not override:
             return self.train
         return from_dict(TrainConfig, {**to_dict(self.train), **override}, prefix="train")
+
+    def fusion_stages(self, method: str) -> list[tuple[str, str]]:
+        """``(stage name, fusion)`` of each stage ``method`` trains: ``<method>`` for one fusion
+        module, ``<method>-<fusion>`` for each of a sweep (``fusion``).
+
+        Example:
+            >>> load_config(overrides=["fusion=[sum, gated]"]).fusion_stages("umt")
+            [('umt-sum', 'sum'), ('umt-gated', 'gated')]
+        """
+        fusions = self.fusion or (self.model.fusion,)
+        return [(method if len(fusions) == 1 else f"{method}-{f}", f) for f in fusions]
 
     def settings(self, method: str) -> Any:
         """The settings section of ``method`` (``None`` for a method without settings)."""
@@ -179,9 +189,10 @@ def _check_tune(tune: TuneConfig) -> None:
     if tune.trials < 1:
         raise UMTError(f"tune.trials: expected at least 1, got {tune.trials}")
     for method, keys in tune.grid.items():
-        if method not in METHODS or method == "ume":
+        if method not in METHODS or not METHODS[method].search_space:
             raise UMTError(
-                f"tune.grid: cannot tune {method!r}; expected some of {list(DEFAULT_GRIDS)}"
+                f"tune.grid: cannot tune {method!r}; expected some of "
+                f"{[m for m, s in METHODS.items() if s.search_space]}"
             )
         for key, values in keys.items():
             if len(values) != tune.trials:
@@ -201,21 +212,33 @@ def _check_tune(tune: TuneConfig) -> None:
             raise UMTError(f"tune.teacher_grid.{key}: expected at least one value")
 
 
-# A method is registered once, in ``METHODS``: its settings section is added here from there.
-if TYPE_CHECKING:
-    StudyConfig = _StudyFields
-else:
-    StudyConfig = dataclasses.make_dataclass(
-        "StudyConfig",
-        [
-            (name, spec.config, field(default_factory=spec.config))
-            for name, spec in METHODS.items()
-            if spec.config is not None
-        ],
-        bases=(_StudyFields,),
-        frozen=True,
-        namespace={"__module__": __name__, "__doc__": _STUDY_DOC},
-    )
+def check_name(name: str) -> None:
+    """Refuse a study name that is not one plain directory name (it is a folder of ``--out``).
+
+    Example:
+        >>> check_name("my-study")
+        >>> check_name("../escape")
+        Traceback (most recent call last):
+        umt.errors.UMTError: name: expected a plain directory name (no '/', not '.' or '..', not empty), got '../escape'
+    """
+    bad = not name or name in (".", "..") or any(c in name for c in ("/", "\\", "\0"))
+    if bad or name != name.strip():
+        raise UMTError(
+            "name: expected a plain directory name (no '/', not '.' or '..', not empty), "
+            f"got {name!r}"
+        )
+
+
+def check_fields(cfg: StudyConfig) -> None:
+    """``StudyConfig``: seeds without repeats, a plain name, a known ``choice.compare``."""
+    if len(set(cfg.seeds)) != len(cfg.seeds):
+        raise UMTError(f"seeds: each seed once, got {list(cfg.seeds)}")
+    check_name(cfg.name)
+    if cfg.choice.compare not in METHODS or cfg.choice.compare == "ume":
+        raise UMTError(
+            f"choice.compare: expected a method UME is compared with, one of "
+            f"{[m for m in METHODS if m != 'ume']}, got {cfg.choice.compare!r}"
+        )
 
 
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> StudyConfig:

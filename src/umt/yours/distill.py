@@ -36,8 +36,9 @@ import torch
 from torch import nn
 
 from umt.errors import UMTError
-from umt.hooks import pool
-from umt.methods.umt import DISTILL_LOSSES, umt_distill_loss
+from umt.methods.losses import DISTILL_LOSSES
+from umt.methods.umt import distill_term
+from umt.yours.hooks import pool
 
 
 class UMTLoss(nn.Module):
@@ -185,14 +186,21 @@ class UMTLoss(nn.Module):
                 f"teacher's modality {list(self._teachers)}"
             )
         targets = self.teacher_features(inputs)
-        student = {m: self._project(m, pool(student_features[m]), targets[m]) for m in targets}
-        total, per = umt_distill_loss(student, targets, self.weights, self.kind)
+        student = {m: self._checked(m, pool(student_features[m]), targets[m]) for m in targets}
+        total, per = distill_term(
+            {m: [s] for m, s in student.items()},
+            {m: [t] for m, t in targets.items()},
+            self.weights,
+            kind=self.kind,
+            projectors=self.projectors,
+        )
         out = {"loss": total}
         out.update({f"distill/{m}": (self.weights[m] * d).detach() for m, d in per.items()})
         return out
 
-    def _project(self, m: str, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """The student's feature ``(B, D_s)`` at the teacher's size ``(B, D_t)``."""
+    def _checked(self, m: str, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The student's feature ``(B, D_s)``, checked against its projector (if any) and the
+        teacher's ``(B, D_t)``: a mismatch is an error that names the fix."""
         if m in self.projectors:
             proj = self.projectors[m]
             if s.shape[1] != proj.in_features:  # type: ignore[operator]
@@ -200,8 +208,7 @@ class UMTLoss(nn.Module):
                     f"UMTLoss: the student's {m!r} features have size {s.shape[1]} but "
                     f"student_dims[{m!r}] = {proj.in_features}; set it to the real size"
                 )
-            s = proj(s)  # (B, D_s) -> (B, D_t)
-            if s.shape[1:] != t.shape[1:]:
+            if proj.out_features != t.shape[1]:
                 raise UMTError(
                     f"UMTLoss: the teacher of {m!r} gives features of size {t.shape[1]}, not the "
                     f"{proj.out_features} its projector was made for; pass "

@@ -11,9 +11,9 @@ from typing import Any
 from umt.data.base import DataBundle
 from umt.data.user import user_data_summary
 from umt.methods import choose
-from umt.study_config import StudyConfig
+from umt.report.trust import add_flags
+from umt.study.config import StudyConfig
 from umt.tasks import Task, mean_std
-from umt.trust import add_flags
 
 
 def summarize(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from umt.engine import is_converged
+from umt.methods import METHODS
 
 #: A teacher's test score this far (fraction) below the linear probe on its own features is an
 #: under-trained head: the yardstick of the probe gaps is itself short. Three points: every
@@ -81,10 +82,9 @@ def flags_text(summary: dict[str, Any], name: Any = str) -> str:
 
 
 def recipe_text(summary: dict[str, Any], name: Any = str) -> str:
-    """The optimiser each trained method ran under, and a warning where a gradient-scaling
-    method (OGM-GE, MMPareto) ran under an adaptive optimiser that largely undoes its scaling."""
-    from umt.study_config import SGD_METHODS
-
+    """The optimiser each trained method ran under, and a warning where a method ran under
+    another optimiser than its mechanism assumes (``MethodSpec.optimizer``: e.g. OGM-GE and
+    MMPareto scale per-encoder gradients, which an adaptive optimiser largely undoes)."""
     recipes = {s: e["recipe"] for s, e in summary["methods"].items() if "recipe" in e}
     if not recipes:
         return ""
@@ -93,7 +93,7 @@ def recipe_text(summary: dict[str, Any], name: Any = str) -> str:
     adaptive = [
         name(s)
         for s, r in recipes.items()
-        if s.split("-")[0] in SGD_METHODS and r["optimizer"] != "sgd"
+        if _assumed(s) is not None and r["optimizer"] != _assumed(s)
     ]
     if adaptive:
         text += (
@@ -102,6 +102,12 @@ def recipe_text(summary: dict[str, Any], name: Any = str) -> str:
             "normalisation largely undoes that scaling (set `<method>.train.optimizer: sgd`)."
         )
     return text
+
+
+def _assumed(stage: str) -> str | None:
+    """The optimiser the mechanism of ``stage``'s method assumes (``None``: any)."""
+    spec = METHODS.get(stage.split("-")[0])
+    return spec.optimizer if spec is not None else None
 
 
 def tune_text(summary: dict[str, Any], name: Any = str) -> str:
