@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import assert_summary_is_the_stage_results
+from helpers import assert_summary_is_the_stage_results
 from torch import nn
 
 from umt.errors import UMTError

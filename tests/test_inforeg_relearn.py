@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import DIMS, assert_summary_is_the_stage_results, tiny_fusion_model
+from helpers import assert_summary_is_the_stage_results
+from helpers.methods import DIMS, tiny_fusion_model
 
 from umt.data.base import ArrayDataset, DataBundle
 from umt.errors import UMTError

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import assert_summary_is_the_stage_results
+from helpers import assert_summary_is_the_stage_results
 
 from umt.cli import main
 from umt.data import load_data

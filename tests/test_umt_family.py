@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import assert_summary_is_the_stage_results
+from helpers import assert_summary_is_the_stage_results
 from torch import nn
 
 from umt.data.base import ArrayDataset, DataBundle
