@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 import torch
+from helpers import ROOT
 from torch import nn
 
-ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `benchmarks` lives beside `src`, not in the installed package
     sys.path.insert(0, str(ROOT))
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import ROOT
 
 av = pytest.importorskip("av")  # the optional `video` extra (in the `test` extra for CI)
 
@@ -31,7 +32,7 @@ from umt.data.synthetic import SyntheticConfig  # noqa: E402
 from umt.errors import UMTError  # noqa: E402
 from umt.study import load_config, run_study  # noqa: E402
 
-CONFIGS = Path(__file__).resolve().parents[1] / "src" / "umt" / "configs"
+CONFIGS = ROOT / "src" / "umt" / "configs"
 SIZE = 16  # stored frame side in the tests
 FRAMES = 2
 AUDIO = {  # tiny spectrograms: 0.5 s, 32 mels

@@ -10,6 +10,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from helpers import ROOT
 from scipy.io import savemat
 
 from umt.cli import main
@@ -192,7 +193,7 @@ def test_augmentation_config_is_checked() -> None:
 def test_segmentation_recipes_load() -> None:
     from umt.study import load_config
 
-    configs = Path(__file__).resolve().parents[1] / "src" / "umt" / "configs"
+    configs = ROOT / "src" / "umt" / "configs"
     nyu = load_config(configs / "nyuv2.yaml")
     assert nyu.data.name == "nyuv2" and nyu.data.root is None and nyu.data.nyuv2.classes == 40
     assert nyu.model.seg.fusion == "attention" and nyu.umt.stages == ()

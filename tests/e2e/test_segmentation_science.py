@@ -10,10 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
 from umt.study import load_config, run_study
 
-RECIPE = Path(__file__).resolve().parents[1] / "src" / "umt" / "configs" / "rgbd.yaml"
+RECIPE = ROOT / "src" / "umt" / "configs" / "rgbd.yaml"
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
 from umt.io import TEMP_NAME, remove_stale_temps
 from umt.study import load_config, run_study
@@ -66,7 +67,7 @@ def test_a_file_killed_mid_write_is_removed_by_the_next_run(
         f"write_with({str(run / 'summary.json')!r}, lambda f: (f.write(b'{{'), f.flush(), "
         "print('writing', flush=True), time.sleep(60)))\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, env=env)
     assert proc.stdout is not None and proc.stdout.readline() == b"writing\n"
     proc.send_signal(signal.SIGKILL)

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 import torch
+from helpers import ROOT
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = ROOT / "examples"
 
 
 def run_example(name: str) -> dict[str, Any]:
