@@ -1,4 +1,5 @@
-"""Typed config: dataclasses from plain data, overrides, YAML files, hashing, study validation."""
+"""Typed config (``umt.config``): dataclasses from plain data, overrides, YAML files, hashing (the
+study's own checks: ``study/test_study_config.py``)."""
 
 from __future__ import annotations
 
@@ -301,35 +302,3 @@ def test_to_dict_round_trips_through_from_dict() -> None:
     )
     assert from_dict(StudyConfig, to_dict(cfg)) == cfg
     assert from_dict(StudyConfig, to_dict(StudyConfig())) == StudyConfig()
-
-
-# -- StudyConfig validation ------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("override", "message"),
-    [
-        ("methods=[joint, bogus]", "methods: unknown \\['bogus'\\]; expected some of"),
-        ("methods=[joint, joint]", "each method once"),
-        ("seeds=[]", "seeds: give at least one seed"),
-        ("choice.split=test", "choice.split: the rule must not look at the test split"),
-        ("choice.split=dev", "choice.split: expected 'val'"),
-        ("mask_fill=median", "mask_fill: expected one of .*got 'median'"),
-        ("train.epochs=0", "train.epochs: expected at least 1"),
-    ],
-)
-def test_study_config_validation(override: str, message: str) -> None:
-    with pytest.raises(UMTError, match=message):
-        load_config(overrides=[override])
-
-
-def test_study_config_validation_also_applies_to_direct_construction() -> None:
-    with pytest.raises(UMTError, match="seeds"):
-        StudyConfig(seeds=())
-    with pytest.raises(UMTError, match="mask_fill"):
-        StudyConfig(mask_fill="nan")
-
-
-@pytest.mark.parametrize("fill", ["zero", "mean"])
-def test_study_config_accepts_each_mask_fill(fill: str) -> None:
-    assert load_config(overrides=[f"mask_fill={fill}"]).mask_fill == fill

@@ -1,7 +1,9 @@
-"""umt.io: atomic files (with the permissions open() gives) and atomic folders."""
+"""umt.io: atomic files (with the permissions open() gives, as the umask says), atomic folders, and
+JSON always strict."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from collections.abc import Iterator
@@ -9,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from umt.io import atomic_dir, read_json, write_json, write_text, write_with
+from umt.io import atomic_dir, read_json, save_torch, write_json, write_text, write_with
 
 
 @pytest.fixture
@@ -65,3 +67,33 @@ def test_atomic_dir_replaces_a_folder_whole_or_not_at_all(tmp_path: Path) -> Non
         (part / "audio.npy").write_bytes(b"2")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["train"]
     assert sorted(p.name for p in out.iterdir()) == ["audio.npy"]
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_written_files_respect_the_umask(tmp_path: Path, umask: int, mode: int) -> None:
+    old = os.umask(umask)
+    try:
+        write_text(tmp_path / "report.md", "x")
+        write_json(tmp_path / "summary.json", {"a": 1})
+        save_torch(tmp_path / "model.pt", {"w": 1})
+    finally:
+        os.umask(old)
+    for name in ("report.md", "summary.json", "model.pt"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode, name
+
+
+def _strict(text: str) -> object:
+    def refuse(constant: str) -> None:
+        raise ValueError(f"bare {constant} in JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_json_never_holds_a_bare_nan(tmp_path: Path) -> None:
+    obj = {"val": float("nan"), "runs": [1.5, float("inf"), -float("inf")], "n": {"x": 2}}
+    write_json(tmp_path / "s.json", obj)
+    assert _strict((tmp_path / "s.json").read_text()) == {
+        "val": None,
+        "runs": [1.5, None, None],
+        "n": {"x": 2},
+    }
