@@ -10,8 +10,10 @@
 The loss itself is the study's (``umt.methods.umt``): one implementation for all three.
 """
 
-from umt.yours.diagnose import DiagnoseConfig, Diagnosis, diagnose
+from umt.yours.diagnose import diagnose
+from umt.yours.diagnosis import DiagnoseConfig, Diagnosis
 from umt.yours.distill import UMTLoss
 from umt.yours.hooks import capture_features
+from umt.yours.teachers import Teacher
 
-__all__ = ["DiagnoseConfig", "Diagnosis", "UMTLoss", "capture_features", "diagnose"]
+__all__ = ["DiagnoseConfig", "Diagnosis", "Teacher", "UMTLoss", "capture_features", "diagnose"]

@@ -2,146 +2,65 @@
 
 The model is the user's, unmodified; the data are the user's ``Dataset``s or ``DataLoader``s.
 For each modality the named encoder's output is taken by a forward hook while the model runs its
-own ``forward`` (eval mode, ``no_grad``), mean-pooled to a vector, and linearly probed exactly as
-the built-in study probes its encoders (:func:`umt.probe.linear_probe`: standardised features,
-the L2 strength chosen on ``val``, ``test`` read once). The same probe of a uni-modal teacher's
-encoder is the reference: an encoder whose probe is more than ``margin`` below its teacher's has
-learned less of its modality than it would alone: **modality failure** (Du et al.).
+own ``forward`` (eval mode, ``no_grad``) and linearly probed exactly as the built-in study probes
+its encoders: vectors by :func:`umt.probe.linear_probe` (maps and tokens averaged), and, where
+the labels are maps ``(H, W)`` (segmentation), the encoder's feature map per pixel by
+:func:`umt.tasks.seg_probe.linear_probe_maps` (mean IoU). The same probe of a uni-modal teacher's
+encoder is the reference: an encoder whose probe is below its teacher's by more than ``margin``,
+with a 95 % interval of the gap (paired bootstrap over the test samples, and over the teachers'
+seeds when three or more are trained) that excludes 0, has learned less of its modality than it
+would alone: **modality failure** (Du et al.).
 
-The teachers are the user's (frozen feature extractors, e.g. pre-trained) or trained here: a deep
-copy of the model's encoder, re-initialised, plus a linear head, trained on that modality alone
-(Adam, the epoch with the best validation accuracy kept), as the study trains its teachers.
+The teachers are the user's (:class:`umt.yours.Teacher`: a model and the layer to read) or
+trained here (:mod:`umt.yours.teacher_fit`).
 
 Example::
 
     diag = umt.yours.diagnose(model, train, val, test, encoders={"audio": "aud", "visual": "vis"})
-    print(diag.table())                 # probe accuracies, gap, verdict per modality
+    print(diag.table())                 # probe scores, gap [95% CI], verdict per modality
     umt_loss = umt.UMTLoss(diag.teachers, weights=5.0)   # then fix it in your own loop
 """
 
 from __future__ import annotations
 
-import copy
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
 
-from umt.data.base import ArrayDataset, make_loader
+from umt.data.base import ArrayDataset
 from umt.errors import UMTError
-from umt.probe import linear_probe
-from umt.yours.diagnosis import DiagnoseConfig, Diagnosis, ModalityDiagnosis
+from umt.probe import ProbeConfig, fit_linear, linear_probe
+from umt.report.stats import paired_bootstrap
+from umt.tasks.classification import accuracy_of
+from umt.tasks.seg_probe import fit_pixel_linear, linear_probe_maps
+from umt.tasks.segmentation import iou_outcomes, miou_of
+from umt.yours import batches as B
+from umt.yours.diagnosis import DiagnoseConfig, Diagnosis, ModalityDiagnosis, Probe
 from umt.yours.hooks import capture_features, pool, submodule
+from umt.yours.teacher_fit import Log, train_teacher
+from umt.yours.teachers import Teacher, as_teacher
 
-#: ``{modality: callable(batch dict) -> the encoder's input tensor}``
-InputFns = Mapping[str, Callable[[dict[str, Any]], torch.Tensor]]
-Data = Dataset[Any] | DataLoader[Any]
 SPLITS = ("train", "val", "test")
+Split = tuple[torch.Tensor, torch.Tensor]  # features (N, D) or maps (N, C, h, w); labels
 
 
-# --- batches ------------------------------------------------------------------------------
-
-
-def _loader(data: Any, split: str, batch_size: int, *, shuffle: bool, seed: int) -> Iterable[Any]:
-    """Batches of ``data``: a DataLoader as it is; a Dataset batched here."""
-    if isinstance(data, DataLoader):
-        return data
-    if isinstance(data, ArrayDataset):  # the project's own: it returns whole batches
-        return make_loader(data, batch_size=batch_size, shuffle=shuffle, seed=seed, shard=False)
-    if not (hasattr(data, "__getitem__") and hasattr(data, "__len__")):
+def _feature(x: torch.Tensor, layout: str | None, dense: bool, what: str) -> torch.Tensor:
+    """A vector per sample, or for segmentation the map ``(B, C, h, w)`` as it is."""
+    if not dense:
+        return pool(x, layout).float().cpu()
+    if x.ndim != 4 or layout != "channels":
         raise UMTError(
-            f"diagnose: {split} is a {type(data).__name__}; expected a torch Dataset (with "
-            "__getitem__ and __len__) or a DataLoader"
+            f"diagnose: segmentation labels, but {what} gives {tuple(x.shape)} ({layout}); name "
+            "a submodule whose output is a feature map (B, C, h, w)"
         )
-    gen = torch.Generator().manual_seed(seed) if shuffle else None
-    return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=gen)
-
-
-def _as_dict(
-    batch: Any, split: str, modalities: Sequence[str] | None
-) -> tuple[dict[str, Any], tuple[Any, ...] | None]:
-    """``(batch dict with "label", positional inputs of the model or None for a dict batch)``."""
-    if isinstance(batch, Mapping):
-        if "label" not in batch:
-            raise UMTError(
-                f"diagnose: a {split} batch has no 'label' (its keys: {sorted(batch)}); dict "
-                "samples need {modality: tensor, ..., 'label': int}"
-            )
-        return dict(batch), None
-    if isinstance(batch, list | tuple):
-        if modalities is None:
-            raise UMTError(
-                f"diagnose: the {split} samples are tuples; pass modalities=[...] naming their "
-                "positions (the label last), or give dict samples"
-            )
-        if len(batch) != len(modalities) + 1:
-            raise UMTError(
-                f"diagnose: a {split} sample has {len(batch)} entries but modalities="
-                f"{list(modalities)} names {len(modalities)} (+ the label last)"
-            )
-        out = dict(zip(modalities, batch[:-1], strict=True))
-        out["label"] = batch[-1]
-        return out, tuple(batch[:-1])
-    raise UMTError(
-        f"diagnose: a {split} batch is a {type(batch).__name__}; expected a dict "
-        "{modality: tensor, 'label': ...} or a tuple (with modalities=[...])"
-    )
-
-
-def _to(x: Any, device: torch.device) -> Any:
-    if isinstance(x, torch.Tensor):
-        return x.to(device)
-    if isinstance(x, Mapping):
-        return {k: _to(v, device) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return type(x)(_to(v, device) for v in x)
-    return x
-
-
-def _labels(d: Mapping[str, Any]) -> torch.Tensor:
-    return torch.as_tensor(d["label"]).long().view(-1).cpu()
-
-
-def _check_modalities(d: Mapping[str, Any], split: str, needed: Iterable[str]) -> None:
-    missing = [m for m in needed if m not in d]
-    if missing:
-        raise UMTError(
-            f"diagnose: a {split} batch has no modality {missing} (its keys: {sorted(d)}); "
-            "each modality of `encoders` must be a key of the samples (or pass "
-            "inputs={modality: callable(batch) -> tensor})"
-        )
-
-
-def _input_fn(m: str, inputs: InputFns) -> Callable[[dict[str, Any]], torch.Tensor]:
-    return inputs[m] if m in inputs else (lambda d: d[m])
-
-
-class _Modes:
-    """Every submodule's train/eval flag, restored on exit (not ``train(was)`` of the root,
-    which would unfreeze submodules the user keeps in eval mode)."""
-
-    def __init__(self, *modules: nn.Module) -> None:
-        self.modes = [(m, m.training) for mod in modules for m in mod.modules()]
-
-    def __enter__(self) -> _Modes:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for m, training in self.modes:
-            m.training = training
-
-
-def _device(model: nn.Module) -> torch.device:
-    p = next(iter(model.parameters()), None)
-    return p.device if p is not None else torch.device("cpu")
-
-
-# --- features -----------------------------------------------------------------------------
+    return x.float().cpu()
 
 
 @torch.no_grad()
@@ -152,10 +71,15 @@ def model_features(
     *,
     split: str = "data",
     modalities: Sequence[str] | None = None,
-    inputs: InputFns | None = None,
+    inputs: B.InputFns | None = None,
+    layouts: Mapping[str, str] | None = None,
+    device: torch.device | None = None,
+    precision: str = "32",
+    ignore_index: int = -100,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """The pooled outputs ``{modality: (N, D)}`` of the named submodules in the model's own
-    forward pass (eval mode, ``no_grad``) over ``batches``, and the labels ``(N,)``, on the CPU.
+    """The named submodules' outputs in the model's own forward pass (eval mode, ``no_grad``)
+    over ``batches``: vectors ``{modality: (N, D)}``, or maps ``(N, C, h, w)`` where the labels
+    are maps; and the labels; on the CPU.
 
     Example:
         >>> net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
@@ -164,24 +88,24 @@ def model_features(
         >>> tuple(feats["a"].shape), tuple(y.shape), net.training
         ((5, 4), (5,), True)
     """
-    device = _device(model)
+    device = device or B.device_of(model, None, "the model")
     feats: dict[str, list[torch.Tensor]] = {m: [] for m in encoders}
     labels = []
-    with _Modes(model), capture_features(model, encoders) as captured:
+    with B.Modes(model), capture_features(model, encoders, layouts=layouts) as captured:
         model.eval()
         for batch in batches:
-            d, args = _as_dict(batch, split, modalities)
+            d, args = B.as_dict(batch, split, modalities)
+            y = B.labels(d, split, ignore_index)
             if args is None:
-                _check_modalities(d, split, [m for m in encoders if m not in (inputs or {})])
+                B.check_modalities(d, split, [m for m in encoders if m not in (inputs or {})])
             captured.reset()
-            if args is None:
-                model(_to(d, device))
-            else:
-                model(*_to(args, device))
+            with B.autocast(device, precision):
+                model(B.to(d, device)) if args is None else model(*B.to(args, device))
             captured.check()
             for m in encoders:
-                feats[m].append(captured[m].float().cpu())
-            labels.append(_labels(d))
+                what = f"encoder {encoders[m]!r}"
+                feats[m].append(_feature(captured[m], captured.layouts[m], y.ndim == 3, what))
+            labels.append(y)
     if not labels:
         raise UMTError(f"diagnose: the {split} data gave no batch")
     return {m: torch.cat(f) for m, f in feats.items()}, torch.cat(labels)
@@ -189,111 +113,67 @@ def model_features(
 
 @torch.no_grad()
 def teacher_features(
-    teacher: nn.Module,
+    teacher: Teacher,
     batches: Iterable[Any],
     modality: str,
     *,
     split: str = "data",
     modalities: Sequence[str] | None = None,
-    inputs: InputFns | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The frozen teacher's pooled features ``(N, D)`` of ``modality`` and the labels ``(N,)``."""
-    device = _device(teacher)
-    take = _input_fn(modality, inputs or {})
+    inputs: B.InputFns | None = None,
+    device: torch.device | None = None,
+    precision: str = "32",
+    ignore_index: int = -100,
+) -> Split:
+    """The frozen teacher's features of ``modality`` (vectors, or maps for label maps) and
+    the labels."""
+    device = device or B.device_of(teacher, None, "the teacher")
+    take = B.input_fn(modality, inputs or {})
     feats, labels = [], []
-    with _Modes(teacher):
+    with B.Modes(teacher):
         teacher.eval()
         for batch in batches:
-            d, _ = _as_dict(batch, split, modalities)
+            d, _ = B.as_dict(batch, split, modalities)
             if modality not in (inputs or {}):
-                _check_modalities(d, split, [modality])
-            feats.append(pool(teacher(_to(take(d), device))).float().cpu())
-            labels.append(_labels(d))
+                B.check_modalities(d, split, [modality])
+            y = B.labels(d, split, ignore_index)
+            with B.autocast(device, precision):
+                out = teacher(B.to(take(d), device))
+            feats.append(_feature(out, teacher.layout, y.ndim == 3, f"the teacher of {modality!r}"))
+            labels.append(y)
     return torch.cat(feats), torch.cat(labels)
 
 
-def train_teacher(
-    encoder: nn.Module,
-    modality: str,
-    train: Iterable[Any],
-    val: Iterable[Any],
-    num_classes: int,
-    cfg: DiagnoseConfig,
-    *,
-    modalities: Sequence[str] | None = None,
-    inputs: InputFns | None = None,
-    name: str = "",
-) -> tuple[nn.Module, float]:
-    """A uni-modal teacher from ``encoder``: a re-initialised deep copy plus a linear head,
-    trained on ``modality`` alone with Adam; the epoch with the best validation accuracy is kept.
-
-    Returns:
-        The teacher's encoder (frozen, eval mode) and its best validation accuracy.
-    """
-    torch.manual_seed(cfg.seed)
-    device = _device(encoder)
-    enc = copy.deepcopy(encoder)
-    for module in enc.modules():  # re-initialise: the teacher learns from scratch
-        reset = getattr(module, "reset_parameters", None)
-        if callable(reset):
-            reset()
-    enc.requires_grad_(True).eval()
-    take = _input_fn(modality, inputs or {})
-
-    def batch_xy(batch: Any, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        d, _ = _as_dict(batch, split, modalities)
-        if modality not in (inputs or {}):
-            _check_modalities(d, split, [modality])
-        return _to(take(d), device), _labels(d).to(device)
-
-    x0, _ = batch_xy(next(iter(train)), "train")
-    try:
+def probe(xy: Sequence[Split], k: int, cfg: ProbeConfig) -> tuple[Probe, np.ndarray]:
+    """The linear probe of train/val/test features (per position for maps) and its per-sample
+    test outcomes: 1/0 correct, or per-image intersection and union counts ``(N, 2, K)``.
+    The outcomes come from a refit at the chosen L2 (the fit is deterministic: the same
+    classifier)."""
+    train, val, test = xy
+    if train[0].ndim == 2:
+        res = linear_probe(train, val, test, k, cfg)
+        mean, std = train[0].mean(0), train[0].std(0).clamp_min(1e-6)
+        clf = fit_linear((train[0] - mean) / std, train[1], k, l2=res.l2, max_iter=cfg.max_iter)
         with torch.no_grad():
-            dim = pool(enc(x0)).shape[1]
-    except UMTError:
-        raise
-    except Exception as e:
-        raise UMTError(
-            f"diagnose: the teacher of {modality!r} (a copy of submodule {name!r}) failed on the "
-            f"batch's {modality!r} input of shape {tuple(x0.shape)}: {e}. If the submodule "
-            f"takes something else, pass inputs={{{modality!r}: lambda batch: ...}}"
-        ) from e
-    head = nn.Linear(dim, num_classes).to(device)
-    params = [*enc.parameters(), *head.parameters()]
-    opt = torch.optim.Adam(params, lr=cfg.lr)
-    best: tuple[float, dict[str, Any]] | None = None
-    for _ in range(cfg.epochs):
-        enc.train()
-        for batch in train:
-            x, y = batch_xy(batch, "train")
-            loss = F.cross_entropy(head(pool(enc(x))), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        enc.eval()
-        correct = total = 0
-        with torch.no_grad():
-            for batch in val:
-                x, y = batch_xy(batch, "val")
-                correct += int((head(pool(enc(x))).argmax(1) == y).sum())
-                total += len(y)
-        acc = correct / max(1, total)
-        if best is None or acc > best[0]:
-            best = (acc, copy.deepcopy(enc.state_dict()))
-    if best is not None:
-        enc.load_state_dict(best[1])
-    enc.eval().requires_grad_(False)
-    return enc, best[0] if best is not None else float("nan")
+            pred = clf((test[0] - mean) / std).argmax(1)
+        return res, (pred == test[1]).numpy().astype(np.int64)
+    seg = linear_probe_maps(train, val, test, k, cfg)
+    xs = train[0].transpose(0, 1).flatten(1)  # (C, N h w): as linear_probe_maps standardises
+    mean, std = xs.mean(1).view(1, -1, 1, 1), xs.std(1).clamp_min(1e-6).view(1, -1, 1, 1)
+    pix = fit_pixel_linear((train[0] - mean) / std, train[1], k, l2=seg.l2, max_iter=cfg.max_iter)
+    size = tuple(test[1].shape[-2:])
+    data = ArrayDataset({"x": ((test[0] - mean) / std).numpy()}, test[1].numpy())
 
+    def predict(b: dict[str, torch.Tensor]) -> torch.Tensor:
+        return F.interpolate(pix(b["x"]), size=size, mode="bilinear", align_corners=False)
 
-# --- the diagnosis ------------------------------------------------------------------------
+    return seg, iou_outcomes(predict, data, k)
 
 
 def diagnose(
     model: nn.Module,
-    train: Data,
-    val: Data,
-    test: Data,
+    train: B.Data,
+    val: B.Data,
+    test: B.Data,
     *,
     encoders: Mapping[str, str],
     num_classes: int | None = None,
@@ -301,90 +181,134 @@ def diagnose(
     config: DiagnoseConfig | None = None,
     out: str | Path | None = None,
     modalities: Sequence[str] | None = None,
-    inputs: InputFns | None = None,
+    inputs: B.InputFns | None = None,
+    layouts: Mapping[str, str] | None = None,
+    teacher_init: Callable[[nn.Module], None] | None = None,
+    device: str | torch.device | None = None,
+    precision: str = "32",
+    progress: bool | Log = True,
 ) -> Diagnosis:
     """Linear probes of the model's encoders against uni-modal teachers: modality failure or not.
 
     Args:
         model: any ``nn.Module``, unmodified; it is run as ``model(batch)`` with the batch dict
             (``model(*inputs)`` for tuple samples), in eval mode under ``no_grad``, and left in
-            the modes it had.
-        train, val, test: ``Dataset`` (batched here) or ``DataLoader``
-            of dict samples ``{modality: tensor, ..., "label": int}``, or of tuples
-            ``(x_1, ..., x_M, label)`` with ``modalities`` naming the positions.
+            the modes it had (and on its device).
+        train, val, test: ``Dataset`` (batched here), ``IterableDataset`` or ``DataLoader`` of
+            dict samples ``{modality: tensor, ..., "label": ...}``, or of tuples
+            ``(x_1, ..., x_M, label)`` with ``modalities`` naming the positions. A label is a
+            class index, a one-hot row, or a label map ``(H, W)`` (segmentation).
         encoders: ``{modality: "dotted.submodule.name"}``: the submodule whose output in the
-            model's forward pass is the modality's feature (maps and token sequences are
-            mean-pooled to vectors, see :func:`umt.yours.hooks.pool`).
+            model's forward pass is the modality's feature.
         num_classes: the number of classes; ``None``: the largest label + 1.
-        teachers: ``{modality: nn.Module}`` frozen feature extractors taking the modality's
-            tensor (e.g. pre-trained); a modality without one gets a teacher trained here from
-            a re-initialised copy of its encoder (``config.epochs``, ``config.lr``).
-        config: :class:`DiagnoseConfig` (margin, teacher training, probe settings).
-        out: a directory: writes ``diagnosis.json``, ``report.md``, ``report.html`` and
-            ``figures/probes.png``.
+        teachers: ``{modality: nn.Module}``: frozen feature extractors taking the modality's
+            tensor, or :class:`umt.yours.Teacher` (a full model and the layer to read); a
+            modality without one gets a teacher trained here from a re-initialised copy of its
+            encoder (``config.epochs``, ``config.lr``, ``config.teacher_seeds``).
+        config: :class:`DiagnoseConfig` (margin, teacher training, interval, probe settings).
+        out: a directory: writes ``diagnosis.json``, ``report.md``, ``report.html``,
+            ``figures/probes.png`` and the teachers (:meth:`Diagnosis.load` reads them back).
         modalities: the positions of tuple samples (label last).
         inputs: ``{modality: callable(batch dict) -> tensor}``: the teacher's input, where it
             is not ``batch[modality]``.
+        layouts: ``{modality: "vector" | "tokens" | "channels"}`` where an encoder's output
+            layout cannot be read off it (a 3-d output, see :mod:`umt.yours.hooks`).
+        teacher_init: ``callable(encoder copy)`` re-initialising a teacher's copy, where
+            ``reset_parameters()`` does not reach every parameter.
+        device: where to run (the model and teachers are moved there for the diagnosis, and
+            the model back after); ``None``: the model's device.
+        precision: ``32``, ``16-mixed`` or ``bf16-mixed`` (autocast) for features and teachers.
+        progress: print progress to stderr (or a ``callable(str)`` to send it to).
 
     Returns:
-        A :class:`Diagnosis`; ``.table()`` is markdown, ``.teachers`` the teachers' encoders.
+        A :class:`Diagnosis`; ``.table()`` is markdown, ``.teachers`` the teachers.
     """
     start = time.perf_counter()
     cfg = config or DiagnoseConfig()
+    log: Log = progress if callable(progress) else _stderr if progress else lambda _: None
     if not encoders:
         raise UMTError("diagnose: encoders is empty; give {modality: 'dotted.submodule.name'}")
     given = dict(teachers or {})
-    unknown = sorted(set(given) - set(encoders))
-    if unknown:
-        raise UMTError(
-            f"diagnose: teachers name {unknown}, which encoders does not; encoders names "
-            f"{list(encoders)}"
-        )
-    unknown = sorted(set(inputs or {}) - set(encoders))
-    if unknown:
-        raise UMTError(f"diagnose: inputs name {unknown}; encoders names {list(encoders)}")
+    for what, names in (("teachers", given), ("inputs", inputs or {}), ("layouts", layouts or {})):
+        unknown = sorted(set(names) - set(encoders))
+        if unknown:
+            raise UMTError(
+                f"diagnose: {what} name {unknown}, which encoders does not; encoders names "
+                f"{list(encoders)}"
+            )
     for m, name in encoders.items():
         submodule(model, name, what=f"encoders[{m!r}]")  # a bad name fails before any work
+    dev = B.device_of(model, device, "the model")
+    B.autocast(dev, precision)  # a bad precision fails before any work
     data = {"train": train, "val": val, "test": test}
     ordered = {
-        s: _loader(d, s, cfg.probe.batch_size, shuffle=False, seed=cfg.seed)
+        s: B.loader(d, s, cfg.probe.batch_size, shuffle=False, seed=cfg.seed)
         for s, d in data.items()
     }
-    kw: dict[str, Any] = {"modalities": modalities, "inputs": inputs}
-    feats = {s: model_features(model, b, encoders, split=s, **kw) for s, b in ordered.items()}
+    kw: dict[str, Any] = {"modalities": modalities, "inputs": inputs, "device": dev}
+    kw |= {"precision": precision, "ignore_index": cfg.ignore_index}
+    with B.on_device([model], dev):
+        log(f"diagnose: features of {list(encoders)} on {dev}")
+        feats = {
+            s: model_features(model, b, encoders, split=s, layouts=layouts, **kw)
+            for s, b in ordered.items()
+        }
     labels = {s: f[1] for s, f in feats.items()}
-    k = num_classes if num_classes is not None else int(max(y.max() for y in labels.values())) + 1
+    k = num_classes if num_classes is not None else max(int(y.max()) for y in labels.values()) + 1
     for s, y in labels.items():
-        if int(y.min()) < 0 or int(y.max()) >= k:
+        valid = y[y != -100]  # unlabelled pixels
+        if len(valid) and (int(valid.min()) < 0 or int(valid.max()) >= k):
             raise UMTError(
-                f"diagnose: the {s} labels span {int(y.min())}..{int(y.max())}; with "
+                f"diagnose: the {s} labels span {int(valid.min())}..{int(valid.max())}; with "
                 f"num_classes={k} they must be in 0..{k - 1}"
             )
+    score_of = accuracy_of if labels["train"].ndim == 1 else miou_of
 
     result: dict[str, ModalityDiagnosis] = {}
     kept: dict[str, nn.Module] = {}
     for m, name in encoders.items():
-        xy = [(feats[s][0][m], labels[s]) for s in SPLITS]
-        mine = linear_probe(xy[0], xy[1], xy[2], k, cfg.probe)
-        val_acc = None
+        mine, mine_out = probe([(feats[s][0][m], labels[s]) for s in SPLITS], k, cfg.probe)
+        candidates: list[tuple[Teacher, float | None]] = []
         if m in given:
-            teacher = given[m]
-        else:
-            shuffled = _loader(train, "train", cfg.batch_size, shuffle=True, seed=cfg.seed)
-            teacher, val_acc = train_teacher(
-                submodule(model, name), m, shuffled, ordered["val"], k, cfg, name=name, **kw
+            candidates.append((as_teacher(given[m], m, num_classes=k).to(dev), None))
+        for seed in range(cfg.seed, cfg.seed + cfg.teacher_seeds) if m not in given else ():
+            shuffled = B.loader(train, "train", cfg.batch_size, shuffle=True, seed=seed)
+            candidates.append(
+                train_teacher(
+                    submodule(model, name),
+                    m,
+                    shuffled,
+                    ordered["val"],
+                    k,
+                    cfg,
+                    name=name,
+                    seed=seed,
+                    init=teacher_init,
+                    log=log,
+                    **kw,
+                )  # fmt: skip
             )
-        kept[m] = teacher
-        tf = [teacher_features(teacher, ordered[s], m, split=s, **kw) for s in SPLITS]
-        theirs = linear_probe(tf[0], tf[1], tf[2], k, cfg.probe)
+        probed = []
+        for teacher, val_score in candidates:
+            log(f"diagnose: probes of {m!r}")
+            tf = [teacher_features(teacher, ordered[s], m, split=s, **kw) for s in SPLITS]
+            probed.append((teacher, val_score, *probe(tf, k, cfg.probe)))
+        interval = paired_bootstrap(
+            [p[3] for p in probed], [mine_out] * len(probed), score_of, n_boot=cfg.n_boot,
+            seed=cfg.seed,
+        )  # fmt: skip
+        best = max(probed, key=lambda p: -1.0 if p[1] is None else p[1])  # the best on val
+        kept[m] = best[0]
         result[m] = ModalityDiagnosis(
             modality=m,
             encoder=name,
             model=mine,
-            teacher=theirs,
+            teacher=best[2],
             teacher_source="given" if m in given else "trained",
             margin=cfg.margin,
-            teacher_val_acc=val_acc,
+            teacher_val_acc=best[1],
+            interval=interval,
+            teacher_scores=tuple(score_of(p[3]) for p in probed),
         )
     diag = Diagnosis(
         modalities=result,
@@ -394,6 +318,11 @@ def diagnose(
         seconds=time.perf_counter() - start,
         teachers=kept,
     )
+    log(f"diagnose: done in {diag.seconds:.1f} s\n{diag.table()}")
     if out is not None:
         diag.write(out)
     return diag
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
