@@ -100,8 +100,14 @@ def _cmd_data(args: argparse.Namespace) -> int:
 def _cmd_prepare(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from umt.data.prepare import BENCHMARKS, PrepareConfig, VideoSettings, prepare
+    from umt.data.prepare import BENCHMARKS, PrepareConfig, VideoSettings, merge, prepare
+    from umt.data.prepare.shards import parse_shard
 
+    if args.merge:
+        merge(args.merge, args.out, dataset=args.dataset)
+        return 0
+    if args.src is None:
+        raise UMTError("umt prepare: --src RAW_DIR is required (the raw data set's folder)")
     if args.dataset == "nyuv2":
         from umt.data.prepare.nyuv2 import prepare_nyuv2
 
@@ -126,6 +132,8 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
         val_fraction=args.val_fraction,
         seed=args.seed,
         classes=args.classes,
+        split=args.split,
+        shard=parse_shard(args.shard) if args.shard else None,
         progress=not args.no_progress,
         clean=args.clean,
     )

@@ -176,15 +176,18 @@ def parser() -> argparse.ArgumentParser:
         description="Decode a benchmark you have on disk (vggsound, kinetics-sounds, cremad, "
         "ave) into the umt-folder format: log-mel audio and a few frames per clip. Resumable: "
         "run it again to finish an interrupted run; unusable clips are listed in "
-        "OUT/skipped.csv. nyuv2: RAW holds nyu_depth_v2_labeled.mat, splits.mat, "
-        "classMapping40.mat (and optionally class13Mapping.mat); images are kept at 480x640 "
-        "unless --height/--width are given. Then: umt run --config DATASET --set data.root=OUT "
-        "(DATASET: a recipe shipped with the package, e.g. vggsound or nyuv2).",
+        "OUT/skipped.csv, and OUT/coverage.md compares the counts with the data set's manifest "
+        "(its class lists, split rules and expected counts). Across machines: --shard i/n on "
+        "each (every part into its own --out), then --merge PART ... --out DIR on one. nyuv2: "
+        "RAW holds nyu_depth_v2_labeled.mat, splits.mat, classMapping40.mat (and optionally "
+        "class13Mapping.mat); images are kept at 480x640 unless --height/--width are given. "
+        "Then: umt run --config DATASET --set data.root=OUT (DATASET: a recipe shipped with the "
+        "package, e.g. vggsound or nyuv2).",
     )
     prep.add_argument(
         "dataset", metavar="DATASET", help="vggsound, kinetics-sounds, cremad, ave or nyuv2"
     )
-    prep.add_argument("--src", required=True, metavar="RAW_DIR", help="the raw data set's folder")
+    prep.add_argument("--src", metavar="RAW_DIR", help="the raw data set's folder (required)")
     prep.add_argument("--out", required=True, metavar="DIR", help="the data folder to write")
     prep.add_argument("--workers", type=int, default=1, metavar="N", help="decoding processes")
     prep.add_argument("--frames", type=int, default=3, help="frames kept per clip (default 3)")
@@ -198,7 +201,29 @@ def parser() -> argparse.ArgumentParser:
         "--val-fraction", type=float, default=0.1, help="share carved from train as val (0.1)"
     )
     prep.add_argument("--seed", type=int, default=0, help="seed of the carved splits")
-    prep.add_argument("--classes", metavar="FILE", help="class names, one per line")
+    prep.add_argument(
+        "--classes",
+        metavar="NAME|FILE",
+        help="kinetics-sounds: a class list of its manifest (l3-32, the default; l3-33; "
+        "public-31) or a file of class names, one per line",
+    )
+    prep.add_argument(
+        "--split",
+        metavar="RULE",
+        help="a split rule of the data set's manifest (cremad: common, the default, or "
+        "speaker-independent: no actor in two splits)",
+    )
+    prep.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="prepare only part I of N (0-based) into --out, to be merged with --merge",
+    )
+    prep.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="PART",
+        help="merge the finished parts of --shard runs into --out (no --src needed)",
+    )
     prep.add_argument("--height", type=int, metavar="H", help="nyuv2: resize images to H rows")
     prep.add_argument("--width", type=int, metavar="W", help="nyuv2: resize images to W columns")
     prep.add_argument("--clean", action="store_true", help="delete the work folder when done")

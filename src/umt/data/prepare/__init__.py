@@ -21,9 +21,10 @@ distributed in (nothing is downloaded):
 ``cremad``
     The CREMA-D repository's ``AudioWAV/<clip>.wav`` (16 kHz) and ``VideoFlash/<clip>.flv``, clips
     named ``ActorID_Sentence_Emotion_Level`` (e.g. ``1001_DFA_ANG_XX``); the label is the third
-    field, one of ``ANG DIS FEA HAP NEU SAD``. CREMA-D has no official split: OGM-GE's ``train.csv``
-    and ``test.csv`` (lines ``<clip>,<EMO>``) are used if they lie in ``--src``; otherwise a seeded,
-    class-stratified 10 % of the clips is the test split. Validation is carved from ``train``.
+    field, one of ``ANG DIS FEA HAP NEU SAD``. CREMA-D has no official split (``--split``):
+    ``common``, OGM-GE's ``train.csv`` and ``test.csv`` (lines ``<clip>,<EMO>``) if they lie in
+    ``--src``, otherwise a seeded, class-stratified 10 % of the clips as test, validation carved
+    from ``train``; or ``speaker-independent``, the manifest's disjoint actor lists.
 ``ave``
     ``Annotations.txt`` (header ``Category&VideoID&Quality&StartTime&EndTime``, ``&``-separated)
     with ``trainSet.txt``, ``valSet.txt``, ``testSet.txt`` (same rows, no header) beside it, and the
@@ -43,7 +44,10 @@ Work is resumable: each split's results go to ``OUT/.work/<split>/{audio,visual}
 decodes only the clips not finished (clips that failed are tried again). A clip that is missing or
 cannot be decoded is skipped and listed in ``OUT/skipped.csv`` (``clip,split,reason``). The
 umt-folder (``meta.json``, ``train/ val/ test/``) is then assembled from the finished rows;
-``OUT/prepared.json`` records the settings, the audio statistics and where each split came from.
+``OUT/prepared.json`` records the settings, the audio statistics and where each split came from,
+and ``OUT/coverage.md`` (``coverage.json``) compares the counts with the data set's manifest
+(:mod:`~umt.data.prepare.manifest`: class lists, split rules, expected counts). ``--shard i/n``
+prepares one of n parts and :func:`merge` joins them (:mod:`~umt.data.prepare.shards`).
 
 The modules, in the order :func:`prepare` uses them: :mod:`~umt.data.prepare.config` (the
 settings and the result), :mod:`~umt.data.prepare.readers` (the four annotation formats,
@@ -54,8 +58,8 @@ settings and the result), :mod:`~umt.data.prepare.readers` (the four annotation 
 
 from __future__ import annotations
 
+import math
 import shutil
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -78,6 +82,8 @@ from umt.data.prepare.config import (
     SplitCounts,
     VideoSettings,
 )
+from umt.data.prepare.coverage import COVERAGE_MD
+from umt.data.prepare.cremad import CREMAD_EMOTIONS, read_cremad
 from umt.data.prepare.decode import (
     ClipError,
     _import_av,
@@ -86,32 +92,30 @@ from umt.data.prepare.decode import (
     read_audio,
     read_frames,
 )
+from umt.data.prepare.manifest import Manifest, load_manifest, recipe_name
+from umt.data.prepare.merge import merge
 from umt.data.prepare.readers import (
     BENCHMARKS,
-    CREMAD_EMOTIONS,
     KINETICS_SOUNDS_CLASSES,
     Benchmark,
     read_ave,
-    read_cremad,
     read_kinetics_sounds,
     read_vggsound,
 )
-from umt.data.prepare.work import (
-    WORK_DIR,
-    _results,
-    _settings,
-    _SplitWork,
-    _start_work,
-    _Task,
-)
+from umt.data.prepare.shards import SHARD_FILE, parse_shard, write_shard_record
+from umt.data.prepare.work import WORK_DIR, _decode, _plan, _settings, _start_work
 from umt.errors import UMTError
 
 #: The shipped training recipes, one per benchmark (``<dataset>.yaml``, ``-`` as ``_``).
 RECIPES = Path(__file__).resolve().parents[2] / "configs"
+#: Every data set ``umt prepare`` knows: the audio-visual :data:`BENCHMARKS` and ``nyuv2``
+#: (:func:`umt.data.prepare.nyuv2.prepare_nyuv2`).
+PREPARABLE = (*sorted(BENCHMARKS), "nyuv2")
 
 
 def prepare(cfg: PrepareConfig, *, log: Callable[[str], None] = print) -> PrepareResult:
-    """Prepare ``cfg.dataset`` from ``cfg.src`` into the umt-folder ``cfg.out`` (resumable).
+    """Prepare ``cfg.dataset`` from ``cfg.src`` into the umt-folder ``cfg.out`` (resumable); with
+    ``cfg.shard``, only that part of it, into a part folder for :func:`merge`.
 
     Args:
         cfg: what to prepare and how.
@@ -121,30 +125,59 @@ def prepare(cfg: PrepareConfig, *, log: Callable[[str], None] = print) -> Prepar
         The counts per split, the skipped clips and the decoding throughput.
 
     Raises:
-        UMTError: an unknown data set, a missing folder or annotation file, a malformed
-            annotation line, ``out`` started with other settings, or a split with no usable clip.
+        UMTError: an unknown data set, split rule or class list, a setting out of range, a
+            missing folder or annotation file, a malformed or non-UTF-8 annotation file, ``out``
+            started with other settings, or a split with no usable clip. Nothing is written
+            before the settings and the annotations are checked.
     """
     bench, audio, src, out = _check(cfg)
+    manifest = load_manifest(recipe_name(cfg.dataset))
+    rule = manifest.split_rule(cfg.split)
     _import_av()  # before any work: PyAV is an optional dependency
 
     index = FileIndex.build(src)
     ann = bench.read(src, cfg, index)
     for note in ann.notes:
         log(f"{bench.title}: {note}")
-    settings = _settings(cfg, audio, ann.classes)
-    finished = _start_work(out, settings, log)
+    settings = _settings(cfg, audio, ann, rule.name)
+    shard = {"shard": list(cfg.shard)} if cfg.shard is not None else {}
+    finished = _start_work(out, settings | shard, log)
     if finished is not None:
         return finished
 
-    splits, tasks, skipped = _plan(out / WORK_DIR, ann, index, audio, cfg.video)
+    splits, tasks, skipped = _plan(out / WORK_DIR, ann, index, audio, cfg.video, cfg.shard)
     annotated = sum(len(sw.clips) for sw in splits.values())
     reused = sum(len(sw.done) for sw in splits.values())
+    part = f" (shard {cfg.shard[0]}/{cfg.shard[1]})" if cfg.shard else ""
     log(
-        f"{bench.title}: {annotated} annotated clips; "
+        f"{bench.title}{part}: {annotated} annotated clips; "
         f"{reused} already prepared, {len(tasks)} to decode"
         + (f" with {cfg.workers} workers" if tasks and cfg.workers > 1 else "")
     )
     new, seconds = _decode(tasks, splits, skipped, cfg, audio)
+    skipped.sort(key=lambda x: (SPLITS.index(x[1]), x[0]))
+    counts = {
+        s: SplitCounts(len(sw.done), new[s], sum(1 for _, sp, _ in skipped if sp == s))
+        for s, sw in splits.items()
+    }
+    result = PrepareResult(out, counts, skipped, len(tasks), seconds)
+    if cfg.shard is not None:
+        write_shard_record(
+            out,
+            cfg.shard,
+            settings,
+            source=str(src.resolve()),
+            notes=ann.notes,
+            split_sizes=Counter(c.split for c in ann.clips),
+            done={s: len(sw.done) for s, sw in splits.items()},
+            skipped=skipped,
+        )
+        _log_result(result, cfg, log)
+        log(
+            f"wrote part {cfg.shard[0]}/{cfg.shard[1]} to {out} ({SHARD_FILE}); when every part "
+            f"is done: umt prepare {cfg.dataset} --merge PART ... --out DATA_DIR"
+        )
+        return result
     for s, sw in splits.items():
         if not sw.done:
             reasons = [r for c, sp, r in skipped if sp == s][:3]
@@ -153,19 +186,13 @@ def prepare(cfg: PrepareConfig, *, log: Callable[[str], None] = print) -> Prepar
                 + (f"; first reasons: {'; '.join(reasons)}" if reasons else "")
                 + f". Is --src {src} the raw {bench.title} folder?"
             )
-
-    skipped.sort(key=lambda x: (SPLITS.index(x[1]), x[0]))
     _assemble(out, bench, cfg, audio, ann, splits, skipped, settings, log)
-    counts = {
-        s: SplitCounts(len(sw.done), new[s], sum(1 for _, sp, _ in skipped if sp == s))
-        for s, sw in splits.items()
-    }
-    result = PrepareResult(out, counts, skipped, len(tasks), seconds)
     _log_result(result, cfg, log)
+    log(f"how the folder compares with the {bench.title} manifest: {out / COVERAGE_MD}")
     if cfg.clean:
         shutil.rmtree(out / WORK_DIR)
         log(f"removed the work folder {out / WORK_DIR}")
-    recipe = RECIPES / f"{cfg.dataset.replace('-', '_')}.yaml"
+    recipe = RECIPES / f"{recipe_name(cfg.dataset)}.yaml"
     log(f"wrote {out}; train with: umt run --config {recipe} --set data.root={out}")
     return result
 
@@ -174,98 +201,66 @@ def _check(cfg: PrepareConfig) -> tuple[Benchmark, AudioSettings, Path, Path]:
     """``cfg``'s benchmark, audio settings, source and output folders, once ``cfg`` is checked.
 
     Raises:
-        UMTError: an unknown data set, a setting out of range, or ``src`` not a folder.
+        UMTError: an unknown data set, a setting out of range (one line naming the value and
+            what to give instead), or ``src`` not a folder.
     """
     if cfg.dataset not in BENCHMARKS:
-        raise UMTError(f"unknown data set {cfg.dataset!r}; umt prepare knows {sorted(BENCHMARKS)}")
-    if cfg.workers < 1:
-        raise UMTError(f"--workers must be at least 1; got {cfg.workers}")
-    if cfg.video.frames < 1 or cfg.video.size < 8:
-        raise UMTError(
-            f"--frames must be >= 1 and --size >= 8; got {cfg.video.frames}, {cfg.video.size}"
+        hint = (
+            "; nyuv2 is prepared by umt prepare nyuv2 (umt.data.prepare.nyuv2.prepare_nyuv2)"
+            if cfg.dataset == "nyuv2"
+            else ""
         )
-    if not 0.0 <= cfg.val_fraction < 1.0:
-        raise UMTError(f"--val-fraction must be in [0, 1); got {cfg.val_fraction}")
+        raise UMTError(
+            f"unknown data set {cfg.dataset!r}; umt prepare knows {', '.join(PREPARABLE)}{hint}"
+        )
     bench = BENCHMARKS[cfg.dataset]
+    audio = cfg.audio or bench.audio
+    checks = [
+        ("--workers", cfg.workers, cfg.workers >= 1, "a number of processes, 1 or more"),
+        (
+            "--frames",
+            cfg.video.frames,
+            cfg.video.frames >= 1,
+            "frames per clip, 1 or more (default 3)",
+        ),
+        ("--size", cfg.video.size, cfg.video.size >= 8, "a frame side of 8 or more (default 224)"),
+        (
+            "--duration",
+            audio.duration,
+            math.isfinite(audio.duration) and 0 < audio.duration <= 3600,
+            f"seconds of audio per clip, above 0 and at most 3600 (default {bench.audio.duration:g})",
+        ),
+        (
+            "--hop-length",
+            audio.hop_length,
+            audio.hop_length >= 1,
+            "STFT hop in samples, 1 or more (default 160)",
+        ),
+        ("--n-mels", audio.n_mels, audio.n_mels >= 1, "mel bands, 1 or more (default 128)"),
+        (
+            "--val-fraction",
+            cfg.val_fraction,
+            0.0 <= cfg.val_fraction < 1.0,
+            "a share in [0, 1) (default 0.1)",
+        ),
+    ]
+    for flag, value, ok, expected in checks:
+        if not ok:
+            raise UMTError(f"{flag} {value}: expected {expected}; run again with such a value")
+    if audio.n_fft < 2 or audio.sample_rate < 1:
+        raise UMTError(f"audio settings {audio}: n_fft must be >= 2 and sample_rate >= 1")
+    if cfg.shard is not None:
+        i, n = cfg.shard
+        if not 0 <= i < n:
+            raise UMTError(f"--shard {i}/{n}: expected i/n with 0 <= i < n")
+        if cfg.clean:
+            raise UMTError("--clean with --shard: a part's work folder is what the merge reads")
     src = Path(cfg.src).expanduser()
     if not src.is_dir():
         raise UMTError(
             f"--src {src}: {'not a folder' if src.exists() else 'does not exist'}; expected the raw {bench.title} folder"
         )
-    return bench, cfg.audio or bench.audio, src, Path(cfg.out).expanduser()
-
-
-def _plan(
-    work: Path, ann: Annotations, index: FileIndex, audio: AudioSettings, video: VideoSettings
-) -> tuple[dict[str, _SplitWork], list[_Task], list[tuple[str, str, str]]]:
-    """Each split's work folder (rows finished by an earlier run kept), the clips left to decode,
-    and the clips skipped before decoding (rejected by the annotations, or with no file):
-    ``(splits, tasks, skipped)``."""
-    splits = {
-        s: _SplitWork(
-            work / s,
-            sorted((c for c in ann.clips if c.split == s), key=lambda c: c.id),
-            audio,
-            video,
-        )
-        for s in SPLITS
-    }
-    skipped = [(c.id, c.split, reason) for c, reason in ann.rejected]
-    tasks: list[_Task] = []
-    for s, sw in splits.items():
-        for row, clip in enumerate(sw.clips):
-            if row in sw.done:
-                continue
-            found = resolve(clip, index)
-            if isinstance(found, str):
-                skipped.append((clip.id, s, found))
-            else:
-                tasks.append(_Task(s, row, found))
-    return splits, tasks, skipped
-
-
-def _decode(
-    tasks: list[_Task],
-    splits: dict[str, _SplitWork],
-    skipped: list[tuple[str, str, str]],
-    cfg: PrepareConfig,
-    audio: AudioSettings,
-) -> tuple[Counter[str], float]:
-    """Decode ``tasks`` into their splits' work, committing every few seconds and on the way out
-    (an interrupted run keeps what it finished); the clips that fail join ``skipped``.
-
-    Returns:
-        The clips decoded per split, and the seconds spent.
-    """
-    from tqdm import tqdm
-
-    start = time.perf_counter()
-    last_commit = start
-    new: Counter[str] = Counter()
-    try:
-        results = tqdm(
-            _results(tasks, audio, cfg.video, cfg.workers),
-            total=len(tasks),
-            unit="clip",
-            disable=not cfg.progress or not tasks,
-            desc=f"prepare {cfg.dataset}",
-        )
-        for done in results:
-            sw = splits[done.split]
-            if done.reason is not None or done.audio is None or done.visual is None:
-                skipped.append((sw.clips[done.row].id, done.split, done.reason or "unknown"))
-                continue
-            sw.put(done.row, done.audio, done.visual)
-            new[done.split] += 1
-            now = time.perf_counter()
-            if now - last_commit > 2.0:  # durable progress every few seconds
-                for w in splits.values():
-                    w.commit()
-                last_commit = now
-    finally:
-        for w in splits.values():
-            w.commit()  # an interrupted run keeps what it finished
-    return new, time.perf_counter() - start
+    return bench, audio, src, Path(cfg.out).expanduser()
 
 
 def _log_result(result: PrepareResult, cfg: PrepareConfig, log: Callable[[str], None]) -> None:
@@ -281,7 +276,7 @@ def _log_result(result: PrepareResult, cfg: PrepareConfig, log: Callable[[str], 
             f"worker{'s' if cfg.workers > 1 else ''})"
         )
     if result.skipped:
-        log(f"skipped clips and why: {result.out / SKIPPED_FILE}")
+        log(f"skipped clips and why: {result.out / (SHARD_FILE if cfg.shard else SKIPPED_FILE)}")
 
 
 __all__ = [
@@ -289,6 +284,7 @@ __all__ = [
     "BENCHMARKS",
     "CREMAD_EMOTIONS",
     "KINETICS_SOUNDS_CLASSES",
+    "PREPARABLE",
     "RECIPES",
     "SKIPPED_FILE",
     "VIDEO_EXTENSIONS",
@@ -299,6 +295,7 @@ __all__ = [
     "Clip",
     "ClipError",
     "FileIndex",
+    "Manifest",
     "PrepareConfig",
     "PrepareResult",
     "Source",
@@ -306,6 +303,9 @@ __all__ = [
     "VideoSettings",
     "decode_clip",
     "fit_length",
+    "load_manifest",
+    "merge",
+    "parse_shard",
     "prepare",
     "read_audio",
     "read_ave",

@@ -7,21 +7,32 @@ import csv
 import hashlib
 import json
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from umt.data.prepare.clips import Annotations
+from umt.data.prepare.clips import Annotations, Clip
 from umt.data.prepare.config import AudioSettings, PrepareConfig
+from umt.data.prepare.coverage import coverage, write_coverage
+from umt.data.prepare.manifest import load_manifest, recipe_name
 from umt.data.prepare.readers import Benchmark
-from umt.data.prepare.work import _SplitWork
 from umt.data.prepared import FORMAT as PREPARED_FORMAT
 from umt.data.prepared import PREPARED_FILE
 from umt.io import atomic_dir, write_json, write_text
 
 SKIPPED_FILE = "skipped.csv"
+
+
+class SplitRows(Protocol):
+    """A split's annotated clips (one row each), the rows finished, and their arrays
+    (``audio[rows]``, ``visual[rows]``): a work folder's split, or the parts' merged."""
+
+    clips: list[Clip]
+    done: set[int]
+    audio: Any
+    visual: Any
 
 
 def _assemble(
@@ -30,12 +41,13 @@ def _assemble(
     cfg: PrepareConfig,
     audio: AudioSettings,
     ann: Annotations,
-    splits: dict[str, _SplitWork],
+    splits: Mapping[str, SplitRows],
     skipped: list[tuple[str, str, str]],
     settings: dict[str, Any],
     log: Callable[[str], None],
 ) -> None:
-    """Write the umt-folder (``meta.json`` last) from the finished rows, unless it is up to date."""
+    """Write the umt-folder (``meta.json`` last) from the finished rows, unless it is up to date,
+    with the coverage report against the data set's manifest."""
     fingerprints = {s: _fingerprint(sw.done) for s, sw in splits.items()}
     prepared_file = out / PREPARED_FILE
     if prepared_file.is_file() and (out / "meta.json").is_file():
@@ -50,6 +62,9 @@ def _assemble(
         writer = csv.writer(f)
         writer.writerow(["clip", "split", "reason"])
         writer.writerows(skipped)
+    manifest = load_manifest(recipe_name(cfg.dataset))
+    rule = manifest.split_rule(settings["split"])
+    write_coverage(out, coverage(manifest, rule, ann.classes, ann.class_list, splits, skipped))
     train_audio = np.load(out / "train" / "audio.npy", mmap_mode="r")
     mean, std = _mean_std(train_audio)
     prepared = {
@@ -70,7 +85,7 @@ def _assemble(
     write_json(out / "meta.json", _meta(bench, cfg, audio, ann.classes))
 
 
-def _write_split(folder: Path, work: _SplitWork, classes: list[str]) -> None:
+def _write_split(folder: Path, work: SplitRows, classes: list[str]) -> None:
     """One split's folder of the umt-folder (``audio.npy visual.npy labels.npy clips.txt``) from
     the finished rows of its work, written whole before it replaces the one there."""
     class_index = {c: i for i, c in enumerate(classes)}

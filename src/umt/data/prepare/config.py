@@ -72,7 +72,12 @@ class PrepareConfig:
         val_fraction: share of ``train`` carved out as validation where a data set has no
             validation split (and of all clips as test for CREMA-D without split files).
         seed: seed of those carvings.
-        classes: a file of class names, one per line (Kinetics-Sounds: replaces the shipped list).
+        classes: Kinetics-Sounds: the name of a class list of its manifest (``None``: the
+            default), or a file of class names, one per line.
+        split: the name of a split rule of the data set's manifest (``None``: the default;
+            CREMA-D: ``common`` or ``speaker-independent``).
+        shard: ``(i, n)``: prepare only the ``i``-th of ``n`` disjoint parts of the clips
+            (0-based) into ``out``, to be merged (:func:`umt.data.prepare.merge`).
         progress: show a progress bar.
         clean: delete the work folder after a complete run (halves the disk used; a later run
             then cannot add clips without decoding everything again).
@@ -87,6 +92,8 @@ class PrepareConfig:
     val_fraction: float = 0.1
     seed: int = 0
     classes: str | None = None
+    split: str | None = None
+    shard: tuple[int, int] | None = None
     progress: bool = True
     clean: bool = False
 

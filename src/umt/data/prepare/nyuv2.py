@@ -37,6 +37,8 @@ import torch.nn.functional as F
 
 from umt.data.folder import FORMAT, VERSION
 from umt.data.nyuv2 import INFO_FILE, MAPPING13_FILE, STORED_IGNORE
+from umt.data.prepare.coverage import image_coverage, write_coverage
+from umt.data.prepare.manifest import load_manifest
 from umt.errors import UMTError
 from umt.io import atomic_dir
 
@@ -348,6 +350,8 @@ def prepare_nyuv2(
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
         (tmp / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+        sizes = {"train": len(train), "val": len(val), "test": len(test)}
+        write_coverage(tmp, image_coverage(load_manifest("nyuv2"), names40, sizes))
     log(f"nyuv2: wrote {out} (train {len(train)}, val {len(val)}, test {len(test)})")
     return out
 

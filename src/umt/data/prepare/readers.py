@@ -5,63 +5,21 @@
 from __future__ import annotations
 
 import csv
-import re
+import io
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
-
-from umt.data.prepare.clips import Annotations, Clip, FileIndex
+from umt.data.prepare.clips import Annotations, Clip, FileIndex, carve, read_text
 from umt.data.prepare.config import AudioSettings, PrepareConfig
+from umt.data.prepare.cremad import read_cremad
+from umt.data.prepare.manifest import load_manifest
 from umt.errors import UMTError
 
-#: Kinetics-Sounds: of the 34 class names of Arandjelović & Zisserman, "Look, Listen and Learn"
-#: (ICCV 2017, arXiv 1705.08168; the list as reproduced in public code), 29 are Kinetics-400
-#: labels verbatim, three match renamed labels ("blowing out" -> "blowing out candles",
-#: "dribbling ball" -> "dribbling basketball", "mowing the lawn by pushing lawnmower" -> "mowing
-#: lawn"), and "stomping" and "patting" match none. These are the 32 kept. The balancing
-#: literature uses 31 (OGM-GE's split files hold labels 0..30) without naming the one left out;
-#: pass ``--classes FILE`` (one name per line) to use another list.
-KINETICS_SOUNDS_CLASSES = (
-    "blowing nose",
-    "blowing out candles",
-    "bowling",
-    "chopping wood",
-    "dribbling basketball",
-    "fingerpicking",
-    "laughing",
-    "mowing lawn",
-    "playing accordion",
-    "playing bagpipes",
-    "playing bass guitar",
-    "playing clarinet",
-    "playing drums",
-    "playing guitar",
-    "playing harmonica",
-    "playing keyboard",
-    "playing organ",
-    "playing piano",
-    "playing saxophone",
-    "playing trombone",
-    "playing trumpet",
-    "playing violin",
-    "playing xylophone",
-    "ripping paper",
-    "shoveling snow",
-    "shuffling cards",
-    "singing",
-    "tap dancing",
-    "tapping guitar",
-    "tapping pen",
-    "tickling",
-    "typing",
-)
-
-#: CREMA-D's emotion codes (the third field of a clip's name), in label order.
-CREMAD_EMOTIONS = ("ANG", "DIS", "FEA", "HAP", "NEU", "SAD")
-_CREMAD_NAME = re.compile(r"\d{4}_[A-Z]{3}_([A-Z]{3})_[A-Z]{2}")
+#: Kinetics-Sounds' default class list (32 Kinetics-400 labels; the manifest
+#: ``configs/manifests/kinetics_sounds.yaml`` names the others and where each comes from).
+KINETICS_SOUNDS_CLASSES = load_manifest("kinetics_sounds").class_list().names
 
 
 def _find_file(src: Path, name: str, what: str) -> Path:
@@ -75,76 +33,37 @@ def _find_file(src: Path, name: str, what: str) -> Path:
     return found[0]
 
 
-def _carve(
-    clips: Sequence[Clip], fraction: float, seed: int, into: str
-) -> tuple[list[Clip], list[Clip]]:
-    """Split ``clips`` in two, class-stratified and seeded: ``(kept, carved)``; ``carved`` are
-    relabelled to split ``into``. At least one clip is carved when there are two or more.
-
-    Example:
-        >>> cs = [Clip(f"c{i}", "ab"[i % 2], "train", ()) for i in range(10)]
-        >>> kept, val = _carve(cs, 0.2, 0, "val")
-        >>> len(kept), len(val), sorted(c.label for c in val), {c.split for c in val}
-        (8, 2, ['a', 'b'], {'val'})
-    """
-    rng = np.random.default_rng(seed)
-    by_label: dict[str, list[Clip]] = defaultdict(list)
-    for c in sorted(clips, key=lambda c: c.id):
-        by_label[c.label].append(c)
-    carved_ids: set[str] = set()
-    for label in sorted(by_label):
-        group = by_label[label]
-        n = int(round(fraction * len(group)))
-        carved_ids.update(group[i].id for i in rng.permutation(len(group))[:n])
-    if not carved_ids and len(clips) >= 2 and fraction > 0:
-        largest = max(sorted(by_label), key=lambda lab: len(by_label[lab]))
-        carved_ids.add(by_label[largest][int(rng.integers(len(by_label[largest])))].id)
-    kept = [c for c in clips if c.id not in carved_ids]
-    carved = [replace(c, split=into) for c in clips if c.id in carved_ids]
-    return kept, carved
-
-
 def read_vggsound(src: Path, cfg: PrepareConfig) -> Annotations:
     """VGGSound's ``vggsound.csv``: ``YouTube ID, start seconds, label, train/test split``."""
     path = _find_file(
         src, "vggsound.csv", "VGGSound's annotation file (YouTube ID, start, label, split)"
     )
     clips: dict[str, Clip] = {}
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        for line_no, row in enumerate(csv.reader(f), start=1):
-            if not row or row[0].lstrip().startswith("#"):
-                continue
-            if len(row) < 4:
-                raise UMTError(
-                    f"{path}, line {line_no}: expected 4 fields (YouTube ID, start seconds, label, "
-                    f"train/test split); got {row!r}"
-                )
-            ytid, start_text, label, split = (x.strip() for x in row[:4])
-            try:
-                start = int(float(start_text))
-            except ValueError:
-                if line_no == 1:
-                    continue  # a header line
-                raise UMTError(
-                    f"{path}, line {line_no}: start seconds {start_text!r} is not a number"
-                ) from None
-            if split not in ("train", "test"):
-                raise UMTError(f"{path}, line {line_no}: split {split!r} is not 'train' or 'test'")
-            cid = f"{ytid}_{start:06d}"
-            clips.setdefault(
-                cid,
-                Clip(
-                    cid,
-                    label,
-                    split,
-                    stems=(cid, f"{ytid}_{start}"),
-                    source=ytid,
-                    window=(float(start), float(start + 10)),
-                ),
+    for line_no, row in enumerate(csv.reader(io.StringIO(read_text(path))), start=1):
+        if not row or row[0].lstrip().startswith("#"):
+            continue
+        if len(row) < 4:
+            raise UMTError(
+                f"{path}, line {line_no}: expected 4 fields (YouTube ID, start seconds, label, "
+                f"train/test split); got {row!r}"
             )
+        ytid, start_text, label, split = (x.strip() for x in row[:4])
+        try:
+            start = int(float(start_text))
+        except ValueError:
+            if line_no == 1:
+                continue  # a header line
+            raise UMTError(
+                f"{path}, line {line_no}: start seconds {start_text!r} is not a number"
+            ) from None
+        if split not in ("train", "test"):
+            raise UMTError(f"{path}, line {line_no}: split {split!r} is not 'train' or 'test'")
+        cid = f"{ytid}_{start:06d}"
+        window = (float(start), float(start + 10))
+        clips.setdefault(cid, Clip(cid, label, split, (cid, f"{ytid}_{start}"), ytid, window))
     all_clips = list(clips.values())
     train = [c for c in all_clips if c.split == "train"]
-    train, val = _carve(train, cfg.val_fraction, cfg.seed, "val")
+    train, val = carve(train, cfg.val_fraction, cfg.seed, "val")
     test = [c for c in all_clips if c.split == "test"]
     notes = [
         f"splits from {path.name}: train and test as annotated; VGGSound has no validation "
@@ -154,20 +73,25 @@ def read_vggsound(src: Path, cfg: PrepareConfig) -> Annotations:
     return Annotations(train + val + test, sorted({c.label for c in all_clips}), notes)
 
 
-def _read_class_file(path: str) -> list[str]:
-    p = Path(path).expanduser()
-    try:
-        names = [line.strip() for line in p.read_text(encoding="utf-8").splitlines()]
-    except OSError as e:
-        raise UMTError(
-            f"--classes {p}: cannot read it ({e}); expected one class name per line"
-        ) from e
+def kinetics_sounds_classes(choice: str | None) -> tuple[list[str], str]:
+    """The Kinetics-Sounds classes to keep and where they come from (``name@version`` of the
+    manifest's list, or ``file:<path>``): ``choice`` is a list's name, a file of names (one a
+    line), or ``None`` (the manifest's default).
+
+    Raises:
+        UMTError: neither a list's name nor a readable file of at least 2 names.
+    """
+    p = Path(choice).expanduser() if choice else None
+    if p is None or not p.is_file():
+        named = load_manifest("kinetics_sounds").class_list(choice)
+        return list(named.names), named.tag
+    names = [line.strip() for line in read_text(p).splitlines()]
     names = [n for n in names if n and not n.startswith("#")]
     if len(names) < 2:
         raise UMTError(
             f"--classes {p}: found {len(names)} class names; expected one per line, at least 2"
         )
-    return names
+    return names, f"file:{p.resolve()}"
 
 
 _KINETICS_HEADER = ["label", "youtube_id", "time_start", "time_end"]
@@ -183,15 +107,15 @@ _KINETICS_SPLITS = {
 def read_kinetics_sounds(src: Path, cfg: PrepareConfig) -> Annotations:
     """Kinetics CSVs (``label,youtube_id,time_start,time_end,split``) restricted to the
     Kinetics-Sounds classes."""
-    classes = _read_class_file(cfg.classes) if cfg.classes else list(KINETICS_SOUNDS_CLASSES)
+    classes, origin = kinetics_sounds_classes(cfg.classes)
     wanted = {c.lower(): c for c in classes}
     csvs = []
     for p in sorted(src.rglob("*.csv")):
         if any(part.startswith(".") for part in p.relative_to(src).parts):
             continue
-        with open(p, encoding="utf-8-sig", newline="") as f:
-            header = next(csv.reader(f), [])
-        if [h.strip() for h in header[:4]] == _KINETICS_HEADER:
+        with open(p, "rb") as f:  # the header only: any other CSV may lie here, in any encoding
+            first = f.readline().decode("utf-8-sig", errors="replace")
+        if [h.strip() for h in next(csv.reader([first]), [])[:4]] == _KINETICS_HEADER:
             csvs.append(p)
     if not csvs:
         raise UMTError(
@@ -200,125 +124,58 @@ def read_kinetics_sounds(src: Path, cfg: PrepareConfig) -> Annotations:
         )
     clips: dict[tuple[str, str], Clip] = {}
     for path in csvs:
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            reader = csv.DictReader(f)
-            for line_no, row in enumerate(reader, start=2):
-                label = (row.get("label") or "").strip()
-                if label.lower() not in wanted:
-                    continue  # another Kinetics class, or a test row with its label held out
-                split_text = (row.get("split") or path.stem).strip().lower()
-                split = _KINETICS_SPLITS.get(split_text)
-                if split is None:
-                    raise UMTError(
-                        f"{path}, line {line_no}: split {split_text!r} is not one of "
-                        f"{sorted(_KINETICS_SPLITS)}"
-                    )
-                try:
-                    start = int(float(row["time_start"]))
-                    end = int(float(row["time_end"]))
-                except (TypeError, ValueError):
-                    raise UMTError(
-                        f"{path}, line {line_no}: time_start/time_end are not numbers: {row!r}"
-                    ) from None
-                ytid = row["youtube_id"].strip()
-                cid = f"{ytid}_{start:06d}_{end:06d}"
-                clips.setdefault(
-                    (split, cid),
-                    Clip(
-                        cid, wanted[label.lower()], split, (cid,), ytid, (float(start), float(end))
-                    ),
+        reader = csv.DictReader(io.StringIO(read_text(path)))
+        for line_no, row in enumerate(reader, start=2):
+            label = (row.get("label") or "").strip()
+            if label.lower() not in wanted:
+                continue  # another Kinetics class, or a test row with its label held out
+            split_text = (row.get("split") or path.stem).strip().lower()
+            split = _KINETICS_SPLITS.get(split_text)
+            if split is None:
+                raise UMTError(
+                    f"{path}, line {line_no}: split {split_text!r} is not one of "
+                    f"{sorted(_KINETICS_SPLITS)}"
                 )
+            try:
+                start = int(float(row["time_start"]))
+                end = int(float(row["time_end"]))
+            except (TypeError, ValueError):
+                raise UMTError(
+                    f"{path}, line {line_no}: time_start/time_end are not numbers: {row!r}"
+                ) from None
+            ytid = row["youtube_id"].strip()
+            cid = f"{ytid}_{start:06d}_{end:06d}"
+            clips.setdefault(
+                (split, cid),
+                Clip(cid, wanted[label.lower()], split, (cid,), ytid, (float(start), float(end))),
+            )
     by_split: dict[str, list[Clip]] = defaultdict(list)
     for c in clips.values():
         by_split[c.split].append(c)
     found = sorted({c.label for c in clips.values()})
     missing = [c for c in classes if c not in found]
     notes = [
-        f"annotations: {', '.join(p.name for p in csvs)}; {len(found)} of {len(classes)} classes found"
+        f"class list {origin}; annotations: {', '.join(p.name for p in csvs)}; {len(found)} of "
+        f"{len(classes)} classes found"
     ]
     if missing:
         notes.append(f"classes with no annotated clip: {', '.join(missing)}")
     train, val, test = by_split["train"], by_split["val"], by_split["test"]
     if not test:
         test = [replace(c, split="test") for c in val]
-        train, val = _carve(train, cfg.val_fraction, cfg.seed, "val")
+        train, val = carve(train, cfg.val_fraction, cfg.seed, "val")
         notes.append(
             f"no labelled test rows: Kinetics' val split is the test split, and val is {len(val)} "
             f"clips carved from train ({cfg.val_fraction:.0%} per class, seed {cfg.seed})"
         )
     else:
         notes.append("splits as annotated: Kinetics' train, val and test")
-    return Annotations(train + val + test, classes, notes)
-
-
-def _emotion(name: str) -> str:
-    """The emotion code of a CREMA-D clip name (``1001_DFA_ANG_XX`` -> ``ANG``)."""
-    return name.split("_")[2]
-
-
-def _read_cremad_split(path: Path) -> dict[str, str]:
-    out = {}
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        for line_no, row in enumerate(csv.reader(f), start=1):
-            if not row:
-                continue
-            if len(row) < 2 or not _CREMAD_NAME.fullmatch(row[0].strip()):
-                raise UMTError(
-                    f"{path}, line {line_no}: expected '<clip>,<EMO>' such as "
-                    f"'1001_DFA_ANG_XX,ANG'; got {row!r}"
-                )
-            out[row[0].strip()] = row[1].strip()
-    return out
-
-
-def read_cremad(src: Path, cfg: PrepareConfig, index: FileIndex) -> Annotations:
-    """CREMA-D: clips named ``ActorID_Sentence_Emotion_Level`` under ``AudioWAV/`` and
-    ``VideoFlash/``; the emotion code is the label."""
-    names = {s for s in (*index.video, *index.audio) if _CREMAD_NAME.fullmatch(s)}
-    split_files = [src / "train.csv", src / "test.csv"]
-    notes = []
-    if all(p.is_file() for p in split_files):
-        listed = {
-            split: _read_cremad_split(p)
-            for split, p in zip(("train", "test"), split_files, strict=True)
-        }
-        clips = [
-            Clip(name, _emotion(name), split, (name,))
-            for split, rows in listed.items()
-            for name in sorted(rows)
-        ]
-        train = [c for c in clips if c.split == "train"]
-        test = [c for c in clips if c.split == "test"]
-        notes.append("train and test from train.csv / test.csv in --src (OGM-GE's split files)")
-    else:
-        if not names:
-            raise UMTError(
-                f"{src}: no CREMA-D clip found; expected AudioWAV/<clip>.wav and "
-                "VideoFlash/<clip>.flv with clips named like 1001_DFA_ANG_XX"
-            )
-        clips = [Clip(n, _emotion(n), "train", (n,)) for n in sorted(names)]
-        train, test = _carve(clips, cfg.val_fraction, cfg.seed, "test")
-        notes.append(
-            f"CREMA-D has no official split: test is {len(test)} clips ({cfg.val_fraction:.0%} per "
-            f"emotion, seed {cfg.seed}; speakers are shared with train); put OGM-GE's train.csv "
-            "and test.csv in --src to use theirs"
-        )
-    bad = [c for c in train + test if c.label not in CREMAD_EMOTIONS]
-    if bad:
-        raise UMTError(
-            f"CREMA-D clip {bad[0].id}: emotion code {bad[0].label!r} is not one of {CREMAD_EMOTIONS}"
-        )
-    train, val = _carve(train, cfg.val_fraction, cfg.seed + 1, "val")
-    notes.append(
-        f"val is {len(val)} clips carved from train ({cfg.val_fraction:.0%} per emotion, "
-        f"seed {cfg.seed + 1}); test is never touched"
-    )
-    return Annotations(train + val + test, list(CREMAD_EMOTIONS), notes)
+    return Annotations(train + val + test, classes, notes, class_list=origin)
 
 
 def _read_ave_rows(path: Path) -> list[tuple[str, str, int]]:
     rows = []
-    for line_no, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+    for line_no, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         fields = [x.strip() for x in line.split("&")]

@@ -7,6 +7,9 @@ import json
 import math
 import multiprocessing as mp
 import os
+import shutil
+import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -19,7 +22,7 @@ import numpy as np
 import torch
 
 from umt.data.base import SPLITS
-from umt.data.prepare.clips import Clip, Source
+from umt.data.prepare.clips import Annotations, Clip, FileIndex, Source, resolve
 from umt.data.prepare.config import (
     AudioSettings,
     PrepareConfig,
@@ -28,6 +31,7 @@ from umt.data.prepare.config import (
     VideoSettings,
 )
 from umt.data.prepare.decode import ClipError, decode_clip
+from umt.data.prepare.shards import in_shard
 from umt.data.prepared import PREPARED_FILE
 from umt.errors import UMTError
 from umt.io import write_json, write_text
@@ -38,7 +42,9 @@ WORK_DIR = ".work"
 # the work folder
 
 
-def _settings(cfg: PrepareConfig, audio: AudioSettings, classes: list[str]) -> dict[str, Any]:
+def _settings(
+    cfg: PrepareConfig, audio: AudioSettings, ann: Annotations, split_rule: str
+) -> dict[str, Any]:
     """What must match for a run to resume the work folder (``.work/settings.json``) or to reuse
     the output (``prepared.json``)."""
     return {
@@ -47,8 +53,15 @@ def _settings(cfg: PrepareConfig, audio: AudioSettings, classes: list[str]) -> d
         "video": asdict(cfg.video),
         "val_fraction": cfg.val_fraction,
         "seed": cfg.seed,
-        "classes": classes,
+        "split": split_rule,
+        "class_list": ann.class_list,
+        "classes": ann.classes,
     }
+
+
+def _has_finished_rows(work: Path) -> bool:
+    """Whether a work folder holds a clip an earlier run finished (``done.txt`` not empty)."""
+    return any(f.stat().st_size > 0 for f in work.glob("*/done.txt"))
 
 
 def _start_work(
@@ -63,14 +76,23 @@ def _start_work(
     settings_file = work / "settings.json"
     prepared_file = out / PREPARED_FILE
     if settings_file.is_file():
-        old = json.loads(settings_file.read_text())
-        if old != settings:
-            changed = sorted(k for k in settings if old.get(k) != settings[k])
+        try:
+            old = json.loads(settings_file.read_text())
+        except (OSError, ValueError):
+            old = None
+        if old == settings:
+            return None
+        if _has_finished_rows(work):
+            changed = sorted(k for k in settings if (old or {}).get(k) != settings[k])
             raise UMTError(
                 f"{out} was started with other settings ({', '.join(changed)} differ); prepare "
                 "into a new --out, or delete it to start again"
             )
-        return None
+        # an earlier start that finished no clip (it failed, or was stopped): nothing to keep
+        log(f"{out}: the work folder holds no finished clip; starting again with these settings")
+        shutil.rmtree(work)
+    elif work.is_dir() and not prepared_file.is_file() and not _has_finished_rows(work):
+        shutil.rmtree(work)  # a start that stopped before it wrote its settings
     if prepared_file.is_file():
         before = json.loads(prepared_file.read_text())
         if before.get("settings") != settings:
@@ -93,11 +115,20 @@ class _SplitWork:
     """One split's work: its candidate clips (a row each), the result arrays, the finished rows."""
 
     def __init__(
-        self, folder: Path, clips: list[Clip], audio: AudioSettings, video: VideoSettings
+        self,
+        folder: Path,
+        clips: list[Clip],
+        audio: AudioSettings,
+        video: VideoSettings,
+        rows: list[int] | None = None,
     ) -> None:
         self.folder, self.clips = folder, clips
         folder.mkdir(parents=True, exist_ok=True)
-        listing = "".join(f"{i}\t{c.id}\t{c.label}\n" for i, c in enumerate(clips))
+        # the row of each clip in its split (a shard holds some rows of it; see shards.py)
+        self.rows = list(range(len(clips))) if rows is None else rows
+        listing = "".join(
+            f"{i}\t{c.id}\t{c.label}\n" for i, c in zip(self.rows, clips, strict=True)
+        )
         clips_file = folder / "clips.tsv"
         if clips_file.is_file():
             if clips_file.read_text(encoding="utf-8") != listing:
@@ -148,6 +179,88 @@ class _SplitWork:
             os.fsync(f.fileno())
         self.done.update(self.pending)
         self.pending = []
+
+
+# --------------------------------------------------------------------------------------------
+# planning and decoding
+
+
+def _plan(
+    work: Path,
+    ann: Annotations,
+    index: FileIndex,
+    audio: AudioSettings,
+    video: VideoSettings,
+    shard: tuple[int, int] | None = None,
+) -> tuple[dict[str, _SplitWork], list[_Task], list[tuple[str, str, str]]]:
+    """Each split's work folder (rows finished by an earlier run kept), the clips left to decode,
+    and the clips skipped before decoding (rejected by the annotations, or with no file):
+    ``(splits, tasks, skipped)``. With ``shard``, only that shard's clips (and, in shard 0, the
+    clips the annotations rejected)."""
+    splits = {}
+    k = 0  # a clip's place in the whole data set (splits in order, clips by id): its shard
+    for s in SPLITS:
+        clips = sorted((c for c in ann.clips if c.split == s), key=lambda c: c.id)
+        mine = [(row, c) for row, c in enumerate(clips) if in_shard(k + row, shard)]
+        k += len(clips)
+        rows = [row for row, _ in mine] if shard is not None else None
+        splits[s] = _SplitWork(work / s, [c for _, c in mine], audio, video, rows)
+    skipped = [(c.id, c.split, r) for c, r in ann.rejected if shard is None or shard[0] == 0]
+    tasks: list[_Task] = []
+    for s, sw in splits.items():
+        for row, clip in enumerate(sw.clips):
+            if row in sw.done:
+                continue
+            found = resolve(clip, index)
+            if isinstance(found, str):
+                skipped.append((clip.id, s, found))
+            else:
+                tasks.append(_Task(s, row, found))
+    return splits, tasks, skipped
+
+
+def _decode(
+    tasks: list[_Task],
+    splits: dict[str, _SplitWork],
+    skipped: list[tuple[str, str, str]],
+    cfg: PrepareConfig,
+    audio: AudioSettings,
+) -> tuple[Counter[str], float]:
+    """Decode ``tasks`` into their splits' work, committing every few seconds and on the way out
+    (an interrupted run keeps what it finished); the clips that fail join ``skipped``.
+
+    Returns:
+        The clips decoded per split, and the seconds spent.
+    """
+    from tqdm import tqdm
+
+    start = time.perf_counter()
+    last_commit = start
+    new: Counter[str] = Counter()
+    try:
+        results = tqdm(
+            _results(tasks, audio, cfg.video, cfg.workers),
+            total=len(tasks),
+            unit="clip",
+            disable=not cfg.progress or not tasks,
+            desc=f"prepare {cfg.dataset}",
+        )
+        for done in results:
+            sw = splits[done.split]
+            if done.reason is not None or done.audio is None or done.visual is None:
+                skipped.append((sw.clips[done.row].id, done.split, done.reason or "unknown"))
+                continue
+            sw.put(done.row, done.audio, done.visual)
+            new[done.split] += 1
+            now = time.perf_counter()
+            if now - last_commit > 2.0:  # durable progress every few seconds
+                for w in splits.values():
+                    w.commit()
+                last_commit = now
+    finally:
+        for w in splits.values():
+            w.commit()  # an interrupted run keeps what it finished
+    return new, time.perf_counter() - start
 
 
 # --------------------------------------------------------------------------------------------
