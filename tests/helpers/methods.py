@@ -63,6 +63,9 @@ def umt_bundle(n: int = 24) -> DataBundle:
 
 # -- the peers' set-up ---------------------------------------------------------------------------
 
+#: Five peers (balancing methods that train no teachers), each registered and run in a tiny study.
+PEERS = ("gblend", "ogm_ge", "mmpareto", "mla", "pmr")
+
 #: Input sizes of the tiny vector modalities of the peers' unit tests.
 DIMS = {"a": 5, "v": 6, "t": 4}
 
@@ -79,13 +82,19 @@ def tiny_fusion_model(
     return MultimodalModel(encoders, fusion, nn.Linear(feature_dim * len(modalities), 3))
 
 
-def peer_batch(modalities: tuple[str, ...] = ("a", "v"), n: int = 16) -> dict[str, torch.Tensor]:
-    """A batch of :data:`DIMS`' ``modalities``, labels in 0-2."""
-    return random_batch({m: (DIMS[m],) for m in modalities}, n, seed=1)
+def peer_batch(
+    modalities: tuple[str, ...] = ("a", "v"), n: int = 16, *, lead: float = 0.0
+) -> dict[str, torch.Tensor]:
+    """A batch of :data:`DIMS`' ``modalities``, labels in 0-2, the first modality shifted by
+    ``lead`` times the label (it carries the label)."""
+    batch = random_batch({m: (DIMS[m],) for m in modalities}, n, seed=1)
+    if lead:
+        batch[modalities[0]] = batch[modalities[0]] + lead * batch["label"][:, None]
+    return batch
 
 
 def peer_bundle(
-    modalities: tuple[str, ...] = ("a", "v"), *, n: int, lead: float = 0.0
+    modalities: tuple[str, ...] = ("a", "v"), n: int = 60, *, lead: float = 0.0
 ) -> DataBundle:
     """Noise of :data:`DIMS`' ``modalities``, labels in 0-2 (drawn first), the first modality
     shifted by ``lead`` times the label (it carries the label); train, val and test alike."""

@@ -6,15 +6,13 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from helpers import assert_summary_is_the_stage_results
-from helpers.methods import DIMS, tiny_fusion_model
+from helpers.methods import peer_batch, peer_bundle, tiny_fusion_model
 from torch import nn
 
-from umt.data.base import ArrayDataset, DataBundle
 from umt.errors import UMTError
 from umt.methods import METHODS, MethodContext
 from umt.methods.reconboost import (
@@ -30,28 +28,12 @@ from umt.models.encoders import EncoderConfig, MLPEncoder
 from umt.models.multimodal import ModelConfig, MultimodalModel, build_model, mask_batch
 from umt.study import load_config, run_study
 
-_model = tiny_fusion_model
-
-
-def _batch(modalities: tuple[str, ...] = ("a", "v"), n: int = 16) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(1)
-    batch = {m: torch.randn(n, DIMS[m], generator=g) for m in modalities}
-    batch["label"] = torch.randint(0, 3, (n,), generator=g)
-    return batch
-
-
-def _bundle(modalities: tuple[str, ...] = ("a", "v"), n: int = 30) -> DataBundle:
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 3, n)
-    ds = ArrayDataset({m: rng.normal(size=(n, DIMS[m])) for m in modalities}, labels)
-    return DataBundle("tiny", ds, ds, ds, num_classes=3)
-
 
 def _build(
     cfg: ReconBoostConfig, modalities: tuple[str, ...] = ("a", "v")
 ) -> tuple[MultimodalModel, ReconBoost]:
-    model = _model(modalities)
-    method = build_reconboost(MethodContext(cfg, model, {}, _bundle(modalities), 0))
+    model = tiny_fusion_model(modalities)
+    method = build_reconboost(MethodContext(cfg, model, {}, peer_bundle(modalities, n=30), 0))
     return model, method
 
 
@@ -110,7 +92,7 @@ def test_only_the_boosted_learner_changes_and_rectification_trains_all() -> None
     model, method = _build(cfg)
     heads: LearnerHeads = model.fusion  # type: ignore[assignment]
     opt = torch.optim.Adam(model.parameters(), lr=0.05)
-    batch = _batch()
+    batch = peer_batch()
     seen = []
     for _ in range(7):
         model.train()
@@ -137,7 +119,7 @@ def test_boosting_step_loss_uses_the_frozen_others_in_eval_mode_three_modalities
     mods = ("a", "v", "t")
     cfg = ReconBoostConfig(unit="epoch", reconcile=0.5, consolidation=2.0)
     model, method = _build(cfg, mods)
-    batch = _batch(mods)
+    batch = peer_batch(mods)
     method.on_train_epoch_start(model, 2)  # epoch 2: round 1 boosts "v"; "a" was boosted before
     model.train()
     out = method.step(model, batch)
@@ -162,11 +144,11 @@ def test_model_predicts_the_boosted_sum_whatever_the_study_fusion() -> None:
         cfg = ModelConfig(EncoderConfig(feature_dim=8, hidden=8), fusion=fusion, fusion_dim=8)
         shapes = {"a": (5,), "v": (6,)}
         model = build_model(cfg, shapes, num_classes=3)
-        ctx = MethodContext(ReconBoostConfig(head="shared"), model, {}, _bundle(), 0)
+        ctx = MethodContext(ReconBoostConfig(head="shared"), model, {}, peer_bundle(n=30), 0)
         build_reconboost(ctx)
         assert isinstance(model.fusion, LearnerHeads) and isinstance(model.head, BoostedSum)
         model.eval()
-        batch = _batch()
+        batch = peer_batch()
         with torch.no_grad():
             model.head.boost_rate.fill_(0.5)
             z = model.encode(batch)
@@ -180,9 +162,11 @@ def test_model_predicts_the_boosted_sum_whatever_the_study_fusion() -> None:
 
 def test_build_checks_its_settings() -> None:
     with pytest.raises(UMTError, match="feature width"):
-        model = _model()
+        model = tiny_fusion_model()
         model.encoders["v"] = MLPEncoder((6,), feature_dim=7, hidden=8)
-        build_reconboost(MethodContext(ReconBoostConfig(head="shared"), model, {}, _bundle(), 0))
+        build_reconboost(
+            MethodContext(ReconBoostConfig(head="shared"), model, {}, peer_bundle(n=30), 0)
+        )
     for bad, match in (
         (ReconBoostConfig(reconcile=1.5), "reconcile"),
         (ReconBoostConfig(unit="batch"), "unit"),
@@ -191,7 +175,11 @@ def test_build_checks_its_settings() -> None:
         with pytest.raises(UMTError, match=match):
             _build(bad)
     with pytest.raises(UMTError, match="two or more"):
-        build_reconboost(MethodContext(ReconBoostConfig(), _model(("a",)), {}, _bundle(("a",)), 0))
+        build_reconboost(
+            MethodContext(
+                ReconBoostConfig(), tiny_fusion_model(("a",)), {}, peer_bundle(("a",), n=30), 0
+            )
+        )
 
 
 # -- through a study ----------------------------------------------------------------------------
