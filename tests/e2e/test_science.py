@@ -10,21 +10,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import quiet
 
 from umt.study import load_config, run_study
 
 FAST = ["data.name=synthetic", "train.progress=false", "train.threads=1", "probe.max_iter=50"]
 
 
-def _quiet(_: str) -> None:
-    pass
-
-
 @pytest.fixture(scope="module")
 def imbalanced(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     cfg = load_config(overrides=[*FAST, "data.synthetic.preset=imbalanced", "seeds=[0,1,2]"])
     out = tmp_path_factory.mktemp("imbalanced")
-    return run_study(cfg, out, log=_quiet, report=False).summary
+    return run_study(cfg, out, log=quiet, report=False).summary
 
 
 def _per_seed(summary: dict[str, Any], kind: str, stage: str, key: str) -> list[float]:
@@ -83,7 +80,7 @@ def test_with_paired_features_umt_beats_ume_and_is_chosen(tmp_path: Path) -> Non
             "umt.weight=0.3",
         ]
     )
-    summary = run_study(cfg, tmp_path, log=_quiet, report=False).summary
+    summary = run_study(cfg, tmp_path, log=quiet, report=False).summary
     for ume, umt in zip(_acc(summary, "ume"), _acc(summary, "umt"), strict=True):
         assert umt >= ume + 0.08, (ume, umt)
     for ume, joint in zip(_acc(summary, "ume"), _acc(summary, "joint"), strict=True):
@@ -99,7 +96,7 @@ def test_default_study_on_avdigits_shows_modality_failure_and_its_fix(tmp_path: 
     # 1.5-5.8 points above joint's in every seed.
     cfg = load_config(overrides=["train.progress=false", "train.threads=1"])
     assert cfg.data.name == "avdigits"
-    summary = run_study(cfg, tmp_path, log=_quiet, report=False).summary
+    summary = run_study(cfg, tmp_path, log=quiet, report=False).summary
     teacher = _probe(summary, "teacher-visual", "visual")
     joint = _probe(summary, "joint", "visual")
     umt = _probe(summary, "umt", "visual")

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from helpers import quiet
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
@@ -19,10 +20,6 @@ from umt.methods import Joint
 from umt.report.trust import stage_flags
 from umt.study import load_config, run_study
 from umt.study.cache import train_key as _hash_train
-
-
-def _quiet(_: str) -> None:
-    pass
 
 
 def _ckpt(run: Path, stage: str) -> dict:
@@ -47,7 +44,7 @@ def test_early_stopping_stops_and_records_the_epoch(
     cfg = load_config(
         overrides=[*tiny_overrides, "methods=[]", "train.epochs=60", "train.patience=2"]
     )
-    result = run_study(cfg, tmp_path, log=_quiet, report=False)
+    result = run_study(cfg, tmp_path, log=quiet, report=False)
     for m in ("strong", "weak"):
         r = read_json(result.run_dir / "seed0" / f"teacher-{m}" / "result.json")
         # Stopped two epochs after the best (no strict improvement since), well before the cap.
@@ -80,7 +77,7 @@ def test_plateau_scheduler_halves_the_lr_when_val_stops_improving(
     # "max" mode: a second epoch without improvement (patience 1) halves it, twice.
     assert lrs == [0.01, 0.01, 0.01, 0.005, 0.005, 0.0025]
     overrides = ["methods=[]", "train.epochs=4", "train.scheduler=plateau"]
-    result = run_study(load_config(overrides=[*tiny_overrides, *overrides]), tmp_path, log=_quiet)
+    result = run_study(load_config(overrides=[*tiny_overrides, *overrides]), tmp_path, log=quiet)
     assert result.summary["methods"]["teacher-weak"]["val_acc"]["mean"] > 0.1  # 10 classes
 
 
@@ -102,7 +99,7 @@ def test_a_one_epoch_study_flags_every_stage_and_reports_it(
     tmp_path: Path, tiny_overrides: list[str]
 ) -> None:
     cfg = load_config(overrides=[*tiny_overrides, "methods=[joint]", "train.epochs=1"])
-    result = run_study(cfg, tmp_path, log=_quiet)
+    result = run_study(cfg, tmp_path, log=quiet)
     for stage, entry in result.summary["methods"].items():
         assert any(f.startswith("best epoch at the cap") for f in entry["flags"]), stage
         assert entry["recipe"] == {"optimizer": "adam", "lr": 0.01}
@@ -114,9 +111,9 @@ def test_a_method_recipe_changes_its_optimiser_and_key_only(
     tmp_path: Path, tiny_overrides: list[str]
 ) -> None:
     base = [*tiny_overrides, "methods=[joint,ogm_ge]"]
-    plain = run_study(load_config(overrides=base), tmp_path / "a", log=_quiet, report=False)
+    plain = run_study(load_config(overrides=base), tmp_path / "a", log=quiet, report=False)
     sgd = ["ogm_ge.train.optimizer=sgd", "ogm_ge.train.lr=0.05"]
-    tuned = run_study(load_config(overrides=[*base, *sgd]), tmp_path / "b", log=_quiet)
+    tuned = run_study(load_config(overrides=[*base, *sgd]), tmp_path / "b", log=quiet)
     keys_a = {s: r["key"] for s, r in plain.summary["per_seed"]["0"]["stages"].items()}
     keys_b = {s: r["key"] for s, r in tuned.summary["per_seed"]["0"]["stages"].items()}
     assert keys_a["ogm_ge"] != keys_b["ogm_ge"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import assert_summary_is_the_stage_results
+from helpers import assert_summary_is_the_stage_results, quiet, random_batch
 from torch import nn
 
 from umt.errors import UMTError
@@ -33,16 +33,6 @@ def _cfg(fusion: str, **kw: object) -> ModelConfig:
     return ModelConfig(enc, fusion=fusion, head_hidden=8, fusion_dim=12, attention_heads=2, **kw)  # type: ignore[arg-type]
 
 
-def _batch(shapes: dict[str, tuple[int, ...]], n: int = 6) -> dict[str, torch.Tensor]:
-    batch = {m: torch.randn(n, *s) for m, s in shapes.items()}
-    batch["label"] = torch.randint(0, 3, (n,))
-    return batch
-
-
-def _quiet(_: str) -> None:
-    pass
-
-
 def _assert_every_encoder_learns(model: MultimodalModel, logits: torch.Tensor) -> None:
     model.zero_grad()
     logits.square().sum().backward()
@@ -61,7 +51,7 @@ def test_fusion_shapes_and_gradients(name: str, n: int) -> None:
     torch.manual_seed(0)
     shapes = dict(list(SHAPES.items())[:n])
     model = build_model(_cfg(name), shapes, num_classes=3)
-    batch = _batch(shapes)
+    batch = random_batch(shapes, 6, seed=None)
     features, tokens = model.encode_all(batch)
     assert (tokens is not None) == (name == "attention")
     fused = model.fusion(features, tokens) if tokens is not None else model.fusion(features)
@@ -99,7 +89,7 @@ def test_film_condition_is_configurable() -> None:
     default = build_model(_cfg("film"), SHAPES, num_classes=3)
     assert default.fusion.condition == "a" and default.fusion.targets == ("b", "c")
     # The conditioning modality changes the output through gamma and beta.
-    batch = _batch(SHAPES)
+    batch = random_batch(SHAPES, 6, seed=None)
     model.eval()
     other = dict(batch, c=torch.randn(6, 3))
     assert not torch.allclose(model(batch), model(other))
@@ -122,7 +112,7 @@ def test_attention_width_must_divide_by_heads() -> None:
 def test_attention_fuse_without_tokens_is_a_clear_error() -> None:
     model = build_model(_cfg("attention"), SHAPES, num_classes=3)
     with pytest.raises(UMTError, match="encode_all"):
-        model.fuse(model.encode(_batch(SHAPES)))
+        model.fuse(model.encode(random_batch(SHAPES, 6, seed=None)))
 
 
 @pytest.mark.parametrize("shapes", [IMAGES, {"a": (1, 8, 8), "b": (5,)}], ids=["cnn", "cnn+mlp"])
@@ -130,7 +120,7 @@ def test_attention_with_cnn_encoders(shapes: dict[str, tuple[int, ...]]) -> None
     torch.manual_seed(0)
     model = build_model(_cfg("attention", attention_layers=2), shapes, num_classes=3)
     assert isinstance(model.encoders["a"], CNNEncoder)
-    batch = _batch(shapes)
+    batch = random_batch(shapes, 6, seed=None)
     features, tokens = model.encode_all(batch)
     assert tokens is not None
     assert tuple(tokens["a"].shape) == (6, 4, 8)  # 8x8 -> two pooling stages -> 2x2 positions
@@ -163,7 +153,7 @@ def test_an_encoder_without_tokens_gives_one_token() -> None:
     encoders = nn.ModuleDict({"a": plain, "b": MLPEncoder((7,), feature_dim=4, tokens=2)})
     fusion = build_fusion("attention", {"a": 4, "b": 4}, dim=8, heads=2)
     model = MultimodalModel(encoders, fusion, nn.Linear(8, 3))
-    features, tokens = model.encode_all(_batch({"a": (5,), "b": (7,)}))
+    features, tokens = model.encode_all(random_batch({"a": (5,), "b": (7,)}, 6, seed=None))
     assert tokens is not None
     assert tuple(tokens["a"].shape) == (6, 1, 4) and tuple(tokens["b"].shape) == (6, 2, 4)
     torch.testing.assert_close(tokens["a"][:, 0], features["a"])
@@ -175,7 +165,7 @@ def test_umt_step_distils_pooled_features_for_every_fusion(name: str) -> None:
     shapes = {"a": (5,), "b": (1, 8, 8)}
     model = build_model(_cfg(name), shapes, num_classes=3)
     teachers = {m: build_model(_cfg(name), {m: s}, 3).encoders[m] for m, s in shapes.items()}
-    out = UMT(teachers, UMTConfig()).step(model, _batch(shapes))
+    out = UMT(teachers, UMTConfig()).step(model, random_batch(shapes, 6, seed=None))
     assert tuple(out["logits"].shape) == (6, 3)
     assert set(out) >= {"distill_a", "distill_b"}
     _assert_every_encoder_learns(model, out["loss"].reshape(1))
@@ -191,7 +181,7 @@ def test_tiny_study_with_each_fusion(name: str, tmp_path: Path, easy_overrides: 
         "model.fusion_dim=16",
         "model.attention_heads=2",
     ]
-    result = run_study(load_config(overrides=overrides), tmp_path, log=_quiet, report=False)
+    result = run_study(load_config(overrides=overrides), tmp_path, log=quiet, report=False)
     summary = result.summary
     assert set(summary["methods"]) == {"teacher-strong", "teacher-weak", "joint", "umt"}
     assert_summary_is_the_stage_results(result.run_dir, summary)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import random_batch
 from torch import nn
 
 from umt.errors import UMTError
@@ -110,15 +111,9 @@ def test_concat_fusion_ignores_extra_keys() -> None:
 # -- the fusion model ------------------------------------------------------------------------
 
 
+# The batches have one class (every label 0): nothing here reads a label.
 SHAPES = {"a": (5,), "b": (1, 8, 8)}
 CFG = ModelConfig(EncoderConfig(feature_dim=4, hidden=4, depth=2), head_hidden=6)
-
-
-def _batch(shapes: dict[str, tuple[int, ...]], n: int = 3) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(0)
-    batch = {m: torch.randn(n, *s, generator=g) for m, s in shapes.items()}
-    batch["label"] = torch.zeros(n, dtype=torch.long)
-    return batch
 
 
 def test_build_model_picks_encoders_per_input_shape() -> None:
@@ -140,7 +135,7 @@ def test_build_model_linear_head() -> None:
 def test_multimodal_model_encode_fuse_forward_agree() -> None:
     torch.manual_seed(0)
     model = build_model(CFG, SHAPES, 3).eval()
-    batch = _batch(SHAPES)
+    batch = random_batch(SHAPES, 3, num_classes=1)
     with torch.no_grad():
         features = model.encode(batch)
         assert {m: tuple(z.shape) for m, z in features.items()} == {"a": (3, 4), "b": (3, 4)}
@@ -155,7 +150,7 @@ def test_multimodal_model_encode_fuse_forward_agree() -> None:
 
 def test_multimodal_model_missing_modality_names_it() -> None:
     model = build_model(CFG, SHAPES, 3)
-    batch = _batch({"a": (5,)})
+    batch = random_batch({"a": (5,)}, 3, num_classes=1)
     with pytest.raises(UMTError, match=r"no modality \['b'\]"):
         model(batch)
 
@@ -166,12 +161,12 @@ def test_multimodal_model_with_three_modalities() -> None:
     model = build_model(CFG, shapes, 5).eval()
     assert model.modalities == ("x", "y", "z")
     assert model.fusion.output_dim == 12
-    batch = _batch(shapes, n=2)
+    batch = random_batch(shapes, 2, num_classes=1)
     with torch.no_grad():
         logits = model(batch)
         assert logits.shape == (2, 5)
         assert torch.allclose(model.fuse(model.encode(batch)), logits)
-    logits = model.train()(_batch(shapes, n=4))
+    logits = model.train()(random_batch(shapes, 4, num_classes=1))
     logits.sum().backward()
     for m in shapes:
         grads = [p.grad for p in model.encoders[m].parameters()]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import assert_summary_is_the_stage_results
+from helpers import assert_summary_is_the_stage_results, quiet
 
 from umt.data.base import ArrayDataset
 from umt.data.segmentation import IGNORE_INDEX, SegmentationDataset
@@ -21,13 +21,9 @@ from umt.study import load_config, run_study
 from umt.tasks import CLASSIFICATION, SEGMENTATION, accuracy
 
 
-def _quiet(_: str) -> None:
-    pass
-
-
 def test_tiny_study_keeps_outcomes_and_compares(tmp_path: Path, tiny_overrides: list[str]) -> None:
     overrides = [*tiny_overrides, "seeds=[0,1]"]
-    summary = run_study(load_config(overrides=overrides), tmp_path, log=_quiet).summary
+    summary = run_study(load_config(overrides=overrides), tmp_path, log=quiet).summary
     run = tmp_path / "default"
     stages = ("teacher-strong", "teacher-weak", "joint", "umt", "ume")
     for seed in (0, 1):
@@ -77,7 +73,7 @@ def test_tiny_study_keeps_outcomes_and_compares(tmp_path: Path, tiny_overrides: 
     # saved models, nothing retrains, and the comparisons come out the same.
     for stage in ("joint", "ume"):
         (run / "seed1" / stage / OUTCOMES_FILE).unlink()
-    again = run_study(load_config(overrides=overrides), tmp_path, log=_quiet)
+    again = run_study(load_config(overrides=overrides), tmp_path, log=quiet)
     assert again.trained == []
     assert (run / "seed1" / "joint" / OUTCOMES_FILE).is_file()
     assert again.summary["comparisons"] == summary["comparisons"]

@@ -6,15 +6,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import quiet
 
 from umt.errors import UMTError
 from umt.io import read_json
 from umt.search import run_study
 from umt.study import load_config
-
-
-def _quiet(_: str) -> None:
-    pass
 
 
 def test_tune_keeps_the_val_best_value_and_writes_the_curve(
@@ -30,7 +27,7 @@ def test_tune_keeps_the_val_best_value_and_writes_the_curve(
             grid,
         ]
     )
-    result = run_study(cfg, tmp_path, log=_quiet)
+    result = run_study(cfg, tmp_path, log=quiet)
     tune = result.summary["tune"]
     assert tune["trials"] == 2 and set(tune["methods"]) == {"joint", "umt"}
     trials = [
@@ -75,7 +72,7 @@ def test_teacher_lr_search_sets_the_study_lr(tmp_path: Path, tiny_overrides: lis
     cfg = load_config(
         overrides=[*tiny_overrides, "methods=[joint]", "tune.teacher_lr=[0.0001,0.01]"]
     )
-    result = run_study(cfg, tmp_path, log=_quiet)
+    result = run_study(cfg, tmp_path, log=quiet)
     searched = result.summary["tune"]["teachers"]
     runs = [read_json(tmp_path / p["run"] / "summary.json") for p in searched["curve"]]
     means = [
@@ -104,7 +101,7 @@ def test_teacher_grid_searches_every_combination_and_the_study_shares_the_best(
             "tune.teacher_grid={model.encoder.hidden: [4, 32]}",
         ]
     )
-    result = run_study(cfg, tmp_path, log=_quiet)
+    result = run_study(cfg, tmp_path, log=quiet)
     searched = result.summary["tune"]["teachers"]
     tried = [p["values"] for p in searched["curve"]]
     assert tried == [
@@ -129,7 +126,7 @@ def test_teacher_grid_refuses_keys_outside_the_recipe(tiny_overrides: list[str])
         load_config(overrides=["tune.teacher_lr=[0.1]", "tune.teacher_grid={train.lr: [0.1]}"])
     cfg = load_config(overrides=[*tiny_overrides, "tune.teacher_grid={model.encoder.hiden: [4]}"])
     with pytest.raises(UMTError, match="did you mean 'model.encoder.hidden'"):
-        run_study(cfg, "unused", log=_quiet)
+        run_study(cfg, "unused", log=quiet)
 
 
 def test_grid_edges_flag_only_numeric_values_at_the_ends_of_what_was_tried() -> None:

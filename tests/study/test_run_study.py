@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import assert_summary_is_the_stage_results
+from helpers import assert_summary_is_the_stage_results, quiet
 
 from umt.cli import main
 from umt.data import load_data
@@ -18,13 +18,9 @@ from umt.report import markdown
 from umt.study import StudyResult, load_config, run_study
 
 
-def _quiet(_: str) -> None:
-    pass
-
-
 def test_study_writes_its_run_directory(tmp_path: Path, easy_overrides: list[str]) -> None:
     cfg = load_config(overrides=easy_overrides)
-    result = run_study(cfg, tmp_path, log=_quiet)
+    result = run_study(cfg, tmp_path, log=quiet)
     run = tmp_path / "default"
     assert result.run_dir == run
     for name in ("study.yaml", "summary.json", "report.md", "report.html", "figures/probes.png"):
@@ -68,22 +64,22 @@ def test_study_writes_its_run_directory(tmp_path: Path, easy_overrides: list[str
 def test_second_run_trains_nothing_and_changes_retrain_only_dependents(
     tmp_path: Path, tiny_overrides: list[str]
 ) -> None:
-    first = run_study(load_config(overrides=tiny_overrides), tmp_path, log=_quiet)
+    first = run_study(load_config(overrides=tiny_overrides), tmp_path, log=quiet)
     assert len(first.trained) == 4  # two teachers, joint, umt (UME trains nothing)
 
-    again = run_study(load_config(overrides=tiny_overrides), tmp_path, log=_quiet)
+    again = run_study(load_config(overrides=tiny_overrides), tmp_path, log=quiet)
     assert again.trained == []
     assert again.summary["methods"] == first.summary["methods"]
 
     changed = run_study(
-        load_config(overrides=[*tiny_overrides, "umt.weight=3.0"]), tmp_path, log=_quiet
+        load_config(overrides=[*tiny_overrides, "umt.weight=3.0"]), tmp_path, log=quiet
     )
     assert changed.trained == ["seed0/umt"]
 
     teachers_changed = run_study(
         load_config(overrides=[*tiny_overrides, "umt.weight=3.0", "train.lr=0.002"]),
         tmp_path,
-        log=_quiet,
+        log=quiet,
     )
     assert sorted(teachers_changed.trained) == [
         "seed0/joint",
@@ -95,7 +91,7 @@ def test_second_run_trains_nothing_and_changes_retrain_only_dependents(
 
 def test_study_with_three_modalities(tmp_path: Path, tiny_overrides: list[str]) -> None:
     cfg = load_config(overrides=[*tiny_overrides, "data.synthetic.preset=three"])
-    summary = run_study(cfg, tmp_path, log=_quiet, report=False).summary
+    summary = run_study(cfg, tmp_path, log=quiet, report=False).summary
     assert summary["data"]["modalities"] == ["strong", "medium", "weak"]
     assert set(summary["probes"]) == {"strong", "medium", "weak"}
     assert set(summary["methods"]["umt"]["modality_test_acc"]) == {"strong", "medium", "weak"}
@@ -103,7 +99,7 @@ def test_study_with_three_modalities(tmp_path: Path, tiny_overrides: list[str]) 
 
 def test_methods_subset_skips_choice(tmp_path: Path, tiny_overrides: list[str]) -> None:
     cfg = load_config(overrides=[*tiny_overrides, "methods=[umt]"])
-    summary = run_study(cfg, tmp_path, log=_quiet, report=False).summary
+    summary = run_study(cfg, tmp_path, log=quiet, report=False).summary
     assert set(summary["methods"]) == {"teacher-strong", "teacher-weak", "umt"}
     assert summary["choice"] is None
 
@@ -126,8 +122,8 @@ def test_same_config_and_seed_give_the_same_numbers(
     tmp_path: Path, tiny_overrides: list[str]
 ) -> None:
     overrides = [*tiny_overrides, "data.synthetic.n_train=600", "train.epochs=5"]
-    a = run_study(load_config(overrides=overrides), tmp_path / "a", log=_quiet, report=False)
-    b = run_study(load_config(overrides=overrides), tmp_path / "b", log=_quiet, report=False)
+    a = run_study(load_config(overrides=overrides), tmp_path / "a", log=quiet, report=False)
+    b = run_study(load_config(overrides=overrides), tmp_path / "b", log=quiet, report=False)
 
     def numbers(result: StudyResult) -> dict[str, object]:
         methods = {
@@ -139,7 +135,7 @@ def test_same_config_and_seed_give_the_same_numbers(
     assert numbers(a) == numbers(b)  # bit-identical on CPU
     assert a.summary["methods"]["umt"]["test_acc"]["mean"] > 0.3  # it learned something
     other_seed = [*overrides, "seeds=[1]"]
-    c = run_study(load_config(overrides=other_seed), tmp_path / "c", log=_quiet, report=False)
+    c = run_study(load_config(overrides=other_seed), tmp_path / "c", log=quiet, report=False)
     assert numbers(c) != numbers(a)
 
 
@@ -147,7 +143,7 @@ def test_fusion_sweep_runs_each_method_per_fusion(
     tmp_path: Path, tiny_overrides: list[str]
 ) -> None:
     cfg = load_config(overrides=[*tiny_overrides, "fusion=[concat,sum,attention]"])
-    result = run_study(cfg, tmp_path, log=_quiet)
+    result = run_study(cfg, tmp_path, log=quiet)
     methods = result.summary["methods"]
     for f in ("concat", "sum", "attention"):
         assert f"joint-{f}" in methods and f"umt-{f}" in methods
@@ -176,11 +172,11 @@ def test_compiled_encoders_train_to_the_same_numbers(
     # numbers must equal an uncompiled run's; 'inductor' (the real compiler) takes tens of seconds
     # to compile on a CPU, too slow for a test.
     overrides = [*tiny_overrides, "methods=[joint]"]
-    plain = run_study(load_config(overrides=overrides), tmp_path / "a", log=_quiet, report=False)
+    plain = run_study(load_config(overrides=overrides), tmp_path / "a", log=quiet, report=False)
     compiled = run_study(
         load_config(overrides=[*overrides, "train.compile=eager"]),
         tmp_path / "b",
-        log=_quiet,
+        log=quiet,
         report=False,
     )
     for stage in ("teacher-strong", "joint"):
@@ -194,7 +190,7 @@ def test_compiled_encoders_train_to_the_same_numbers(
 def test_unknown_compile_backend_is_refused(tmp_path: Path, tiny_overrides: list[str]) -> None:
     cfg = load_config(overrides=[*tiny_overrides, "train.compile=inductr"])
     with pytest.raises(UMTError, match=r"train.compile: unknown backend 'inductr'.*'inductor'"):
-        run_study(cfg, tmp_path, log=_quiet)
+        run_study(cfg, tmp_path, log=quiet)
 
 
 def test_compile_wraps_every_encoder_in_place() -> None:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import quiet, random_batch
 
 from umt.data import DataConfig, load_data
 from umt.data.rgbd import CLASS_NAMES, RGBDConfig, load_rgbd
@@ -31,13 +32,9 @@ SHAPES = {"rgb": (3, 16, 16), "depth": (1, 16, 16)}
 TINY = SegModelConfig(width=4, stages=3)
 
 
-def _batch(n: int = 2, k: int = 5) -> dict[str, torch.Tensor]:
-    torch.manual_seed(0)
-    return {
-        "rgb": torch.randn(n, 3, 16, 16),
-        "depth": torch.randn(n, 1, 16, 16),
-        "label": torch.randint(0, k, (n, 16, 16)),
-    }
+def _batch() -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)  # the global generator: what a test builds after the batch depends on it
+    return random_batch(SHAPES, 2, seed=None, num_classes=5, label_shape=(16, 16))
 
 
 @pytest.mark.parametrize("fusion", ["add", "attention"])
@@ -211,10 +208,6 @@ def test_probe_and_masked_evaluation_on_segmentation() -> None:
     assert set(only) == {"rgb", "depth"}
 
 
-def _quiet(_: str) -> None:
-    pass
-
-
 TINY_STUDY = [
     "data.name=rgbd",
     "data.rgbd.size=16",
@@ -233,7 +226,7 @@ TINY_STUDY = [
 
 
 def test_tiny_segmentation_study_end_to_end(tmp_path: Path) -> None:
-    result = run_study(load_config(overrides=TINY_STUDY), tmp_path, log=_quiet)
+    result = run_study(load_config(overrides=TINY_STUDY), tmp_path, log=quiet)
     run = tmp_path / "default"
     for name in (
         "summary.json",
@@ -272,7 +265,7 @@ def test_tiny_segmentation_study_end_to_end(tmp_path: Path) -> None:
         "seed0/teacher-rgb",
         "seed0/umt",
     ]
-    again = run_study(load_config(overrides=TINY_STUDY), tmp_path, log=_quiet, report=False)
+    again = run_study(load_config(overrides=TINY_STUDY), tmp_path, log=quiet, report=False)
     assert again.trained == [] and again.summary["methods"] == result.summary["methods"]
 
 
@@ -285,5 +278,5 @@ def test_segmentation_study_refuses_classification_only_methods_and_sweeps(
         run_study(load_config(overrides=[*TINY_STUDY, "fusion=[concat,sum]"]), tmp_path)
     with pytest.raises(UMTError, match="cache_teachers"):
         run_study(
-            load_config(overrides=[*TINY_STUDY, "umt.cache_teachers=true"]), tmp_path, log=_quiet
+            load_config(overrides=[*TINY_STUDY, "umt.cache_teachers=true"]), tmp_path, log=quiet
         )
