@@ -226,7 +226,7 @@ def _layer_order_section(r: dict[str, Any] | None) -> list[str]:
         "",
         "Training steps (forward, backward, Adam; one batch) of the CNN setup's model as built, "
         "with each block's ReLU after its max-pool, against the textbook order (ReLU before): "
-        "the same outputs and gradients, bit for bit (`tests/test_models.py`).",
+        "the same outputs and gradients, bit for bit (`tests/e2e/test_benchmarks.py`).",
         "",
     ]
     row = [_ms(c["ours"]["median_s"]), _ms(c["textbook"]["median_s"]), _x(c["ratio"])]
