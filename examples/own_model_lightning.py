@@ -2,7 +2,9 @@
 
 Same data and model as ``own_model_plain_loop.py``; ``umt.yours.lightning.UMTMixin`` gives the module
 ``configure_umt`` (the loss, hooks on the encoders) and ``umt_loss`` (the distillation term,
-logged as ``train/distill/<modality>``). Checkpoints hold no teacher weight.
+logged as ``train/distill/<modality>``). ``ProbeGapCallback`` logs each encoder's probe gap to its
+teacher while it trains (``probe_gap/<modality>``). Checkpoints hold no teacher weight: they
+record which teachers they were distilled from, and resuming one without them is an error.
 
     python examples/own_model_lightning.py      # seconds on one CPU core
 """
@@ -21,7 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 import umt
-from umt.yours.lightning import UMTMixin
+from umt.yours.lightning import ProbeGapCallback, UMTMixin
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the plain example's data and model
 from own_model_plain_loop import ENCODERS, PairDataset, TwoBranch  # noqa: E402
@@ -43,9 +45,12 @@ class LitTwoBranch(UMTMixin, L.LightningModule):  # UMT: + UMTMixin
         return torch.optim.Adam(self.parameters(), lr=1e-3)  # includes projectors, if any
 
 
-def fit(module: L.LightningModule, loader: DataLoader[Any], epochs: int) -> L.Trainer:
+def fit(
+    module: L.LightningModule, loader: DataLoader[Any], epochs: int, *callbacks: L.Callback
+) -> L.Trainer:
     trainer = L.Trainer(
         max_epochs=epochs,
+        callbacks=list(callbacks),
         accelerator="cpu",
         logger=False,
         enable_checkpointing=False,
@@ -67,7 +72,13 @@ def main(epochs: int = 10) -> dict[str, Any]:
     print("Naive joint training:\n" + before.table())
 
     student = LitTwoBranch(teachers=before.teachers)
-    trainer = fit(student, loader, epochs)
+    gaps = ProbeGapCallback(  # the probe gap while it trains, every 5 epochs
+        train_set, val_set, test_set, encoders=ENCODERS, teachers=before.teachers,
+        module="model", every_n_epochs=5,
+    )  # fmt: skip
+    trainer = fit(student, loader, epochs, gaps)
+    for row in gaps.history:
+        print(f"epoch {row['epoch']:.0f}: visual probe gap {100 * row['visual']:+.1f} pts")
     after = umt.yours.diagnose(
         student.model, train_set, val_set, test_set, encoders=ENCODERS, teachers=before.teachers
     )
@@ -76,7 +87,13 @@ def main(epochs: int = 10) -> dict[str, Any]:
         print(
             f"{m}: gap to the teacher {100 * before[m].gap:+.1f} -> {100 * after[m].gap:+.1f} pts"
         )
-    return {"before": before, "after": after, "module": student, "trainer": trainer}
+    return {
+        "before": before,
+        "after": after,
+        "module": student,
+        "trainer": trainer,
+        "history": gaps.history,
+    }
 
 
 if __name__ == "__main__":

@@ -76,6 +76,7 @@ def model_features(
     device: torch.device | None = None,
     precision: str = "32",
     ignore_index: int = -100,
+    call: str = "dict",
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """The named submodules' outputs in the model's own forward pass (eval mode, ``no_grad``)
     over ``batches``: vectors ``{modality: (N, D)}``, or maps ``(N, C, h, w)`` where the labels
@@ -100,7 +101,12 @@ def model_features(
                 B.check_modalities(d, split, [m for m in encoders if m not in (inputs or {})])
             captured.reset()
             with B.autocast(device, precision):
-                model(B.to(d, device)) if args is None else model(*B.to(args, device))
+                if args is not None:
+                    model(*B.to(args, device))
+                elif call == "kwargs":  # model(audio=..., visual=...): a Hugging Face model
+                    model(**{k: v for k, v in B.to(d, device).items() if k != "label"})
+                else:
+                    model(B.to(d, device))
             captured.check()
             for m in encoders:
                 what = f"encoder {encoders[m]!r}"
@@ -187,6 +193,7 @@ def diagnose(
     device: str | torch.device | None = None,
     precision: str = "32",
     progress: bool | Log = True,
+    call: str = "dict",
 ) -> Diagnosis:
     """Linear probes of the model's encoders against uni-modal teachers: modality failure or not.
 
@@ -219,6 +226,8 @@ def diagnose(
             the model back after); ``None``: the model's device.
         precision: ``32``, ``16-mixed`` or ``bf16-mixed`` (autocast) for features and teachers.
         progress: print progress to stderr (or a ``callable(str)`` to send it to).
+        call: how a dict batch is given to the model: ``dict`` (``model(batch)``) or ``kwargs``
+            (``model(**batch)`` without the label, as Hugging Face models take it).
 
     Returns:
         A :class:`Diagnosis`; ``.table()`` is markdown, ``.teachers`` the teachers.
@@ -240,6 +249,8 @@ def diagnose(
         submodule(model, name, what=f"encoders[{m!r}]")  # a bad name fails before any work
     dev = B.device_of(model, device, "the model")
     B.autocast(dev, precision)  # a bad precision fails before any work
+    if call not in ("dict", "kwargs"):
+        raise UMTError(f"diagnose: call={call!r}; expected 'dict' or 'kwargs'")
     data = {"train": train, "val": val, "test": test}
     ordered = {
         s: B.loader(d, s, cfg.probe.batch_size, shuffle=False, seed=cfg.seed)
@@ -250,7 +261,7 @@ def diagnose(
     with B.on_device([model], dev):
         log(f"diagnose: features of {list(encoders)} on {dev}")
         feats = {
-            s: model_features(model, b, encoders, split=s, layouts=layouts, **kw)
+            s: model_features(model, b, encoders, split=s, layouts=layouts, call=call, **kw)
             for s, b in ordered.items()
         }
     labels = {s: f[1] for s, f in feats.items()}
@@ -290,7 +301,7 @@ def diagnose(
             )
         probed = []
         for teacher, val_score in candidates:
-            log(f"diagnose: probes of {m!r}")
+            log(f"diagnose: linear probes of {m!r} and its teacher")
             tf = [teacher_features(teacher, ordered[s], m, split=s, **kw) for s in SPLITS]
             probed.append((teacher, val_score, *probe(tf, k, cfg.probe)))
         interval = paired_bootstrap(
@@ -318,7 +329,7 @@ def diagnose(
         seconds=time.perf_counter() - start,
         teachers=kept,
     )
-    log(f"diagnose: done in {diag.seconds:.1f} s\n{diag.table()}")
+    log(f"diagnose: done in {diag.seconds:.1f} s; failures: {diag.failures or 'none'}")
     if out is not None:
         diag.write(out)
     return diag

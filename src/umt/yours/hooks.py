@@ -199,6 +199,11 @@ class Captured(dict[str, torch.Tensor]):
         self.clear()
         self.calls = {m: 0 for m in self.names}
 
+    def discard(self) -> None:
+        """Forget the passes so far (e.g. after forwards that no loss will read)."""
+        for p in self._passes:
+            p.used, p.features = True, {}
+
     def pooled(self, modality: str) -> torch.Tensor:
         """The modality's last feature as vectors ``(B, D)``."""
         return pool(self[modality], self.layouts.get(modality))

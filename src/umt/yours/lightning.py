@@ -1,14 +1,15 @@
-"""UMT in your own ``LightningModule``: three added lines.
+"""UMT in your own ``LightningModule``: three added lines, and a callback that logs the probe gap.
 
 Mix :class:`UMTMixin` into the module, call :meth:`UMTMixin.configure_umt` in ``__init__`` and add
 :meth:`UMTMixin.umt_loss` to the loss in ``training_step``::
 
     class MyModule(UMTMixin, L.LightningModule):                      # + UMTMixin
-        def __init__(self, teachers):
+        def __init__(self, teachers=None):
             super().__init__()
             self.model = TwoBranch()
-            self.configure_umt(teachers, {"audio": "model.aud", "visual": "model.vis"},
-                               weights=5.0)                           # + 1 line
+            if teachers is not None:
+                self.configure_umt(teachers, {"audio": "model.aud", "visual": "model.vis"},
+                                   weights=5.0)                       # + 1 line
         def training_step(self, batch, batch_idx):
             loss = F.cross_entropy(self.model(batch), batch["label"])
             return loss + self.umt_loss(batch)                        # + self.umt_loss(batch)
@@ -18,16 +19,23 @@ teachers, and projectors, if any, are in ``self.parameters()``: the usual
 ``configure_optimizers`` trains them and DDP synchronises them); forward hooks on the named
 encoders give the student's features of the model's own forward pass; each weighted
 distillation term is logged as ``train/distill/<modality>``. The teachers are not submodules, so
-checkpoints hold no teacher weight. Keep them out of ``save_hyperparameters`` too
-(``self.save_hyperparameters(ignore=["teachers"])``), or they are pickled into the checkpoint.
+checkpoints hold no teacher weight; they record each teacher's class, SHA-256 fingerprint and
+source instead (``checkpoint["umt"]``). Resuming such a checkpoint (``trainer.fit(ckpt_path=)``)
+without the teachers, or with others, is an error; loading it for inference without them
+(``MyModule.load_from_checkpoint(path)``) loads the student alone, with a warning. Keep the
+teachers out of ``save_hyperparameters`` (``self.save_hyperparameters(ignore=["teachers"])``).
 Under DDP every process must hold the same teachers (load them from one file).
+
+:class:`ProbeGapCallback` logs ``probe_gap/<modality>``, each encoder's linear-probe gap to its
+teacher, every few epochs while the module trains.
 
 Lightning is imported here only: the rest of ``umt`` (``UMTLoss``, ``diagnose``) does not need it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import warnings
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning as L
@@ -35,8 +43,12 @@ import torch
 from torch import nn
 
 from umt.errors import UMTError
+from umt.yours import batches as B
+from umt.yours.diagnose import SPLITS, model_features, probe, teacher_features
+from umt.yours.diagnosis import DiagnoseConfig, score
 from umt.yours.distill import UMTLoss
-from umt.yours.hooks import FeatureHooks
+from umt.yours.hooks import FeatureHooks, submodule
+from umt.yours.teachers import as_teachers
 
 
 class UMTMixin(L.LightningModule):
@@ -48,21 +60,24 @@ class UMTMixin(L.LightningModule):
         self,
         teachers: Mapping[str, nn.Module],
         encoders: Mapping[str, str] | None = None,
+        *,
+        layouts: Mapping[str, str] | None = None,
         **loss_options: Any,
     ) -> UMTLoss:
         """Create ``self.umt = UMTLoss(teachers, **loss_options)`` and hook the encoders.
 
         Args:
-            teachers: ``{modality: frozen nn.Module}``.
+            teachers: ``{modality: frozen nn.Module or umt.yours.Teacher}``.
             encoders: ``{modality: dotted submodule name}`` relative to this module (e.g.
                 ``"model.aud"``); their outputs in the forward pass are the student features.
                 ``None``: pass the features to :meth:`umt_loss` yourself.
+            layouts: the encoders' output layouts where they cannot be read off them.
             loss_options: :class:`umt.UMTLoss`'s keywords (``weights``, ``kind``, ``project``,
-                ``student_dims``, ...).
+                ``student_dims``, ``dense``, ...).
         """
         self.umt = UMTLoss(teachers, **loss_options)
         # A plain attribute (not a submodule): the hooks hold no weights.
-        self._umt_hooks = FeatureHooks(self, encoders) if encoders else None
+        self._umt_hooks = FeatureHooks(self, encoders, layouts=layouts) if encoders else None
         return self.umt
 
     def umt_loss(
@@ -74,8 +89,8 @@ class UMTMixin(L.LightningModule):
 
         Args:
             batch: ``{modality: tensor, ...}``: each teacher reads its modality's tensor.
-            features: the student's ``{modality: (B, D)}``; ``None``: those the hooks took in
-                the last forward pass (call the model on ``batch`` first).
+            features: the student's ``{modality: features}``; ``None``: those the hooks took in
+                the forward pass of ``batch`` (call the model on ``batch`` first).
         """
         if not hasattr(self, "umt"):
             raise UMTError("umt_loss: call self.configure_umt(teachers, encoders) in __init__")
@@ -89,6 +104,122 @@ class UMTMixin(L.LightningModule):
             features = hooks.features
         terms = self.umt(batch, features)
         logs = {f"train/{k}": v for k, v in terms.items() if k != "loss"}
-        n = len(next(iter(features.values())))
+        n = next((len(v) for v in batch.values() if isinstance(v, torch.Tensor)), 1)
         self.log_dict(logs, on_step=False, on_epoch=True, batch_size=n)
         return terms["loss"]
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        if hasattr(self, "umt"):
+            checkpoint["umt"] = {
+                "teachers": self.umt.teacher_record(),
+                "weights": self.umt.weights,
+                "kind": self.umt.kind,
+                "dense": self.umt.dense,
+            }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        record = checkpoint.get("umt")
+        if record is None:
+            return
+        self.umt_record = record  # which teachers the checkpoint was distilled from
+        trainer = getattr(self, "_trainer", None)
+        resuming = trainer is not None and trainer.state.fn == "fit"
+        saved = {
+            m: (r["class"], r["sha256"][:12], r["source"]) for m, r in record["teachers"].items()
+        }
+        if not hasattr(self, "umt"):
+            msg = (
+                f"this checkpoint was trained with UMT, distilled from the teachers {saved} "
+                "(modality: class, SHA-256, source); build the module with those teachers "
+                "(e.g. MyModule(teachers=...), which calls configure_umt)"
+            )
+            if resuming:
+                raise UMTError(f"resuming UMT without its teachers: {msg}, then resume")
+            checkpoint["state_dict"] = {
+                k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("umt.")
+            }
+            warnings.warn(f"loaded the student alone: {msg} to train on with UMT", stacklevel=2)
+            return
+        now = self.umt.teacher_record()
+        differ = sorted(
+            m for m in set(now) | set(record["teachers"])
+            if now.get(m, {}).get("sha256") != record["teachers"].get(m, {}).get("sha256")
+        )  # fmt: skip
+        if differ:
+            msg = (
+                f"the teachers of {differ} are not those this checkpoint was distilled from "
+                f"(saved: {saved})"
+            )
+            if resuming:
+                raise UMTError(f"resuming UMT: {msg}; pass the same teachers")
+            warnings.warn(msg, stacklevel=2)
+
+
+class ProbeGapCallback(L.Callback):
+    """Logs ``probe_gap/<modality>`` (the teacher's linear-probe test score minus the
+    encoder's, as :func:`umt.diagnose` measures it) every ``every_n_epochs`` training epochs;
+    ``history`` keeps them. The teachers' features are computed once.
+
+    Args:
+        train, val, test: the probe's data (``Dataset`` or ``DataLoader``, as for diagnose).
+        encoders: ``{modality: dotted submodule name}`` relative to ``module``.
+        teachers: ``{modality: teacher}`` (e.g. ``diagnosis.teachers``).
+        module: the dotted submodule of the ``LightningModule`` run on a batch dict (``""``:
+            the ``LightningModule`` itself, whose ``forward`` must take the batch).
+        every_n_epochs: how often.
+        config: the probe settings (``config.probe``) and ``num_classes`` inference as diagnose.
+    """
+
+    def __init__(
+        self,
+        train: B.Data,
+        val: B.Data,
+        test: B.Data,
+        *,
+        encoders: Mapping[str, str],
+        teachers: Mapping[str, nn.Module],
+        module: str = "",
+        every_n_epochs: int = 1,
+        config: DiagnoseConfig | None = None,
+        modalities: Sequence[str] | None = None,
+    ) -> None:
+        self.cfg = config or DiagnoseConfig()
+        self.data = {
+            s: B.loader(d, s, self.cfg.probe.batch_size, shuffle=False, seed=0)
+            for s, d in zip(SPLITS, (train, val, test), strict=True)
+        }
+        self.encoders, self.module, self.every = dict(encoders), module, every_n_epochs
+        self.teachers = as_teachers(teachers)
+        self.modalities = modalities
+        self.history: list[dict[str, float]] = []
+        self._teacher_feats: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] | None = None
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if (trainer.current_epoch + 1) % self.every:
+            return
+        net = submodule(pl_module, self.module) if self.module else pl_module
+        dev = pl_module.device
+        kw: dict[str, Any] = {"modalities": self.modalities, "device": dev}
+        feats = {
+            s: model_features(net, b, self.encoders, split=s, **kw) for s, b in self.data.items()
+        }
+        if self._teacher_feats is None:
+            self._teacher_feats = {}
+            for m, t in self.teachers.items():
+                t.to(dev)
+                self._teacher_feats[m] = [
+                    teacher_features(t, self.data[s], m, split=s, **kw) for s in SPLITS
+                ]
+        k = max(int(f[1].max()) for f in feats.values()) + 1
+        gaps = {"epoch": float(trainer.current_epoch)}
+        for m in self.encoders:
+            mine, _ = probe([(feats[s][0][m], feats[s][1]) for s in SPLITS], k, self.cfg.probe)
+            theirs, _ = probe(self._teacher_feats[m], k, self.cfg.probe)
+            gaps[m] = score(theirs) - score(mine)
+            pl_module.log(f"probe_gap/{m}", gaps[m], rank_zero_only=True)
+        self.history.append(gaps)
+        hooks = getattr(pl_module, "_umt_hooks", None)
+        if isinstance(hooks, FeatureHooks):
+            hooks.features.discard()  # the probes' forwards are no training step's
