@@ -1,11 +1,15 @@
-"""The GPU check of issue 17: does the VGGSound recipe keep one GPU busy? One table, in minutes.
+"""The GPU check of issues 17 and 29: does the VGGSound recipe keep one GPU busy, alone and
+under 2-process DDP? One table, in minutes.
 
 ``benchmarks/gpu_check.sh`` (or ``python -m benchmarks.gpu_check``) does, in a scratch folder:
 
-1. writes VGGSound-shaped raw clips (``vggsound.csv`` + ``video/<id>_<start>.mp4``, 10 s of
-   480x360 video at 25 fps with a tone; ``unique`` distinct clips encoded in parallel, the rest
-   hard links to them under other ids) and prepares them with ``umt prepare`` (3 frames of
-   224x224, 128-band log-mel of 10 s: the recipe's inputs);
+1. writes the rehearsal's VGGSound data (:mod:`benchmarks.rehearsal_data`: ``vggsound.csv`` +
+   ``video/<id>_<start>.mp4``, 10 s of 480x360 video at 25 fps, H.264 + AAC; ``unique``
+   distinct clips encoded in parallel, the rest hard links to them under other ids) and
+   prepares it with ``umt prepare`` (3 frames of 224x224, 128-band log-mel of 10 s: the
+   recipe's inputs); or, with ``--data DIR``, uses a folder already prepared (e.g. the
+   rehearsal's: ``python -m benchmarks.rehearsal --keep K``, then
+   ``--data K/vggsound-large-prepared``);
 2. trains the VGGSound recipe's model (two ResNet-18s, concatenation, SGD) with ``umt.engine.fit``
    for about ``steps`` steps, joint training and UMT (online teachers: untrained encoders of the
    same size, a step costs the same), at each precision (``32-true``, ``bf16-mixed``; with
@@ -13,9 +17,10 @@
    samples/s, GPU utilisation (``nvidia-smi`` sampled every 0.2 s), the share of step time spent
    waiting for data (from the end of a step to the start of the next: fetch, transfer and the
    on-device step), and the peak GPU memory;
-3. runs 2-process DDP on the one GPU as a functional check (two processes sharing ``cuda:0``,
-   gloo, since NCCL refuses two ranks on one device): it finishes, and both ranks end with the
-   same weights.
+3. trains joint under 2-process DDP and measures the same (global samples/s from rank 0's steps,
+   utilisation over the run): on two GPUs when there are two (NCCL, one per process), else both
+   processes on the one GPU (gloo, since NCCL refuses two ranks on one device); it must finish
+   with the same weights on both ranks.
 
 ``--tiny`` shrinks everything to run on a CPU in a minute or two (the test does this). The
 check needs the ``video`` extra (PyAV) and, for the utilisation column, ``nvidia-smi``.
@@ -35,7 +40,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -45,7 +49,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "src" / "umt" / "configs" / "vggsound.yaml"
-LABELS = ("dog barking", "people marching", "playing drums", "church bell ringing")
+LABELS = ("dog barking", "people marching", "playing drum kit", "church bell ringing")
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,7 @@ class CheckSizes:
     encoder_width: float = 1.0
     precisions: tuple[str, ...] = ("32-true", "bf16-mixed")
     workers: int | None = None  # loader processes; None: the recipe's (8)
-    ddp_steps: int = 20
+    ddp_steps: int = 100  # per rank
 
 
 FULL = CheckSizes()
@@ -93,66 +97,19 @@ TINY = CheckSizes(
 # -- 1. data --------------------------------------------------------------------------------------
 
 
-def write_clip(path: Path, seconds: float, fps: int, width: int, height: int, seed: int) -> None:
-    """A moving bar over a shaded background and a tone, H.264 + AAC, at the given size."""
-    import av
-
-    rng = np.random.default_rng(seed)
-    shade, hz = int(rng.integers(0, 200)), float(rng.uniform(200, 2000))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as c:
-        vs = c.add_stream("libx264", rate=fps)
-        vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
-        aus = c.add_stream("aac", rate=16000)
-        aus.layout = "mono"
-        bar = max(2, width // 8)
-        for i in range(round(seconds * fps)):
-            img = np.full((height, width, 3), shade, np.uint8)
-            x = (i * 5) % (width - bar)
-            img[height // 4 :, x : x + bar] = (255, 160, 0)
-            for packet in vs.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                c.mux(packet)
-        for packet in vs.encode():
-            c.mux(packet)
-        t = np.arange(round(seconds * 16000)) / 16000
-        wave = (0.3 * np.sin(2 * np.pi * hz * t)).astype(np.float32)
-        size = aus.codec_context.frame_size or 1024
-        fmt = aus.codec_context.format.name
-        for pts in range(0, len(wave), size):
-            chunk = wave[pts : pts + size][None]
-            frame = av.AudioFrame.from_ndarray(chunk, format=fmt, layout="mono")
-            frame.sample_rate, frame.pts = 16000, pts
-            for packet in aus.encode(frame):
-                c.mux(packet)
-        for packet in aus.encode():
-            c.mux(packet)
-
-
 def make_data(sizes: CheckSizes, scratch: Path, log: Any) -> tuple[Path, dict[str, float]]:
-    """Raw VGGSound-layout clips, then ``umt prepare``; returns the prepared folder, timings."""
+    """The rehearsal's VGGSound-layout clips, then ``umt prepare``; the prepared folder, timings."""
+    from benchmarks.rehearsal_data import ClipSpec, write_vggsound
     from umt.data.prepare import AudioSettings, PrepareConfig, VideoSettings, prepare
 
     raw, out = scratch / "raw", scratch / "prepared"
     workers = os.cpu_count() or 1
     start = time.perf_counter()
-    unique = [raw / "unique" / f"u{i:04d}.mp4" for i in range(sizes.unique)]
-    with ProcessPoolExecutor(workers) as pool:
-        args = [
-            (p, sizes.seconds, sizes.fps, sizes.width, sizes.height, i)
-            for i, p in enumerate(unique)
-        ]
-        list(pool.map(_write_clip_args, args))
-    rows = []
-    for i in range(sizes.clips):
-        ytid = f"c{i:05d}xxxxx"[:11]
-        split = "test" if i % 10 == 9 else "train"
-        rows.append(f"{ytid},{i + 1},{LABELS[i % len(LABELS)]},{split}\n")
-        target = raw / "video" / f"{ytid}_{i + 1:06d}.mp4"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.link(unique[i % len(unique)], target)  # same bytes, decoded again by prepare
-    (raw / "vggsound.csv").write_text("".join(rows))
+    spec = ClipSpec(seconds=sizes.seconds, width=sizes.width, height=sizes.height, fps=sizes.fps)
+    per_class = max(1, sizes.unique // len(LABELS))
+    write_vggsound(raw, sizes.clips, LABELS, spec, unique=per_class, workers=workers)
     written = time.perf_counter() - start
-    log(f"wrote {sizes.unique} clips ({sizes.clips} ids) in {written:.0f} s")
+    log(f"wrote {per_class * len(LABELS)} distinct clips ({sizes.clips} ids) in {written:.0f} s")
     start = time.perf_counter()
     audio = AudioSettings(n_mels=sizes.n_mels, duration=sizes.seconds)
     cfg = PrepareConfig(
@@ -163,16 +120,13 @@ def make_data(sizes: CheckSizes, scratch: Path, log: Any) -> tuple[Path, dict[st
         video=VideoSettings(frames=sizes.frames, size=sizes.size),
         audio=audio,
         progress=False,
+        clean=True,
     )
     prepare(cfg, log=lambda _: None)
     prepared = time.perf_counter() - start
     log(f"prepared {sizes.clips} clips in {prepared:.0f} s ({workers} workers)")
     shutil.rmtree(raw)
     return out, {"write_s": written, "prepare_s": prepared}
-
-
-def _write_clip_args(a: tuple[Path, float, int, int, int, int]) -> None:
-    write_clip(*a)
 
 
 # -- 2. training runs ---------------------------------------------------------------------------
@@ -268,7 +222,9 @@ def recipe(sizes: CheckSizes, data_root: Path) -> tuple[Any, Any, Any]:
     from umt.data import load_data
     from umt.study import load_config
 
-    sets = [f"data.root={data_root}", f"data.prepared.frames={sizes.frames}"]
+    stored = json.loads((data_root / "meta.json").read_text())["modalities"]["visual"]["shape"]
+    frames = min(sizes.frames, stored[0])  # a folder of --data may store other sizes
+    sets = [f"data.root={data_root}", f"data.prepared.frames={frames}"]
     cfg = load_config(RECIPE, [*sets, "train.progress=false"])
     model_cfg = replace(cfg.model, encoder=replace(cfg.model.encoder, width=sizes.encoder_width))
     return cfg, model_cfg, load_data(cfg.data)
@@ -361,16 +317,18 @@ def _fmt_row(row: dict[str, Any]) -> str:
 
 
 def ddp_worker(rank: int, sizes: CheckSizes, data_root: Path, out: Path) -> None:
-    """One of two DDP processes on the same device (``LOCAL_RANK=0``, ``NODE_RANK=rank``: two
-    one-process "nodes" on this machine), gloo."""
+    """One of two DDP processes (``LOCAL_RANK=0``, ``NODE_RANK=rank``: two one-process "nodes"
+    on this machine): on its own GPU (``CUDA_VISIBLE_DEVICES`` set by :func:`ddp_check`; NCCL),
+    or both on the one device (gloo). Rank 0 records its steps' times."""
     import lightning.pytorch.strategies.ddp as ddp
 
-    from umt.engine import StageModule, fit
+    from umt.engine import fit
     from umt.methods import Joint
     from umt.models import build_model
     from umt.tasks import task_of
 
-    ddp._get_default_process_group_backend_for_device = lambda device: "gloo"  # type: ignore[attr-defined]
+    if os.environ.get("UMT_CHECK_DDP_BACKEND", "gloo") == "gloo":
+        ddp._get_default_process_group_backend_for_device = lambda device: "gloo"  # type: ignore[attr-defined]
     cfg, model_cfg, data = recipe(sizes, data_root)
     per_epoch = math.ceil(len(data.train) / (2 * sizes.batch_size))
     train = replace(
@@ -386,10 +344,14 @@ def ddp_worker(rank: int, sizes: CheckSizes, data_root: Path, out: Path) -> None
     torch.manual_seed(0)
     model = build_model(model_cfg, data.input_shapes, data.num_classes)
 
-    class Final(StageModule):  # each rank's weights at the end of training (before fit reloads
-        def on_train_end(self) -> None:  # the best checkpoint, the same file on both ranks)
+    steps: list[tuple[int, float, float]] = []
+
+    class Final(timed_module(steps)):  # type: ignore[misc]
+        def on_train_end(self) -> None:  # each rank's weights at the end of training (before
+            # fit reloads the best checkpoint, the same file on both ranks), rank 0's steps
             total = sum(float(p.double().sum()) for p in self.model.parameters())
-            (out / f"ddp-rank{rank}.json").write_text(json.dumps({"param_sum": total}))
+            record = {"param_sum": total, "steps": steps if rank == 0 else []}
+            (out / f"ddp-rank{rank}.json").write_text(json.dumps(record))
 
     fit(
         model,
@@ -412,7 +374,9 @@ def ddp_check(sizes: CheckSizes, data_root: Path, scratch: Path, *, tiny: bool) 
     out = scratch / "ddp"
     out.mkdir()
     procs = []
+    two_gpus = torch.cuda.is_available() and torch.cuda.device_count() >= 2
     start = time.perf_counter()
+    util = _Utilisation().__enter__()
     for rank in (0, 1):
         env = {
             **os.environ,
@@ -421,10 +385,13 @@ def ddp_check(sizes: CheckSizes, data_root: Path, scratch: Path, *, tiny: bool) 
             "NODE_RANK": str(rank),
             "LOCAL_RANK": "0",
             "WORLD_SIZE": "2",
+            "UMT_CHECK_DDP_BACKEND": "nccl" if two_gpus else "gloo",
             "PYTHONPATH": os.pathsep.join(
                 [str(ROOT), str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]
             ),
         }
+        if two_gpus:
+            env["CUDA_VISIBLE_DEVICES"] = str(rank)
         args = [sys.executable, "-m", "benchmarks.gpu_check", "--ddp-rank", str(rank)]
         args += ["--data", str(data_root), "--out", str(out)] + (["--tiny"] if tiny else [])
         procs.append(
@@ -440,13 +407,21 @@ def ddp_check(sizes: CheckSizes, data_root: Path, scratch: Path, *, tiny: bool) 
             p.kill()
             outputs.append(p.communicate()[0])
     seconds = time.perf_counter() - start
-    sums = []
+    util.__exit__()
+    records = []
     for rank in (0, 1):
         f = out / f"ddp-rank{rank}.json"
-        sums.append(json.loads(f.read_text())["param_sum"] if f.is_file() else None)
+        records.append(json.loads(f.read_text()) if f.is_file() else None)
+    sums = [r["param_sum"] if r else None for r in records]
     ok = all(p.returncode == 0 for p in procs) and None not in sums
     result: dict[str, Any] = {"ok": ok and sums[0] == sums[1], "seconds": seconds}
     result["same_weights"] = ok and sums[0] == sums[1]
+    result["devices"] = "two devices (nccl)" if two_gpus else "one device (gloo)"
+    if records[0]:  # global samples: both ranks step together, each on its own batch
+        steps = [tuple(x) for x in records[0]["steps"]]
+        warm = replace(sizes, batch_size=2 * sizes.batch_size,
+                       warmup_steps=min(sizes.warmup_steps, len(steps) // 4))  # fmt: skip
+        result |= _summarise(steps, util.samples, warm)  # type: ignore[arg-type]
     if not result["ok"]:
         result["output"] = "\n".join(o[-2000:] for o in outputs)
     return result
@@ -483,7 +458,20 @@ def table(rows: list[dict[str, Any]], ddp: dict[str, Any], meta: dict[str, Any])
         )
     verdict = "passed" if ddp["ok"] else "FAILED"
     same = "same weights on both ranks" if ddp.get("same_weights") else "weights differ or missing"
-    lines += ["", f"2-process DDP on one device (gloo): {verdict}, {same}, {ddp['seconds']:.0f} s"]
+    lines += [
+        "",
+        f"2-process DDP on {ddp.get('devices', 'one device (gloo)')}: {verdict}, {same}, "
+        f"{ddp['seconds']:.0f} s",
+    ]
+    if ddp.get("steps_timed"):
+        util = "n/a" if math.isnan(ddp["gpu_util_pct"]) else f"{ddp['gpu_util_pct']:.0f} %"
+        lines += [
+            "",
+            "| DDP (joint, 32-true, 2 processes) | samples/s (global) | GPU util | waiting for data |",
+            "|---|---|---|---|",
+            f"| {ddp['steps_timed']} steps timed on rank 0, batch {meta['batch_size']} per process | "
+            f"{ddp['samples_per_s']:,.0f} | {util} | {100 * ddp['data_wait_share']:.0f} % |",
+        ]
     return "\n".join(lines)
 
 
@@ -495,7 +483,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="folder for gpu_check.json and gpu_check.md")
     parser.add_argument("--keep", type=Path, help="work here and keep it (default: a temp dir)")
     parser.add_argument("--ddp-rank", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--data",
+        type=Path,
+        help="a VGGSound folder already prepared (e.g. the rehearsal's, kept with --keep K: "
+        "K/vggsound-large-prepared) instead of writing and preparing clips",
+    )
     args = parser.parse_args(argv)
     sizes = TINY if args.tiny else FULL
     if args.steps:
@@ -516,7 +509,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     scratch.mkdir(parents=True, exist_ok=True)
     try:
         start = time.perf_counter()
-        data_root, timings = make_data(sizes, scratch, log)
+        if args.data is not None:
+            data_root, timings = args.data, {"write_s": 0.0, "prepare_s": 0.0}
+            splits = json.loads((data_root / "prepared.json").read_text())["splits"]
+            sizes = replace(sizes, clips=sum(v["clips"] for v in splits.values()))
+            log(f"data: {data_root} (prepared before, {sizes.clips} clips)")
+        else:
+            data_root, timings = make_data(sizes, scratch, log)
         rows = train_runs(sizes, data_root, scratch, compile_=args.compile, log=log)
         ddp = ddp_check(sizes, data_root, scratch, tiny=args.tiny)
         log(f"DDP: {'passed' if ddp['ok'] else 'FAILED'} in {ddp['seconds']:.0f} s")

@@ -1,0 +1,146 @@
+"""The rehearsal's projections (full VGGSound and Kinetics-Sounds on 16 cores) and its tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: Clips of the full data sets: VGGSound (the authors' repository: 199,176), Kinetics-Sounds
+#: (AV-SUPERB's 32 classes: about 23k + 1.6k + 3.1k; the 31-class files of OGM-GE list 17,396).
+FULL_CLIPS = {"VGGSound": 199_176, "Kinetics-Sounds": 28_000}
+CORES = 16
+
+
+def project(results: dict[str, Any]) -> dict[str, Any]:
+    """Wall time of ``umt prepare`` on the full data sets with 16 decoding processes.
+
+    The decoding phase scales with the processes at the measured per-core rate (the large run's
+    decoded clips over its decoding time, per core used). The rest of a run (starting Python,
+    reading the annotations, indexing the files, assembling the folder: one process) is
+    ``a + b * clips``, fitted to the small and the large run.
+    """
+    v = results["vggsound"]
+    small, large = v["small"], v["large"]
+    used = min(results["workers"], results["cores"] or 1)
+    per_core = large["decoded"] / large["decode_s"] / used
+    rest = {k: max(v[k]["wall_s"] - v[k]["decode_s"], 0.0) for k in ("small", "large")}
+    per_clip = max(rest["large"] - rest["small"], 0.0) / max(large["clips"] - small["clips"], 1)
+    fixed = max(rest["small"] - per_clip * small["clips"], 0.0)
+    hd = v.get("hd")
+    hd_factor = hd["hd"]["prepare_s"] / hd["sd"]["prepare_s"] if hd else None
+    out: dict[str, Any] = {
+        "prepare_per_core": per_core,
+        "serial_s_per_clip": per_clip,
+        "serial_s_fixed": fixed,
+        "cores": CORES,
+        "hd_factor": hd_factor,
+        "rows": [],
+    }
+    for name, clips in FULL_CLIPS.items():
+        variants = [("480x360", 1.0)]
+        if name == "Kinetics-Sounds" and hd_factor:
+            variants.append(("1280x720", hd_factor))
+        for res, factor in variants:
+            decode = clips * factor / (per_core * CORES)
+            serial = fixed + clips * per_clip
+            out["rows"].append(
+                {
+                    "data set": name,
+                    "clips": clips,
+                    "resolution": res,
+                    "decode_s": decode,
+                    "serial_s": serial,
+                    "wall_s": decode + serial,
+                }  # fmt: skip
+            )
+    return out
+
+
+def _h(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
+
+
+def to_markdown(r: dict[str, Any]) -> str:
+    v, s, p = r["vggsound"], r["sizes"], r["projection"]
+    used = min(r["workers"], r["cores"] or 1)
+    spec = s["spec"]
+    lines = [
+        f"# Rehearsal ({r['cores']} cores, {r['workers']} decoding processes; load average "
+        f"{r['load_before'][0]:.1f} before, {r['load_after'][0]:.1f} after; {r['wall_s']:.0f} s in all)",
+        "",
+        f"VGGSound layout: {v['clips']:,} clips of {spec['seconds']:g} s, {spec['width']}x"
+        f"{spec['height']} at {spec['fps']} fps, {spec['video_codec']} CRF {spec['crf']} + "
+        f"{spec['audio_codec']} {spec['sample_rate']} Hz ({v['mb_per_clip']:.2f} MB a clip), "
+        f"{s['classes']} classes, {s['unique']} distinct clips per class; {v['missing']} rows "
+        f"without a file, {v['corrupt']} corrupt. Stored: {s['frames']} frames of {s['size']}x"
+        f"{s['size']}, {s['n_mels']} mel bands. Written in {v['write_s']:.0f} s.",
+        "",
+        "| throughput | clips/s | per core |",
+        "|---|---|---|",
+        f"| decode only, 1 process | {v['decode_only_1']:.1f} | {v['decode_only_1']:.1f} |",
+        f"| decode only, {r['workers']} processes | {v['decode_only_n']:.1f} | {v['decode_only_n'] / used:.1f} |",
+    ]
+    for name in ("small", "large"):
+        run = v[name]
+        rate = run["decoded"] / run["decode_s"]
+        lines.append(
+            f"| umt prepare, {run['clips']:,} clips, decoding | {rate:.1f} | {rate / used:.1f} "
+            f"({rate / v['decode_only_n']:.2f}x decode only) |"
+        )
+        lines.append(
+            f"| umt prepare, {run['clips']:,} clips, whole command ({run['wall_s']:.0f} s) | "
+            f"{run['clips'] / run['wall_s']:.1f} | {run['clips'] / run['wall_s'] / used:.1f} |"
+        )
+    lines += [
+        "",
+        "Peak memory (MiB, sampled every 0.2 s from /proc: VmHWM is the peak resident set, "
+        "RssAnon its anonymous part; the rest is file pages of the memory-mapped outputs, which "
+        "the kernel can drop):",
+        "",
+        "| clips | main VmHWM | main RssAnon | worker VmHWM (max) | worker RssAnon (max) | workers seen |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in ("small", "large"):
+        m = v[name]["memory"]
+        w = m["workers"] or [{}]
+        lines.append(
+            f"| {v[name]['clips']:,} | {m['main'].get('VmHWM', 0):.0f} | {m['main'].get('RssAnon', 0):.0f} | "
+            f"{max(x.get('VmHWM', 0) for x in w):.0f} | {max(x.get('RssAnon', 0) for x in w):.0f} | "
+            f"{len(m['workers'])} |"
+        )
+    lines += [
+        "",
+        "| other layouts | annotated | prepared | wall | whole command clips/s |",
+        "|---|---|---|---|---|",
+    ]
+    for key, o in r["others"].items():
+        prepared = o["coverage"]["total"]["prepared"]
+        lines.append(
+            f"| {key} | {o['annotated']:,} | {prepared:,} | {o['wall_s']:.0f} s | {prepared / o['wall_s']:.1f} |"
+        )
+    t = r["train"]
+    accs = ", ".join(f"{k} {100 * a:.0f} %" for k, a in t["test_acc"].items() if a is not None)
+    lines += [
+        "",
+        f"Training, {s['epochs']} epochs ({t['wall_s']:.0f} s): test accuracy {accs} (chance "
+        f"{100 * t['chance']:.0f} %).",
+        f"`{t['command']}`",
+        "",
+        f"Projection to {p['cores']} cores: decoding at {p['prepare_per_core']:.1f} clips/s per "
+        f"core, plus {p['serial_s_fixed']:.0f} s and {1000 * p['serial_s_per_clip']:.1f} ms per clip "
+        "in one process (start, annotations, file index, assembling the folder; fitted to the two "
+        "sizes)"
+        + (
+            f"; a 1280x720 clip costs {p['hd_factor']:.2f}x a 480x360 one."
+            if p["hd_factor"]
+            else "."
+        ),
+        "",
+        "| data set | clips | resolution | decoding | one-process part | wall |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in p["rows"]:
+        lines.append(
+            f"| {row['data set']} | {row['clips']:,} | {row['resolution']} | {_h(row['decode_s'])} | "
+            f"{_h(row['serial_s'])} | {_h(row['wall_s'])} |"
+        )
+    return "\n".join(lines) + "\n"
