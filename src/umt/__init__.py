@@ -26,7 +26,7 @@ from umt.search import run_study
 from umt.study import StudyConfig, StudyResult, load_config
 from umt.study.provenance import version
 from umt.tasks import probe
-from umt.yours import DiagnoseConfig, Diagnosis, UMTLoss, capture_features, diagnose
+from umt.yours import DiagnoseConfig, Diagnosis, Teacher, UMTLoss, capture_features, diagnose
 from umt.yours.lightning import UMTMixin
 
 __version__ = version()
@@ -40,6 +40,7 @@ __all__ = [
     "ProbeResult",
     "StudyConfig",
     "StudyResult",
+    "Teacher",
     "UMTError",
     "UMTLoss",
     "UMTMixin",

@@ -1,4 +1,6 @@
-"""The two "your own model" examples run, find the lazy visual encoder and close its gap."""
+"""The "your own model" examples run, find the lazy visual encoder and close its gap: the plain
+loop and Lightning here; the Hugging Face Trainer and the DDP loop in
+tests/yours/test_examples_stacks.py."""
 
 from __future__ import annotations
 
@@ -43,3 +45,7 @@ def test_lightning_example(capsys: pytest.CaptureFixture[str], tmp_path: Path) -
     state = torch.load(tmp_path / "student.ckpt", weights_only=True)["state_dict"]
     # the student's weights only: no teacher weight (and no projector: the sizes are equal)
     assert set(state) == {f"model.{k}" for k in out["module"].model.state_dict()}
+    # the callback's probe gap, logged while it trained (epochs 5 and 10), closes
+    history = out["history"]
+    assert [row["epoch"] for row in history] == [4.0, 9.0]
+    assert history[-1]["visual"] < out["before"]["visual"].gap - 0.05

@@ -7,9 +7,9 @@ its encoders: vectors by :func:`umt.probe.linear_probe` (maps and tokens average
 the labels are maps ``(H, W)`` (segmentation), the encoder's feature map per pixel by
 :func:`umt.tasks.seg_probe.linear_probe_maps` (mean IoU). The same probe of a uni-modal teacher's
 encoder is the reference: an encoder whose probe is below its teacher's by more than ``margin``,
-with a 95 % interval of the gap (paired bootstrap over the test samples, and over the teachers'
-seeds when three or more are trained) that excludes 0, has learned less of its modality than it
-would alone: **modality failure** (Du et al.).
+with a 95 % interval of the gap that excludes 0 (paired over the test samples, and over the
+teachers' seeds when three or more are trained: the study's interval, :mod:`umt.report.stats`),
+has learned less of its modality than it would alone: **modality failure** (Du et al.).
 
 The teachers are the user's (:class:`umt.yours.Teacher`: a model and the layer to read) or
 trained here (:mod:`umt.yours.teacher_fit`).
@@ -37,7 +37,7 @@ from torch import nn
 from umt.data.base import ArrayDataset
 from umt.errors import UMTError
 from umt.probe import ProbeConfig, fit_linear, linear_probe
-from umt.report.stats import paired_bootstrap
+from umt.report import stats
 from umt.tasks.classification import accuracy_of
 from umt.tasks.seg_probe import fit_pixel_linear, linear_probe_maps
 from umt.tasks.segmentation import iou_outcomes, miou_of
@@ -48,6 +48,10 @@ from umt.yours.teacher_fit import Log, train_teacher
 from umt.yours.teachers import Teacher, as_teacher
 
 SPLITS = ("train", "val", "test")
+# The study's paired interval of a difference (issue 30 renames paired_bootstrap to it).
+paired_interval: Any = getattr(stats, "paired_interval", None) or getattr(
+    stats, "paired_bootstrap", None
+)
 Split = tuple[torch.Tensor, torch.Tensor]  # features (N, D) or maps (N, C, h, w); labels
 
 
@@ -304,7 +308,7 @@ def diagnose(
             log(f"diagnose: linear probes of {m!r} and its teacher")
             tf = [teacher_features(teacher, ordered[s], m, split=s, **kw) for s in SPLITS]
             probed.append((teacher, val_score, *probe(tf, k, cfg.probe)))
-        interval = paired_bootstrap(
+        interval = paired_interval(
             [p[3] for p in probed], [mine_out] * len(probed), score_of, n_boot=cfg.n_boot,
             seed=cfg.seed,
         )  # fmt: skip

@@ -42,7 +42,7 @@ class DiagnoseConfig:
         seed: seeds the teachers' initialisation and the order of their training batches.
         teacher_seeds: teachers trained per modality (seeds ``seed``, ``seed + 1``, ...); with
             three or more the interval holds the teachers' training noise too.
-        n_boot: bootstrap replicates of the gap's interval.
+        n_boot: resamples of the test samples for the gap's interval.
         ignore_index: the unlabelled value of segmentation label maps.
         probe: the linear probe (the same settings as a study's ``probe``).
     """
@@ -53,7 +53,7 @@ class DiagnoseConfig:
     batch_size: int = 64
     seed: int = 0
     teacher_seeds: int = 1
-    n_boot: int = 2000
+    n_boot: int = 400
     ignore_index: int = -100
     probe: ProbeConfig = field(default_factory=ProbeConfig)
 
@@ -91,7 +91,7 @@ class ModalityDiagnosis:
         margin: the failure margin.
         teacher_val_acc: a trained teacher's validation score (its own head), else None.
         interval: the gap (teacher minus model, averaged over teacher seeds) and its 95 %
-            bootstrap interval over test samples (and teacher seeds); None where not computed.
+            interval over test samples (and teacher seeds); None where not computed.
         teacher_scores: each teacher seed's probe test score.
     """
 
@@ -229,7 +229,7 @@ class Diagnosis:
                 "# Diagnosis: modality failure",
                 f"{self.num_classes} classes; {sizes}. Linear probes of the frozen encoders "
                 "(L2 chosen on val, test read once). The gap is the teacher's probe minus the "
-                "model's, with a 95 % paired bootstrap interval over the test samples (and the "
+                "model's, with a 95 % paired interval over the test samples (and the "
                 "teachers' seeds, three or more); a modality fails when the gap exceeds "
                 f"{100 * self.margin:.1f} points and its interval excludes 0 (above the margin "
                 "but not excluding 0: within noise).",

@@ -154,8 +154,14 @@ def as_teacher(module: nn.Module, modality: str, *, num_classes: int | None = No
         classifier |= name.split(".")[-1] in CLASSIFIER_NAMES
         classifier |= num_classes is not None and linear.out_features == num_classes
     if classifier:
-        names = [n for n, _ in module.named_modules() if n]
-        before = names[names.index(last[0]) - 1] if last and last[0] in names[1:] else None
+        before = None  # the layer registered just before the classifier, beside it
+        if last is not None:
+            parent, _, leaf = last[0].rpartition(".")
+            siblings = [
+                n for n, _ in (module.get_submodule(parent) if parent else module).named_children()
+            ]
+            i = siblings.index(leaf)
+            before = f"{parent}.{siblings[i - 1]}".lstrip(".") if i > 0 else None
         layer = f"layer={before!r}" if before else "layer='<its pre-logit layer>'"
         outs = f"gives {last[1].out_features} outputs" if last else "has a classifier"
         raise UMTError(
