@@ -139,6 +139,12 @@ def test_3_an_extra_no_grad_forward_does_not_change_what_is_distilled() -> None:
         model(x)
         want = loss_fn(x, feats)["loss"]
     assert got.item() == pytest.approx(want.item())
+    with capture_features(model, ENC) as feats:  # the same batch re-run under no_grad
+        model(x)
+        with torch.no_grad():
+            model(x)
+        again = loss_fn(x, feats)["loss"]
+    assert again.requires_grad and again.item() == pytest.approx(want.item())
     # inputs the model never received, after two forwards: which pass is meant is unknown
     with capture_features(model, ENC) as feats:
         model(x)

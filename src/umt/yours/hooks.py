@@ -260,7 +260,8 @@ class Captured(dict[str, torch.Tensor]):
             )
         given = list(tensors_in(dict(inputs or {})))
         matched = [p for p in fresh if any(p.received(t) for t in given)]
-        chosen = matched[-1] if matched else fresh[-1]
+        same_mode = [p for p in matched if p.grad == torch.is_grad_enabled()]
+        chosen = (same_mode or matched or fresh)[-1]  # the same batch re-run under no_grad: not it
         if not matched and len(fresh) > 1:
             raise UMTError(
                 f"{who}: {len(fresh)} forward passes ran since the last call and none received "
