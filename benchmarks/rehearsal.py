@@ -5,9 +5,9 @@ VGGSound recipe on the result. ``python -m benchmarks.rehearsal [--clips N] [--o
 1. writes a VGGSound folder (``vggsound.csv`` + ``video/<id>_<start>.mp4``: 10-second 480x360
    25 fps H.264 + AAC 44.1 kHz stereo clips, ``--unique`` distinct clips per class encoded and
    hard-linked under the other names, 1 % of the rows without a file and a few corrupt files);
-2. times a decode-only loop over the distinct files (every video frame and the whole sound, as
-   ``umt prepare`` decodes them, nothing converted) in 1 and in ``--workers`` processes: the
-   decoder's own limit;
+2. times a decode-only loop over the distinct files (what ``umt prepare`` decodes: the video up
+   to the last sampled frame and the whole sound, nothing converted) in 1 and in ``--workers``
+   processes: the decoder's own limit;
 3. runs ``umt prepare vggsound`` (its command line, in a child process) at two sizes, the small
    one a quarter of the large, sampling every process's memory (``/proc``) every 0.2 s: peak
    resident memory of the main process and of each decoding worker, throughput, wall time;
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import shutil
@@ -39,6 +40,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +60,7 @@ class Sizes:
     cremad_seconds: float = 2.5
     nyu_images: int = 1449
     nyu_hw: tuple[int, int] = (120, 160)  # stored in the .mat (the real file: 480x640)
-    hd_clips: int = 3  # 1280x720 clips for the Kinetics projection
+    hd_clips: int = 4  # 1280x720 clips for the Kinetics projection
     frames: int = 3
     size: int = 224
     n_mels: int = 128
@@ -135,29 +137,34 @@ class TreeMemory:
 # -- steps ---------------------------------------------------------------------------------------
 
 
-def _decode_only(path: Path) -> None:
-    """Decode every video frame and the whole sound of a clip, as ``umt prepare`` opens them."""
+def _decode_only(path: Path, frames: int = 3) -> None:
+    """Decode what ``umt prepare`` decodes of a clip, converting nothing: the video up to its last
+    sampled frame (the centre of the last of ``frames`` segments) and the whole sound."""
     import av
 
     with av.open(str(path)) as c:
         stream = c.streams.video[0]
         stream.thread_type = "AUTO"
-        for _ in c.decode(stream):
-            pass
+        end = float(stream.duration * stream.time_base) if stream.duration else math.inf
+        last = end * (frames - 0.5) / frames
+        for frame in c.decode(stream):
+            if frame.time is not None and frame.time >= last:
+                break
     with av.open(str(path)) as c:
         for _ in c.decode(c.streams.audio[0]):
             pass
 
 
-def decode_only(files: list[Path], workers: int) -> float:
+def decode_only(files: list[Path], workers: int, frames: int) -> float:
     """Clips per second of :func:`_decode_only` over ``files`` in ``workers`` processes."""
+    run = partial(_decode_only, frames=frames)
     start = time.perf_counter()
     if workers == 1:
         for f in files:
-            _decode_only(f)
+            run(f)
     else:
         with ProcessPoolExecutor(workers) as pool:
-            list(pool.map(_decode_only, files, chunksize=4))
+            list(pool.map(run, files, chunksize=4))
     return len(files) / (time.perf_counter() - start)
 
 
@@ -225,8 +232,8 @@ def vggsound(
     )
     log(f"wrote {sizes.clips} VGGSound clips in {out['write_s']:.0f} s")
     files = sorted((raw / ".pool").glob("*.mp4")) * 2
-    out["decode_only_1"] = decode_only(files, 1)
-    out["decode_only_n"] = decode_only(files, workers)
+    out["decode_only_1"] = decode_only(files, 1, sizes.frames)
+    out["decode_only_n"] = decode_only(files, workers, sizes.frames)
     log(
         f"decode only: {out['decode_only_1']:.1f} clips/s (1 process), {out['decode_only_n']:.1f} ({workers})"
     )
@@ -264,7 +271,7 @@ def _hd_calibration(
         prep = (time.perf_counter() - t) / len(files)
         t = time.perf_counter()
         for f in files:
-            _decode_only(f)
+            _decode_only(f, sizes.frames)
         costs[name] = {"prepare_s": prep, "decode_only_s": (time.perf_counter() - t) / len(files)}
     log(
         f"720p/360p per-clip prepare cost: {costs['hd']['prepare_s'] / costs['sd']['prepare_s']:.2f}x"

@@ -18,6 +18,7 @@ from umt.data.prepare.config import AudioSettings, PrepareConfig
 from umt.data.prepare.coverage import coverage, write_coverage
 from umt.data.prepare.manifest import load_manifest, recipe_name
 from umt.data.prepare.readers import Benchmark
+from umt.data.prepare.work import release_pages
 from umt.data.prepared import FORMAT as PREPARED_FORMAT
 from umt.data.prepared import PREPARED_FILE
 from umt.io import atomic_dir, write_json, write_text
@@ -107,7 +108,9 @@ def _copy_rows(src: np.ndarray, rows: np.ndarray, path: Path) -> None:
     step = max(1, (64 << 20) // row_bytes)
     for i in range(0, len(rows), step):
         out[i : i + step] = src[rows[i : i + step]]
-    out.flush()
+        out.flush()
+        release_pages(out)  # the process's memory stays flat, however large the split
+        release_pages(src)
     del out
 
 
@@ -120,12 +123,13 @@ def _mean_std(arr: np.ndarray) -> tuple[float, float]:
         (4.0, 2.23606797749979)
     """
     total, total_sq, count = 0.0, 0.0, 0
-    step = max(1, (64 << 20) // max(1, arr.dtype.itemsize * math.prod(arr.shape[1:])))
+    step = max(1, (64 << 20) // max(1, 8 * math.prod(arr.shape[1:])))  # 64 MB of float64
     for i in range(0, len(arr), step):
-        chunk = np.asarray(arr[i : i + step], dtype=np.float64)
+        chunk = np.array(arr[i : i + step], dtype=np.float64)  # a copy: squared in place
         total += float(chunk.sum())
-        total_sq += float(np.square(chunk).sum())
+        total_sq += float(np.square(chunk, out=chunk).sum())
         count += chunk.size
+        release_pages(arr)
     mean = total / count
     return mean, math.sqrt(max(total_sq / count - mean * mean, 0.0))
 
