@@ -89,18 +89,58 @@ def write_with(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    number = _next_write()
     tmp = _temp_path(path)
-    fd = os.open(tmp, _FLAGS, 0o666)  # reduced by the umask, as for open()
+    try:
+        fd = os.open(tmp, _FLAGS, 0o666)  # reduced by the umask, as for open()
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(path)) from e  # the file meant, not its temporary
     try:
         with os.fdopen(fd, "wb") as f:
-            write(f)
+            watched = _Watched(f, f"write:{number}", str(path))
+            try:
+                write(watched)  # type: ignore[arg-type]  # a file object in all that is used
+            except Exception as e:
+                if watched.error is None or watched.error is e:
+                    raise
+                raise watched.error from e  # e.g. torch's "unexpected pos" on a full disk
             disk_full_point(path, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)  # atomic on POSIX within one file system
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno is not None and e.filename is None:
+            raise OSError(e.errno, e.strerror, str(path)) from e  # name the file being written
         raise
+    fault_point(f"written:{number}", str(path))
+
+
+class _Watched:
+    """The file a writer (``torch.save``, ``np.save``, ``f.write``) writes into: it keeps the
+    ``OSError`` of a failed write (a full disk: ``torch.save`` turns it into a ``RuntimeError``,
+    "unexpected pos", that names neither the cause nor the file), and it is where the fault
+    point ``write:<n>`` kills the process, inside the writer, after its first bytes."""
+
+    def __init__(self, f: IO[bytes], point: str, path: str) -> None:
+        self.f, self.point, self.path, self.error = f, point, path, None
+        self.started = False
+
+    def write(self, data: bytes) -> int:
+        try:
+            n = self.f.write(data)
+        except OSError as e:
+            self.error = e  # type: ignore[assignment]
+            raise
+        if not self.started:
+            self.started = True
+            if fault_active(self.point):
+                self.f.flush()  # the first bytes reach the temporary file: killed mid-write
+            fault_point(self.point, self.path)
+        return n
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.f, name)
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:
@@ -188,11 +228,13 @@ def fsync_dir(path: str | Path) -> None:
 # Set ``UMT_FAULT`` to a comma-separated list of points, e.g.
 # ``UMT_FAULT=step:seed0/joint:30`` (at training step 30 of that stage),
 # ``checkpoint:seed0/joint:2`` (while the checkpoint of epoch 2 is being written) or
-# ``done:seed0/teacher-weak`` (right after that stage is marked finished); ``nan:seed0/joint:30``
-# makes that step's loss NaN instead (divergence). ``UMT_FAULT_SIGNAL`` is
-# ``KILL`` (default) or ``TERM``. ``diskfull:best.ckpt`` makes the atomic writer (``umt.io``) fail
-# as a full disk would, half-way through every file of that name (``OSError`` ENOSPC). Unset, these
-# calls cost one dictionary lookup.
+# ``done:seed0/teacher-weak`` (right after that stage is marked finished), ``write:12`` (inside
+# the process's 12th atomic write, after its first bytes: e.g. inside ``torch.save``) or
+# ``written:12`` (right after it is renamed into place); ``nan:seed0/joint:30`` makes that step's
+# loss NaN instead (divergence). ``UMT_FAULT_SIGNAL`` is ``KILL`` (default), ``TERM`` or ``INT``
+# (Ctrl-C). ``diskfull:best.ckpt`` makes the atomic writer (``umt.io``) fail as a full disk would,
+# half-way through every file of that name (``OSError`` ENOSPC). ``UMT_FAULT_TRACE=FILE`` lists
+# every point reached in FILE. Unset, these calls cost two dictionary lookups.
 
 
 def fault_active(point: str) -> bool:
@@ -201,12 +243,28 @@ def fault_active(point: str) -> bool:
     return bool(wanted) and point in wanted.split(",")  # type: ignore[union-attr]
 
 
-def fault_point(point: str) -> None:
-    """Kill the process with the configured signal if ``point`` is listed in ``UMT_FAULT``."""
+_SIGNALS = {"TERM": signal.SIGTERM, "INT": signal.SIGINT}
+_writes = 0  # atomic writes so far in this process (the fault points write:<n>, written:<n>)
+
+
+def _next_write() -> int:
+    global _writes
+    _writes += 1
+    return _writes
+
+
+def fault_point(point: str, detail: str = "") -> None:
+    """Kill the process with the configured signal if ``point`` is listed in ``UMT_FAULT``.
+
+    With ``UMT_FAULT_TRACE`` set to a file, every point reached is appended to it, one a line
+    with its ``detail`` (e.g. the file being written): the tests read it to kill a run at each."""
+    trace = os.environ.get("UMT_FAULT_TRACE")
+    if trace:
+        with open(trace, "a") as f:
+            f.write(f"{point} {detail}".rstrip() + "\n")
     if not fault_active(point):
         return
-    sig = signal.SIGTERM if os.environ.get("UMT_FAULT_SIGNAL") == "TERM" else signal.SIGKILL
-    os.kill(os.getpid(), sig)
+    os.kill(os.getpid(), _SIGNALS.get(os.environ.get("UMT_FAULT_SIGNAL", ""), signal.SIGKILL))
 
 
 def disk_full_point(path: Path, f: IO[bytes]) -> None:

@@ -10,14 +10,19 @@ network. The last three are optional dependencies, installed as extras of the sa
 
 from __future__ import annotations
 
+import csv
 import importlib
+import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 
 from umt.errors import UMTError
+from umt.io import write_text
 
 #: Logger name -> the packages that provide it (any one of them) and the extra that installs it.
 LOGGERS: dict[str, tuple[tuple[str, ...], str | None]] = {
@@ -58,6 +63,40 @@ def check_loggers(names: Sequence[str]) -> None:
             )
 
 
+class _AtomicCSVWriter(ExperimentWriter):
+    """Lightning's ``metrics.csv`` writer, but each save rewrites the whole file atomically
+    (``umt.io``): Lightning appends rows in place, so a kill, a Ctrl-C or a full disk during a
+    save left a cut-off row in the curves."""
+
+    def __init__(self, log_dir: str) -> None:
+        super().__init__(log_dir)  # removes a metrics.csv left there (a link too, not its target)
+        self._rows: list[dict[str, float]] = []
+
+    def save(self) -> None:
+        if not self.metrics:
+            return
+        self._record_new_keys()
+        self._rows += self.metrics
+        self.metrics = []
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=self.metrics_keys)
+        writer.writeheader()
+        writer.writerows(self._rows)
+        write_text(self.metrics_file_path, buf.getvalue())
+
+
+class AtomicCSVLogger(CSVLogger):
+    """Lightning's CSV logger, writing ``metrics.csv`` whole or not at all."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if not isinstance(self._experiment, _AtomicCSVWriter):
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AtomicCSVWriter(log_dir=self.log_dir)
+        return self._experiment
+
+
 def build_loggers(names: Sequence[str], stage_dir: Path) -> list[Logger]:
     """The Lightning loggers ``names`` for one stage, all writing under ``stage_dir``.
 
@@ -67,14 +106,14 @@ def build_loggers(names: Sequence[str], stage_dir: Path) -> list[Logger]:
     Example:
         >>> import tempfile
         >>> [type(lg).__name__ for lg in build_loggers(["csv"], Path(tempfile.mkdtemp()))]
-        ['CSVLogger']
+        ['AtomicCSVLogger']
     """
     check_loggers(names)
     run_name = "/".join(stage_dir.parts[-3:])
     out: list[Logger] = []
     for name in dict.fromkeys(names):  # each once, in the given order
         if name == "csv":
-            out.append(CSVLogger(stage_dir, name="", version=""))  # stage_dir/metrics.csv
+            out.append(AtomicCSVLogger(stage_dir, name="", version=""))  # stage_dir/metrics.csv
         elif name == "tensorboard":
             from lightning.pytorch.loggers import TensorBoardLogger
 
