@@ -31,6 +31,7 @@ from umt.engine.checkpoints import (
 from umt.engine.config import (
     TrainConfig,
 )
+from umt.engine.interrupts import passing_interrupts
 from umt.engine.loggers import build_loggers
 from umt.engine.module import StageModule
 from umt.errors import UMTError
@@ -194,7 +195,10 @@ def fit(
     # Lightning's CSV logger starts metrics.csv afresh: keep the rows of the epochs resumed from.
     earlier = metric_rows(metrics_file, until_epoch=resumed) if resumed is not None else []
     adapter.fit_started = time.perf_counter()
-    trainer.fit(adapter, train_loader, val_loader, ckpt_path=str(last) if last.is_file() else None)
+    with passing_interrupts():  # Ctrl-C/SIGTERM: raised to the CLI (exit 130/143), not exit 1
+        trainer.fit(
+            adapter, train_loader, val_loader, ckpt_path=str(last) if last.is_file() else None
+        )
     seconds = adapter.train_seconds()
     if earlier and is_main_process():
         write_metric_rows(metrics_file, earlier + metric_rows(metrics_file))
