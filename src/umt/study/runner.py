@@ -18,13 +18,14 @@ from umt.data import DataBundle
 from umt.engine import DivergenceError, eval_device, fit, is_main_process, save_model
 from umt.engine.checkpoints import start_message
 from umt.errors import UMTError
-from umt.io import fault_point, read_json, write_json
+from umt.io import fault_point, write_json
 from umt.methods import METHODS, Ensemble, Joint, Method, MethodContext
 from umt.methods.base import ResolvesSettings
 from umt.methods.joint import HeadOnly
 from umt.models.pretrained import file_digest, load_teacher_state, read_teacher
 from umt.probe import extract_features
 from umt.report.compare import write_outcomes
+from umt.study import cache
 from umt.study.cache import begin_stage, cached, cached_features, load_weights, train_key
 from umt.study.config import StudyConfig
 from umt.study.inputs import data_key, model_key
@@ -182,16 +183,16 @@ class Runner:
             result = self._train_and_probe(seed, name, model, HeadOnly(model), data, parts, out)
             if result is not None and result.get("source") != extra["source"] and self.main:
                 result.update(extra)
-                write_json(self.run_dir / f"seed{seed}" / name / "result.json", result)
+                cache.finish_stage(self.run_dir / f"seed{seed}" / name, result)
             return model, result
         stage_dir = self.run_dir / f"seed{seed}" / name
         key = config_hash(self.data_key, model_key(self.cfg.model, shapes, self.task), parts)
-        result = cached(stage_dir, key)
+        result = cached(stage_dir, key, self.log)
         if result is None and self.main:
             self.begin(stage_dir, key, {"stage": name, "seed": seed, **parts})
             result = {**self._evaluate(model, data, key, name, seed), **extra}
             save_model(model, stage_dir / "model.pt")
-            write_json(stage_dir / "result.json", result)
+            cache.finish_stage(stage_dir, result)
         result = result if result is not None else {"key": key}
         self.log(f"[seed {seed}] {name}: loaded from {path}")
         out["stages"][name] = result
@@ -237,7 +238,7 @@ class Runner:
         model_cfg = model_key(self.cfg.model, data.input_shapes, self.task)  # options in use
         key = config_hash(self.data_key, train_key(train), model_cfg, seed, key_parts)
         k = self.task.metric
-        done = cached(stage_dir, key)
+        done = cached(stage_dir, key, self.log)
         if done is not None and load_weights(model, stage_dir / "model.pt", self.log):
             write_outcomes(self.task, model, data, stage_dir, self.device, fresh=False)
             self.log(
@@ -281,7 +282,7 @@ class Runner:
             train_seconds=round(fitted.seconds, 3),
         )
         save_model(model, stage_dir / "model.pt")
-        write_json(stage_dir / "result.json", result)  # written last: marks the stage finished
+        cache.finish_stage(stage_dir, result)  # written last: marks the stage finished
         fault_point(f"done:seed{seed}/{name}")
         self.trained.append(f"seed{seed}/{name}")
         self.log(
@@ -297,14 +298,14 @@ class Runner:
         stage_dir = self.run_dir / f"seed{seed}" / "ume"
         settings = self.cfg.settings("ume")
         key = config_hash(teacher_keys, settings, self.cfg.mask_fill)
-        done = cached(stage_dir, key)
+        done = cached(stage_dir, key, self.log)
         if done is not None:
             ume = Ensemble(teachers, settings)
             write_outcomes(self.task, ume, self.data, stage_dir, self.device, fresh=False)
             return done
         self.begin(stage_dir, key, {"stage": "ume", "seed": seed, "ume": to_dict(settings)})
         result = self._evaluate(Ensemble(teachers, settings), self.data, key, "ume", seed)
-        write_json(stage_dir / "result.json", result)
+        cache.finish_stage(stage_dir, result)
         k = self.task.metric
         self.log(f"[seed {seed}] ume: val {result[f'val_{k}']:.4f}, test {result[f'test_{k}']:.4f}")
         return result
@@ -342,10 +343,8 @@ class Runner:
             return {}
         path = self.run_dir / f"seed{seed}" / name / "probe.json"
         key = config_hash(stage_key, self.cfg.probe, PROBE_VERSION)
-        if path.is_file():
-            done = read_json(path)
-            if done.get("key") == key:
-                return dict(done["encoders"])
+        if (done := cache.cached_probe(path, key)) is not None:  # None: absent, other, damaged
+            return done
         cfg, dev = self.cfg.probe, self.device  # each branch as the model computes it:
         probes = {  # (forward_features, on the evaluation view; the FusionModel contract)
             m: self.task.probe_model(model, self.data, m, cfg, device=dev).as_dict()
@@ -375,7 +374,7 @@ class Runner:
             self.log(f"[seed {seed}] teacher-{modality}: cached {feats.shape} train features")
             return feats
 
-        return cached_features(stage_dir / "features-train", teacher_key, compute)
+        return cached_features(stage_dir / "features-train", teacher_key, compute, self.log)
 
     def begin(self, stage_dir: Path, key: str, settings: dict[str, Any]) -> None:
         """The stage is about to train: its directory made ready (by the main process)."""
