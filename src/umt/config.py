@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -79,6 +80,8 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise UMTError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):  # no setting means NaN or infinity (NaN compares false)
+            raise UMTError(f"{key}: expected a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -188,7 +191,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not key or any(not part for part in key.split(".")):
         raise UMTError(f"override {text!r}: the key {key!r} is empty or has an empty part")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = yaml.load(raw, Loader=UniqueKeyLoader) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     if isinstance(value, str) and _looks_numeric(raw):
@@ -227,6 +230,42 @@ def set_path(raw: dict[str, Any], path: Sequence[str], value: Any, *, what: str)
     node[path[-1]] = value
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.safe_load``'s loader, refusing a mapping that gives a key twice (YAML keeps the
+    last silently: two ``train:`` sections in a file would drop the first one's settings).
+
+    Example:
+        >>> text = "train: {lr: 1}\\ntrain: {epochs: 2}"
+        >>> try:
+        ...     yaml.load(text, Loader=UniqueKeyLoader)
+        ... except yaml.YAMLError as e:
+        ...     print(e.problem)
+        found key 'train' a second time (first on line 1); keep one (merge the two)
+    """
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # ``<<: *base``: meant to repeat
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    again = key in seen
+                except TypeError:  # an unhashable key: the base loader says so
+                    continue
+                first = seen.setdefault(key, key_node.start_mark.line)
+                if again:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping",
+                        node.start_mark,
+                        f"found key {key!r} a second time (first on line {first + 1}); keep one "
+                        "(merge the two)",
+                        key_node.start_mark,
+                    )
+        return super().construct_mapping(node, deep=deep)  # type: ignore[arg-type]
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """A YAML mapping from ``path`` (or a shipped recipe's name), with errors that name the
     file."""
@@ -235,7 +274,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise UMTError(f"config file {str(p)!r} does not exist")
     try:
         with p.open(encoding="utf-8") as f:  # read from the file, YAML's messages name it
-            data = yaml.safe_load(f)
+            data = yaml.load(f, Loader=UniqueKeyLoader)  # safe_load, and no key given twice
     except UnicodeDecodeError as e:
         raise UMTError(f"config file {str(p)!r} is not UTF-8 text: {e}") from e
     except yaml.YAMLError as e:
@@ -247,6 +286,11 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
             f"config file {str(p)!r} must hold a mapping of keys, got {type(data).__name__}"
         )
     return data
+
+
+def recipe_file(name: str) -> Path:
+    """A built-in data set's shipped recipe (``umt/configs/recipes/<name>.yaml``)."""
+    return Path(__file__).resolve().parent / "configs" / "recipes" / f"{name}.yaml"
 
 
 def recipe_names() -> list[str]:

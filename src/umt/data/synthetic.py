@@ -117,6 +117,15 @@ def resolve(cfg: SyntheticConfig) -> _Spec:
         )
     if not 0.0 <= spec.paired_share <= 1.0:
         raise UMTError(f"data.synthetic.paired_share must be in [0, 1]; got {spec.paired_share}")
+    least = {"num_classes": 2, "clusters": 1, "signal_dim": 1, "n_train": 0, "n_val": 0}
+    least |= {"n_test": 0, "seed": 0}
+    for key, low in least.items():  # what the generator can draw (found by tests/test_properties)
+        if getattr(spec, key) < low:
+            raise UMTError(
+                f"data.synthetic.{key}: expected at least {low}, got {getattr(spec, key)}"
+            )
+    if not spec.modalities:
+        raise UMTError("data.synthetic.modalities: give at least one modality")
     if spec.paired_share > 0 and len(spec.modalities) < 2:
         raise UMTError("paired features need at least two modalities (data.synthetic.modalities)")
     if 2 * spec.signal_dim > spec.dim:

@@ -4,6 +4,7 @@ override it: ``StudyConfig.recipes``), with every value checked when it is built
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,6 +136,28 @@ def check_accelerator(cfg: TrainConfig) -> None:
         raise UMTError(
             "train.sync_batchnorm: PyTorch's SyncBatchNorm runs on GPUs only, and training runs "
             "on the CPU here; drop it (a CPU DDP run normalises with each process's share)"
+        )
+    _check_device_count(cfg)
+
+
+def _check_device_count(cfg: TrainConfig) -> None:
+    """Refuse more devices than this machine has: a process each, on GPUs that are not there
+    or on CPU cores that are (Lightning would start them all, and on a CPU they would only
+    contend for its cores)."""
+    n = cfg.devices if isinstance(cfg.devices, int) else None
+    if isinstance(cfg.devices, str) and cfg.devices.strip().isdigit():
+        n = int(cfg.devices)
+    gpu = cfg.accelerator in ("gpu", "cuda") or (
+        cfg.accelerator == "auto" and torch.cuda.is_available()
+    )
+    if n is None or n < 1 or cfg.accelerator not in ("auto", "cpu", "gpu", "cuda"):
+        return
+    have = torch.cuda.device_count() if gpu else os.cpu_count() or 1
+    if n > have:
+        where = f"{have} GPU(s)" if gpu else f"the CPU here, which has {have} core(s)"
+        raise UMTError(
+            f"train.devices={cfg.devices}: training runs on {where}; Lightning would start "
+            f"{n} processes. Set train.devices to at most {have} (or auto)"
         )
 
 

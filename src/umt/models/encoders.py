@@ -79,6 +79,26 @@ class EncoderConfig:
     width: float = 1.0
     weights: dict[str, str] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # A size of 0 builds a model that trains to chance without a word (issue 28).
+        for key in ("feature_dim", "hidden", "channels", "stages", "tokens"):
+            _at_least(key, getattr(self, key), 1)
+        _at_least("depth", self.depth, 0)
+        if not (self.width > 0 and 0 <= self.dropout < 1):
+            bad = ("width", self.width) if not self.width > 0 else ("dropout", self.dropout)
+            raise UMTError(
+                f"model.encoder.{bad[0]}: expected {'> 0' if bad[0] == 'width' else 'in [0, 1)'}, "
+                f"got {bad[1]}"
+            )
+
+
+def _at_least(key: str, value: int, low: int) -> None:
+    if value < low:
+        raise UMTError(
+            f"model.encoder.{key} (or a model.modality override of it): expected an integer "
+            f">= {low}, got {value}"
+        )
+
 
 class MLPEncoder(nn.Module):
     """Flatten, then ``depth`` x (Linear, BatchNorm, ReLU), then Linear to ``feature_dim``.

@@ -54,6 +54,14 @@ class ModelConfig:
     attention_heads: int = 4
     seg: SegModelConfig = field(default_factory=SegModelConfig)
 
+    def __post_init__(self) -> None:
+        sizes = {"head_hidden": 0, "fusion_dim": 1, "attention_layers": 1, "attention_heads": 1}
+        for key, low in sizes.items():
+            if getattr(self, key) < low:
+                raise UMTError(
+                    f"model.{key}: expected an integer >= {low}, got {getattr(self, key)}"
+                )
+
 
 class MultimodalModel(nn.Module):
     """Encoders per modality, a fusion module and a head; one modality makes a uni-modal model.

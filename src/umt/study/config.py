@@ -233,6 +233,9 @@ def check_fields(cfg: StudyConfig) -> None:
     """``StudyConfig``: seeds without repeats, a plain name, a known ``choice.compare``."""
     if len(set(cfg.seeds)) != len(cfg.seeds):
         raise UMTError(f"seeds: each seed once, got {list(cfg.seeds)}")
+    bad = [s for s in cfg.seeds if not 0 <= s < 2**32]  # what the random generators take
+    if bad:
+        raise UMTError(f"seeds: {bad} out of range; a seed is an integer in 0..{2**32 - 1}")
     check_name(cfg.name)
     if cfg.choice.compare not in METHODS or cfg.choice.compare == "ume":
         raise UMTError(

@@ -11,10 +11,13 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import secrets
+import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 from torch import nn
 
 from umt.data import DataConfig, dataset
@@ -27,6 +30,7 @@ from umt.study.config import StudyConfig
 from umt.tasks import Task
 
 LOCK_NAME = ".lock"
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 CHECKED_NAME = ".data-checked.json"  # the data key whose folder passed the value check
 
 
@@ -68,12 +72,38 @@ def check_before_training(cfg: StudyConfig, data: DataBundle, task: Task) -> Non
             f"{size_key}: the training split of data set {data.name!r} has {n} sample(s); "
             "training needs at least 2"
         )
+    check_classes(data)
     if n % batch == 1 and _has_batch_norm(cfg, data, task):
         # The last batch of each epoch would hold one sample, which BatchNorm cannot train on.
         raise UMTError(
             f"train.batch_size: {n} training samples in batches of {batch} leave a last batch "
             f"of 1 sample, which BatchNorm cannot train on; choose another train.batch_size "
             f"(e.g. {batch + 1}) or change {size_key}"
+        )
+
+
+def check_classes(data: DataBundle) -> None:
+    """Classes a classifier can learn: no more than there are training samples (each class
+    needs one; the head would have a row per class: ``num_classes: 1000000000`` is a 256 GB
+    allocation), and at least two among the training labels (one class scores 100 % and
+    teaches nothing)."""
+    labels = getattr(data.train, "labels", None)
+    if labels is None or np.ndim(labels) != 1:
+        return  # label maps (segmentation): checked by their own sets
+    where = f"data set {data.name!r}" + (f" ({data.info['root']})" if data.info.get("root") else "")
+    n = len(labels)
+    if data.num_classes > n:
+        raise UMTError(
+            f"num_classes: {data.num_classes} classes in {where}, more than its {n} training "
+            "samples (most classes would have none to learn from); set num_classes (meta.json "
+            "for a data folder) to the number of classes the labels use"
+        )
+    present = np.unique(np.asarray(labels))
+    if len(present) == 1:
+        raise UMTError(
+            f"labels: every training label of {where} is {int(present[0])}; a classifier needs "
+            "at least two classes in training (it would score 100 % and learn nothing): check "
+            "the labels (`umt data check` for a data folder)"
         )
 
 
@@ -112,8 +142,8 @@ def writable_run_dir(run_dir: Path) -> None:
     """Create ``run_dir`` (and its parents), or one clear error saying why ``--out`` is unusable."""
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
+        probe = run_dir / f".write-test-{os.getpid()}-{secrets.token_hex(4)}"
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o666))
         probe.unlink()
     except OSError as e:
         raise UMTError(
@@ -148,7 +178,7 @@ def lock_study(run_dir: Path) -> Iterator[None]:
     The lock is the kernel's, tied to the open file: a killed run leaves no stale lock.
     """
     path = run_dir / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    fd = _open_lock(path)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -165,3 +195,27 @@ def lock_study(run_dir: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def _open_lock(path: Path) -> int:
+    """The lock file, opened for writing its holder's pid: only a plain file of its own (a link
+    to another file, symbolic or hard, would have that file truncated to a pid)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | _NOFOLLOW | os.O_CLOEXEC, 0o666)
+    except OSError as e:
+        if e.errno != errno.ELOOP:
+            raise UMTError(
+                f"cannot open the lock file {str(path)!r}: {e.strerror}; remove it (or choose "
+                "another --out) and run the same command again"
+            ) from e
+        fd = -1
+    st = os.fstat(fd) if fd >= 0 else None
+    if st is None or not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        if fd >= 0:
+            os.close(fd)
+        what = "a symbolic link" if st is None else "not a plain file of its own"
+        raise UMTError(
+            f"{str(path)!r} is {what}; umt writes its pid there, which would overwrite what it "
+            f"points to: remove it (rm {str(path)!r}) and run the same command again"
+        )
+    return fd

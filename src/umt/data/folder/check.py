@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from umt.data.base import SPLITS
+from umt.data.folder.classes import check_class_counts
 from umt.data.folder.spec import (
     _NUMBER_KINDS,
     LABELS,
@@ -328,6 +329,8 @@ def _inspect(root: Path, *, scan_values: bool) -> _Inspection:
         arrays[split] = split_arrays
         if split_labels is not None:
             labels[split] = split_labels
+    if known.label_shape == ():  # one class per sample: cheap to count
+        problems += check_class_counts(known.num_classes, labels.get("train"))
     return _Inspection(known, problems, arrays, labels)
 
 
