@@ -18,6 +18,7 @@ import numpy as np
 from umt.data.base import DataBundle
 from umt.data.config import DataConfig, NYUv2Config
 from umt.data.folder import load_folder
+from umt.data.folder.load import data_files
 from umt.data.segmentation import (
     IGNORE_INDEX,
     NormalisedView,
@@ -32,6 +33,23 @@ STORED_IGNORE = 255  # unlabelled pixels in the stored uint8 label maps
 
 
 # -- loading ----------------------------------------------------------------------------------
+
+
+def nyuv2_files(root: Path) -> list[Path]:
+    """The files the loader reads: a umt-folder's (``data_files``) and the 13-class label maps
+    (``labels13/<split>.npy``), so that an edited label map retrains the stages that read it.
+
+    Example:
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp())
+        >>> (root / "labels13").mkdir()
+        >>> for f in ("meta.json", "labels13/train.npy"):
+        ...     _ = (root / f).write_text("x")
+        >>> [p.relative_to(root).as_posix() for p in nyuv2_files(root)]
+        ['meta.json', 'labels13/train.npy']
+    """
+    extra = sorted((root / "labels13").glob("*.npy"))
+    return data_files(root) + [f for f in extra if f.is_file()]
 
 
 def _to_batch_labels(y: np.ndarray) -> np.ndarray:

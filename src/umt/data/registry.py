@@ -13,7 +13,7 @@ from umt.data.base import DataBundle
 from umt.data.config import DataConfig
 from umt.data.folder import load_folder
 from umt.data.folder.load import data_files
-from umt.data.nyuv2 import load_nyuv2
+from umt.data.nyuv2 import load_nyuv2, nyuv2_files
 from umt.data.prepared import load_prepared
 from umt.data.rgbd import load_rgbd
 from umt.data.synthetic import PRESETS, load_synthetic
@@ -85,7 +85,7 @@ DATASETS: dict[str, DatasetSpec] = {
         "NYU Depth V2 RGB-D segmentation (40 or 13 classes): a folder written by "
         "`umt prepare nyuv2` at data.root (data.nyuv2)",
         task="segmentation",
-        files=data_files,
+        files=nyuv2_files,  # labels13/ too
     ),
 }
 

@@ -1,7 +1,9 @@
 """Encoder and teacher weights from files a user has (``model.encoder.weights``, ``teachers``).
 
-A weights file is read with ``torch.load(weights_only=True)`` (no code runs), or, for a teacher,
-``torch.jit.load`` when it is a TorchScript archive. Two state-dict layouts load onto an encoder:
+A weights file is read with ``torch.load(weights_only=True)`` (tensors and plain data only: no
+code of the file runs), or, for a teacher, ``torch.jit.load`` when it is a TorchScript archive: a
+TorchScript file is a program, and loading and running it runs that program (trust it as you would
+a script; a warning says so). Two state-dict layouts load onto an encoder:
 
 - ours: the encoder's own ``state_dict`` keys; a stage's ``model.pt`` (keys
   ``encoders.<modality>.…``) or a Lightning checkpoint (``{"state_dict": {"model.…": …}}``) works
@@ -19,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -230,6 +233,11 @@ def read_teacher(path: str | Path, *, what: str) -> nn.Module | State:
     """A teacher file (``teachers: {m: PATH}``): a TorchScript encoder module, or a state dict."""
     p = _existing(path, what)
     if is_torchscript(p):
+        warnings.warn(
+            f"{what}: {str(p)!r} is a TorchScript module, a program: the study runs its code "
+            "(load only files you trust; a state dict runs none)",
+            stacklevel=2,
+        )
         try:
             module: nn.Module = torch.jit.load(str(p), map_location="cpu")
         except Exception as e:

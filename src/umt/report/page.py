@@ -13,6 +13,7 @@ from typing import Any
 from umt.io import write_bytes, write_text
 from umt.methods import stage_display_name as _name
 from umt.report.figures import curves_caption, draw_curves, draw_probes, probe_caption, render
+from umt.report.runs import earlier_runs_text
 from umt.report.tables import (
     accuracy_table,
     class_iou_table,
@@ -237,5 +238,5 @@ def provenance_text(p: dict[str, Any]) -> str:
     settings = ", ".join(f"{k} {v}" for k, v in p["settings"].items())
     return (
         f"{versions}; {commit}; {p['date']} on {p['host']}, {p['threads']} CPU threads, {gpu}. "
-        f"Settings: {settings}."
+        f"Settings: {settings}.{earlier_runs_text(p.get('runs') or {})}"
     )

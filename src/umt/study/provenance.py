@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 
 def git_commit(path: Path | None = None) -> str | None:
     """The commit of the git checkout holding ``path`` (default: this package), with ``-dirty``
-    if it has uncommitted changes; ``None`` outside a checkout or without git."""
+    if it has uncommitted changes; ``None`` outside a checkout, without git, or where ``path``'s
+    files are not tracked by the checkout around it (a package installed inside another
+    project's checkout: that project's commit says nothing about this code)."""
     where = path if path is not None else Path(__file__).resolve().parent
     try:
         head = subprocess.run(
@@ -33,6 +35,14 @@ def git_commit(path: Path | None = None) -> str | None:
             timeout=10,
         )
         if head.returncode != 0:
+            return None
+        tracked = subprocess.run(
+            ["git", "-C", str(where), "ls-files", "--", "."],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        if tracked.returncode != 0 or not tracked.stdout.strip():
             return None
         dirty = subprocess.run(
             ["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],
@@ -98,4 +108,30 @@ def provenance(cfg: StudyConfig) -> dict[str, Any]:
             "umt_loss": umt_settings.loss,
             "seeds": list(cfg.seeds),
         },
+    }
+
+
+def run_history(
+    per_seed: dict[int, dict[str, Any]], trained: list[str], wall_seconds: float
+) -> dict[str, Any]:
+    """Which trained stages this run trained and which it found finished by an earlier run (a
+    resumed or repeated study): ``wall_seconds`` covers this run only, ``train_seconds_all_runs``
+    every stage's training, interrupted runs included.
+
+    Example:
+        >>> per_seed = {0: {"stages": {"joint": {"train_seconds": 2.0}, "ume": {}}}}
+        >>> run_history(per_seed, [], 1.5)["from_earlier_runs"]
+        ['seed0/joint']
+    """
+    stages = {
+        f"seed{s}/{name}": r
+        for s, out in per_seed.items()
+        for name, r in out["stages"].items()
+        if "train_seconds" in r  # trained stages (not UME, nor a teacher loaded from a file)
+    }
+    return {
+        "trained_now": [s for s in stages if s in trained],
+        "from_earlier_runs": [s for s in stages if s not in trained],
+        "wall_seconds_now": wall_seconds,
+        "train_seconds_all_runs": round(sum(float(r["train_seconds"]) for r in stages.values()), 2),
     }

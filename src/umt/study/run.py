@@ -33,7 +33,7 @@ from umt.study.config import StudyConfig
 from umt.study.inputs import study_inputs
 from umt.study.parallel import prefill
 from umt.study.preflight import check_data_values, claim_run_dir
-from umt.study.provenance import provenance
+from umt.study.provenance import provenance, run_history
 from umt.study.runner import Log, Runner
 from umt.study.summary import summarize
 from umt.tasks import Task
@@ -106,6 +106,7 @@ def _run(
     add_comparisons(summary, task, run_dir, fusion=cfg.model.fusion, compare=cfg.choice.compare)
     summary["wall_seconds"] = round(time.perf_counter() - t, 2)
     summary["provenance"] = provenance(cfg)  # versions, machine, date, key settings
+    summary["provenance"]["runs"] = run_history(per_seed, runner.trained, summary["wall_seconds"])
     write_json(run_dir / "summary.json", summary)
     if report:
         from umt.report import write_report
