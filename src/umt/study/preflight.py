@@ -73,8 +73,9 @@ def check_before_training(cfg: StudyConfig, data: DataBundle, task: Task) -> Non
             "training needs at least 2"
         )
     check_classes(data)
-    if n % batch == 1 and _has_batch_norm(cfg, data, task):
-        # The last batch of each epoch would hold one sample, which BatchNorm cannot train on.
+    if (n % batch or batch) == 1 and _has_batch_norm(cfg, data, task):
+        # The last batch of each epoch (every batch, for batches of 1) would hold one sample,
+        # which BatchNorm cannot train on.
         raise UMTError(
             f"train.batch_size: {n} training samples in batches of {batch} leave a last batch "
             f"of 1 sample, which BatchNorm cannot train on; choose another train.batch_size "
