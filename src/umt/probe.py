@@ -14,7 +14,7 @@ position (``umt.tasks.seg_probe.linear_probe_maps``); ``umt.probe(encoder, data,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -54,10 +54,15 @@ DEFAULT_PROBE = ProbeConfig()
 
 @dataclass(frozen=True)
 class ProbeResult:
+    """A probe's scores, its chosen L2, and the classifier itself (``head``: a Linear on the raw
+    features, the standardisation folded in; it can replace a model's linear head)."""
+
     val_acc: float
     test_acc: float
     l2: float
     feature_dim: int
+    head: nn.Linear | None = field(default=None, compare=False, repr=False)
+    val_correct: torch.Tensor | None = field(default=None, compare=False, repr=False)  # (N_val,)
 
     def as_dict(self) -> dict[str, float]:
         return {"val_acc": self.val_acc, "test_acc": self.test_acc, "l2": self.l2}
@@ -180,15 +185,20 @@ def linear_probe(
     def norm(x: torch.Tensor) -> torch.Tensor:
         return (x - mean) / std
 
-    best: tuple[float, float, nn.Linear] | None = None
+    best: tuple[float, float, nn.Linear, torch.Tensor] | None = None
     for l2 in cfg.l2:
         clf = fit_linear(norm(train[0]), train[1], num_classes, l2=l2, max_iter=cfg.max_iter)
         with torch.no_grad():
-            acc = (clf(norm(val[0])).argmax(1) == val[1]).float().mean().item()
+            correct = clf(norm(val[0])).argmax(1) == val[1]
+        acc = correct.float().mean().item()
         if best is None or acc > best[0]:
-            best = (acc, l2, clf)
+            best = (acc, l2, clf, correct)
     assert best is not None
-    val_acc, l2, clf = best
+    val_acc, l2, clf, val_correct = best
     with torch.no_grad():
         test_acc = (clf(norm(test[0])).argmax(1) == test[1]).float().mean().item()
-    return ProbeResult(val_acc=val_acc, test_acc=test_acc, l2=l2, feature_dim=train[0].shape[1])
+        head = nn.Linear(train[0].shape[1], num_classes)  # clf((x - mean) / std), folded
+        head.weight.copy_(clf.weight / std)
+        head.bias.copy_(clf.bias - (clf.weight * mean / std).sum(1))
+    d = train[0].shape[1]
+    return ProbeResult(val_acc, test_acc, l2, feature_dim=d, head=head, val_correct=val_correct)

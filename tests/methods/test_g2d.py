@@ -17,9 +17,10 @@ from umt.models import EncoderConfig, ModelConfig, MultimodalModel, build_model
 from umt.study import load_config
 
 
-def _build_g2d(cfg: G2DConfig) -> tuple[MultimodalModel, G2D]:
+def _build_g2d(cfg: G2DConfig, epochs: int = 0) -> tuple[MultimodalModel, G2D]:
     model = umt_student()
-    return model, build_g2d(MethodContext(cfg, model, umt_teachers(), umt_bundle(), 0))
+    ctx = MethodContext(cfg, model, umt_teachers(), umt_bundle(), 0, epochs=epochs)
+    return model, build_g2d(ctx)
 
 
 def _kl(student: torch.Tensor, teacher: torch.Tensor, t: float) -> torch.Tensor:
@@ -79,8 +80,10 @@ def test_logit_options_are_checked() -> None:
 
 
 def test_prioritisation_zeroes_the_stronger_encoders_weights_in_its_epochs() -> None:
-    cfg = G2DConfig(weight=1.0, logit_weight=0.0, prioritize_start=1, prioritize_end=2)
-    model, method = _build_g2d(cfg)
+    # Shares of a 10-epoch cap: epochs 1 and 2 (0.1 * 10 = 1 up to 0.3 * 10 = 3, exclusive).
+    cfg = G2DConfig(weight=1.0, logit_weight=0.0, prioritize_start=0.1, prioritize_end=0.3)
+    model, method = _build_g2d(cfg, epochs=10)
+    assert method.min_epochs == 3  # early stopping waits for the window's end
     batch = umt_batch(16)
     teachers = umt_teachers()
     with torch.no_grad():  # s_hat_m = sum_i softmax(teacher_m)[y_i], by hand
@@ -118,8 +121,10 @@ def test_g2d_is_umt_with_g2ds_settings() -> None:
     assert (cfg.g2d.weight, cfg.g2d.logit_weight, cfg.g2d.temperature) == (1.0, 1.0, 1.0)
     assert cfg.g2d.logit_target == "fused" and cfg.g2d.prioritize
     # Setting one key keeps G2D's other defaults (not UMT's).
-    changed = load_config(overrides=["g2d.prioritize_end=3"]).g2d
-    assert changed == G2DConfig(prioritize_end=3) and changed.logit_weight == 1.0
+    changed = load_config(overrides=["g2d.prioritize_end=0.25"]).g2d
+    assert changed == G2DConfig(prioritize_end=0.25) and changed.logit_weight == 1.0
+    with pytest.raises(UMTError, match="g2d.prioritize_start, g2d.prioritize_end"):
+        G2DConfig(prioritize_end=9)  # epochs are not shares of the training
     assert not hasattr(UMTConfig(), "logit_weight") and not hasattr(UMTConfig(), "prioritize")
 
 

@@ -58,7 +58,7 @@ def test_relearn_schedule() -> None:
 
 def _relearn(cfg: RelearnConfig | None = None) -> tuple[MultimodalModel, Relearn, DataBundle]:
     model, data = tiny_fusion_model(), peer_bundle(lead=2.0)
-    method = build_relearn(MethodContext(cfg or RelearnConfig(every=2), model, {}, data, 0))
+    method = build_relearn(MethodContext(cfg or RelearnConfig(every=0.1), model, {}, data, 0))
     return model, method, data
 
 
@@ -84,7 +84,7 @@ def test_relearn_moves_each_encoder_towards_its_initial_weights_by_its_alpha() -
 
 
 def test_relearn_diagnosis_clusters_training_and_held_out_features() -> None:
-    model, method, data = _relearn(RelearnConfig(every=2, holdout=0.25, max_samples=1000))
+    model, method, data = _relearn(RelearnConfig(every=0.1, holdout=0.25, max_samples=1000))
     alphas = method.diagnose(model, 2)
     assert model.training  # the diagnosis runs in eval mode and restores train mode
     model.eval()

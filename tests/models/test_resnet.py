@@ -78,7 +78,7 @@ def test_registered_in_build_encoder_and_auto_picks_it_for_clips() -> None:
     assert type(build_encoder(auto, (1, 32, 32))).__name__ == "CNNEncoder"  # unchanged
     with pytest.raises(UMTError, match="expects \\(C, H, W\\) or \\(T, C, H, W\\)"):
         build_encoder(cfg, (16,))
-    with pytest.raises(UMTError, match="expected auto, mlp, cnn or resnet18"):
+    with pytest.raises(UMTError, match="expected auto, mlp, cnn, cnn1d or resnet18"):
         build_encoder(EncoderConfig(name="resnet50"), (3, 32, 32))
 
 

@@ -32,6 +32,7 @@ def test_plan_orders_teachers_first_and_umt_waits_for_its_seeds_teachers() -> No
     assert needs(umt1, cfg, ("audio", "visual")) == {
         Job(1, modality="audio"),
         Job(1, modality="visual"),
+        Job(1, method="joint"),  # UMT chooses what to distil against joint's encoders
     }
     assert needs(Job(0, method="joint"), cfg, ("audio", "visual")) == set()
     given = load_config(overrides=["seeds=[0]", "teachers={audio: a.pt}"])

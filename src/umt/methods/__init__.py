@@ -17,7 +17,9 @@ from umt.methods.umt import UMT, UMTConfig, build_umt, distill_term
 
 #: Every method a study's ``methods`` list can name (the uni-modal teachers are always trained),
 #: each registered here once: its display name, settings dataclass (the study config's section of
-#: the same name: ``umt:``, ``ume:`` ...), builder, and the tasks it supports.
+#: the same name: ``umt:``, ``ume:`` ...), builder, the tasks it supports, its search space and the
+#: optimiser its authors' code trains with (every peer: SGD with momentum; their mechanisms
+#: scale, project or hold gradients, which Adam's per-coordinate normalisation would reshape).
 METHODS: dict[str, MethodSpec] = {
     "joint": MethodSpec(
         "joint (naive fusion)",
@@ -41,6 +43,7 @@ METHODS: dict[str, MethodSpec] = {
         build=build_gblend,
         config=GBlendConfig,
         search_space={"every": (2, 5, 10)},
+        optimizer="sgd",
     ),
     "ogm_ge": MethodSpec(
         "OGM-GE",
@@ -64,6 +67,7 @@ METHODS: dict[str, MethodSpec] = {
         build=build_mla,
         config=MLAConfig,
         search_space={"alpha": (0.03, 0.1, 0.3)},
+        optimizer="sgd",
     ),
     "pmr": MethodSpec(
         "PMR",
@@ -71,6 +75,7 @@ METHODS: dict[str, MethodSpec] = {
         build=build_pmr,
         config=PMRConfig,
         search_space={"alpha": (0.5, 1.0, 2.0)},
+        optimizer="sgd",
     ),
     "reconboost": MethodSpec(
         "ReconBoost",
@@ -78,6 +83,7 @@ METHODS: dict[str, MethodSpec] = {
         build=build_reconboost,
         config=ReconBoostConfig,
         search_space={"reconcile": (0.1, 0.25, 0.5)},
+        optimizer="sgd",
     ),
     "g2d": MethodSpec(
         "G2D",
@@ -86,6 +92,7 @@ METHODS: dict[str, MethodSpec] = {
         config=G2DConfig,
         uses_teachers=True,
         search_space={"weight": (1.0, 5.0, 20.0)},
+        optimizer="sgd",
     ),
     "inforeg": MethodSpec(
         "InfoReg",
@@ -93,6 +100,7 @@ METHODS: dict[str, MethodSpec] = {
         build=build_inforeg,
         config=InfoRegConfig,
         search_space={"strength": (0.1, 0.5, 0.95)},
+        optimizer="sgd",
     ),
     "relearn": MethodSpec(
         "Diagnosing & Re-learning",
@@ -100,6 +108,7 @@ METHODS: dict[str, MethodSpec] = {
         build=build_relearn,
         config=RelearnConfig,
         search_space={"strength": (0.5, 1.0, 3.0)},
+        optimizer="sgd",
     ),
     "ume": MethodSpec(
         "UME",

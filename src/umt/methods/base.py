@@ -70,6 +70,24 @@ class ResolvesSettings(Protocol):
     def resolved_settings(self) -> Any: ...
 
 
+@runtime_checkable
+class Scheduled(Protocol):
+    """A method with a schedule over epochs (G2D's prioritisation, Re-learning's re-initialisations,
+    ...): ``min_epochs``, the epochs it needs to run it out; early stopping waits for them."""
+
+    min_epochs: int
+
+
+def epochs_of(fraction: float, epochs: int) -> int:
+    """A share of the training (``fraction`` of the cap ``epochs``) in whole epochs.
+
+    Example:
+        >>> epochs_of(0.5, 40), epochs_of(0.22, 90), epochs_of(0.5, 0)
+        (20, 20, 0)
+    """
+    return int(round(fraction * epochs))
+
+
 def needs_index(method: object) -> bool:
     """Whether ``method``'s training batches must carry each sample's ``"index"``."""
     return isinstance(method, NeedsIndex) and method.needs_index
@@ -87,6 +105,8 @@ class MethodContext:
         teachers: the trained uni-modal models by modality (frozen; use ``.encoders[m]``).
         data: the study's data set (e.g. for a held-out split of the method's own).
         seed: the training seed.
+        epochs: the stage's epoch cap (``train.epochs`` of its recipe): a method's schedule is
+            set in fractions of it (0: unknown, e.g. a loop of the user's).
         teacher_features: per modality, the teacher encoder's features of every training sample
             ``(N, D)``, computed once and memory-mapped (for methods that cache them).
     """
@@ -97,7 +117,13 @@ class MethodContext:
     data: DataBundle
     seed: int
     teacher_features: Callable[[str], np.ndarray] | None = None
+    epochs: int = 0
 
+
+#: The recipe of a method whose ``optimizer`` is ``sgd``, under its own ``train:`` settings:
+#: SGD with momentum 0.9 (the authors' codes) at a learning rate for it (Adam's 1e-3 would
+#: barely move SGD); the search tries a decade either side.
+SGD_RECIPE: Mapping[str, Any] = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9}
 
 #: The tasks a method supports unless its entry says otherwise, and every task (the keys of
 #: ``umt.tasks.TASKS``; a test checks they agree).
@@ -120,9 +146,11 @@ class MethodSpec:
         search_space: its key hyper-parameter(s) and the values the search tries by default,
             ``{key: (values...)}``: a field of its settings, or ``train.<field>`` of its
             recipe. Empty: nothing of its own to search (UME trains nothing).
-        optimizer: the optimiser its mechanism assumes (``sgd`` for a method that scales
-            per-encoder gradients, which an adaptive optimiser's per-parameter normalisation
-            largely undoes); ``None``: any. A study that runs it under another says so.
+        optimizer: the optimiser its authors' code trains with, which its mechanism assumes
+            (``sgd`` for a method that scales, projects or holds per-encoder gradients, which an
+            adaptive optimiser's per-parameter normalisation reshapes); ``None``: any. A study
+            trains the method with it (``SGD_RECIPE``) unless the method's own recipe says
+            otherwise, and the report says where it ran under another.
     """
 
     display: str

@@ -34,7 +34,8 @@ The step (the equations of ``umt.methods.umt``, plus):
 - **modality prioritisation** (``prioritize``, SMP): in epochs ``prioritize_start..prioritize_end``
   only the modality whose *teacher* is least confident on the batch trains its encoder
   (:func:`umt.methods.losses.priority_coefficients`); the other encoders' weight gradients are
-  zeroed after the backward pass.
+  zeroed after the backward pass. The window is a share of the training (``prioritize_start``,
+  ``prioritize_end``), and early stopping cannot end the stage inside it.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from torch import nn
 
 from umt.data.base import Batch
 from umt.errors import UMTError
-from umt.methods.base import MethodContext
+from umt.methods.base import MethodContext, epochs_of
 from umt.methods.common import all_reduce_scores, true_class_score
 from umt.methods.losses import logit_distill_loss, priority_coefficients
 from umt.methods.umt import UMT, UMTConfig, build_umt
@@ -63,30 +64,32 @@ class G2DConfig(UMTConfig):
     feature and logit distillation from every teacher with weights 1 and T = 1, the logits
     distilled into the fused output, and modality prioritisation over the first half of training.
 
-    ``prioritize_end = 9`` is the first half of 20 epochs (the code: epochs 0..150 of 300); set
-    ``g2d.prioritize_end`` to about half of ``train.epochs``.
+    The prioritisation window is set in shares of the training (``train.epochs``, the cap): the
+    first half by default (the code: epochs 0..150 of 300), and early stopping waits for its end.
 
     Attributes:
         logit_weight: gamma of the logit distillation (0: off).
         temperature: T of the logit distillation.
         logit_target: which student logits are distilled: ``fused`` or ``branch``.
         prioritize: the modality prioritisation.
-        prioritize_start: first epoch of the prioritisation (0-based, inclusive).
-        prioritize_end: last epoch of the prioritisation (inclusive).
+        prioritize_start: where the prioritisation starts, a share of ``train.epochs``.
+        prioritize_end: where it ends (exclusive), a share of ``train.epochs``.
 
     Example:
         >>> cfg = G2DConfig()
         >>> cfg.weight, cfg.logit_weight, cfg.logit_target, cfg.prioritize, cfg.prioritize_end
-        (1.0, 1.0, 'fused', True, 9)
+        (1.0, 1.0, 'fused', True, 0.5)
     """
 
     weight: float = 1.0
+    init_from_teacher: bool = False  # G2D's code trains its students from scratch
+    select: str = "all"  # ... and distils every modality
     logit_weight: float = 1.0
     temperature: float = 1.0
     logit_target: str = "fused"
     prioritize: bool = True
-    prioritize_start: int = 0
-    prioritize_end: int = 9
+    prioritize_start: float = 0.0
+    prioritize_end: float = 0.5
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -98,6 +101,11 @@ class G2DConfig(UMTConfig):
             raise UMTError(f"g2d.logit_weight: expected a number >= 0, got {self.logit_weight}")
         if self.temperature <= 0:
             raise UMTError(f"g2d.temperature: expected a number > 0, got {self.temperature}")
+        if not 0.0 <= self.prioritize_start <= self.prioritize_end <= 1.0:
+            raise UMTError(
+                "g2d.prioritize_start, g2d.prioritize_end: expected shares of the training with "
+                f"0 <= start <= end <= 1, got {self.prioritize_start} and {self.prioritize_end}"
+            )
 
 
 class G2D:
@@ -116,8 +124,16 @@ class G2D:
         cfg: G2DConfig,
         teacher_models: Mapping[str, MultimodalModel],
         heads: nn.ModuleDict | None = None,
+        *,
+        epochs: int = 0,
     ) -> None:
         self.umt, self.cfg = umt, cfg
+        # The prioritisation's epochs [first, end) of a cap of ``epochs``; the stage runs to end.
+        self.window = (
+            epochs_of(cfg.prioritize_start, epochs),
+            epochs_of(cfg.prioritize_end, epochs),
+        )
+        self.min_epochs = self.window[1] if cfg.prioritize else 0
         self.teacher_models = dict(teacher_models)
         for model in self.teacher_models.values():
             model.eval().requires_grad_(False)
@@ -192,7 +208,7 @@ class G2D:
         cfg = self.cfg
         if not cfg.prioritize or not self.coefficients:
             return
-        if not cfg.prioritize_start <= self.epoch <= cfg.prioritize_end:
+        if not self.window[0] <= self.epoch < self.window[1]:
             return
         for m, k in self.coefficients.items():
             if k == 1.0:
@@ -214,4 +230,4 @@ def build_g2d(ctx: MethodContext) -> G2D:
                 for m in ctx.teachers
             }
         )
-    return G2D(umt, cfg, dict(ctx.teachers), heads)
+    return G2D(umt, cfg, dict(ctx.teachers), heads, epochs=ctx.epochs)

@@ -22,7 +22,8 @@ def feature_distance(
     Args:
         student: ``(B, D)`` (or ``(B, C, H, W)``) student features.
         teacher: the same shape, from the frozen teacher.
-        kind: ``mse``, ``l1`` or ``cosine`` (1 - cosine similarity per sample, averaged).
+        kind: ``mse``, ``l1``, ``cosine`` (1 - cosine similarity per sample, averaged) or ``kl``
+            (the features are logits ``(B, K)``: ``KL(softmax(teacher) || softmax(student))``).
 
     Example:
         >>> s, t = torch.tensor([[1.0, 2.0]]), torch.tensor([[0.0, 0.0]])
@@ -41,6 +42,8 @@ def feature_distance(
         return F.l1_loss(student, teacher)
     if kind == "cosine":
         return (1 - F.cosine_similarity(student.flatten(1), teacher.flatten(1), dim=1)).mean()
+    if kind == "kl":  # logits (B, K): the teacher's read-out of both (UMT's ``readout`` target)
+        return logit_distill_loss(student, teacher)
     raise UMTError(
         f"unknown distillation loss {kind!r} (umt.loss); expected one of {DISTILL_LOSSES}"
     )

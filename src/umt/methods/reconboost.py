@@ -234,6 +234,9 @@ class ReconBoost:
         self.modalities = modalities
         self.cfg = cfg
         self.epoch = 0
+        # Early stopping waits for one full round: every modality boosted (and rectified) once.
+        round_ = len(modalities) * (cfg.boost_length + cfg.rectify_length)
+        self.min_epochs = round_ if cfg.unit == "epoch" else 1
 
     def to(self, device: torch.device) -> ReconBoost:
         return self

@@ -34,8 +34,8 @@ What we could verify, and where we chose:
   fixed ``random_state`` (the training seed), so every DDP rank finds the same clusters;
 - schedule: the code re-initialises after training epoch ``e`` for ``e = 20, 40, 60`` of 90 (every
   ``reinit_epoch = 20``, ``reinit_num = 3``); here at the start of epoch ``e`` for
-  ``e = every, 2 every, ...`` (at most ``times``), i.e. after ``every`` epochs of training. The
-  defaults ``every = 5, times = 3`` scale the code's schedule to the study's 20 epochs;
+  ``e = k, 2 k, ...`` (at most ``times``), ``k`` the share ``every`` (0.22: the code's 20 of 90)
+  of the stage's epoch cap, and early stopping cannot end the stage before the last;
 - every parameter of the encoder is moved (the code moves every parameter of ``audio_net`` /
   ``visual_net``); buffers (BatchNorm running statistics) are left as they are, as in the code;
   the optimiser's state is kept (the code keeps its optimiser too);
@@ -55,7 +55,7 @@ from torch import nn
 
 from umt.data.base import ArrayDataset, Batch
 from umt.errors import UMTError
-from umt.methods.base import MethodContext
+from umt.methods.base import MethodContext, epochs_of
 from umt.methods.common import split_holdout
 from umt.models.multimodal import MultimodalModel
 
@@ -65,7 +65,8 @@ class RelearnConfig:
     """Diagnosing & Re-learning's settings.
 
     Attributes:
-        every: epochs between diagnoses (the code's ``reinit_epoch``, 20 of 90 epochs).
+        every: the share of the training (``train.epochs``, the cap) between diagnoses (the
+            code's ``reinit_epoch``: 20 of 90 epochs, 0.22); early stopping waits for the last.
         times: at most this many re-initialisations (the code's ``reinit_num``, 3).
         strength: lambda in ``alpha = tanh(lambda * gap)`` (the code's ``move_lambda``, 3).
         holdout: share of the training split held out for the diagnosis (the code's CREMA-D
@@ -73,7 +74,7 @@ class RelearnConfig:
         max_samples: at most this many training samples are clustered per diagnosis.
     """
 
-    every: int = 5
+    every: float = 0.22
     times: int = 3
     strength: float = 3.0
     holdout: float = 0.1
@@ -187,11 +188,13 @@ class Relearn:
         num_classes: int,
         cfg: RelearnConfig,
         seed: int,
+        *,
+        epochs: int = 20,
     ) -> None:
-        if cfg.every < 1 or cfg.times < 0:
+        if not 0.0 < cfg.every <= 1.0 or cfg.times < 0:
             raise UMTError(
-                f"relearn.every: expected at least 1 and relearn.times at least 0; got "
-                f"{cfg.every} and {cfg.times}"
+                f"relearn.every: expected a share of the training in (0, 1] and relearn.times "
+                f"at least 0; got {cfg.every} and {cfg.times}"
             )
         if cfg.strength < 0:
             raise UMTError(f"relearn.strength: expected a number >= 0, got {cfg.strength}")
@@ -209,6 +212,8 @@ class Relearn:
         )
         self._held = torch.from_numpy(self.held_rows)
         self.alphas: dict[str, float] = dict.fromkeys(initial, 0.0)  # of the last re-init
+        self.every = max(1, epochs_of(cfg.every, epochs))  # in epochs of this stage's cap
+        self.min_epochs = self.every * cfg.times + 1  # the last re-initialisation, then an epoch
         self.purities: dict[str, tuple[float, float]] = {}
 
     def to(self, device: torch.device) -> Relearn:
@@ -252,7 +257,7 @@ class Relearn:
         return alphas
 
     def on_train_epoch_start(self, model: MultimodalModel, epoch: int) -> None:
-        if not relearn_due(epoch, self.cfg.every, self.cfg.times):
+        if not relearn_due(epoch, self.every, self.cfg.times):
             return
         self.alphas = self.diagnose(model, epoch)
         for m, alpha in self.alphas.items():
@@ -279,4 +284,7 @@ def build_relearn(ctx: MethodContext) -> Relearn:
             f"{ctx.data.modalities}"
         )
     initial = {m: list(enc.parameters()) for m, enc in ctx.model.encoders.items()}
-    return Relearn(initial, ctx.data.train, ctx.data.num_classes, ctx.settings, ctx.seed)
+    epochs = ctx.epochs or 20
+    return Relearn(
+        initial, ctx.data.train, ctx.data.num_classes, ctx.settings, ctx.seed, epochs=epochs
+    )

@@ -6,8 +6,8 @@ their outputs — no joint training at all. Best when paired (cross-modal) featu
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -85,6 +85,21 @@ class Ensemble(nn.Module):
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         outs = {m: model(batch) for m, model in self.members.items()}
         return ume_combine(outs, combine=self.cfg.combine, weights=self.cfg.weights)
+
+    def subset(self, keep: Sequence[str]) -> Ensemble:
+        """The ensemble of the members whose modality is in ``keep`` (a missing modality's member
+        does not vote: the natural reading of an ensemble with that modality missing).
+
+        Example:
+            >>> ens = Ensemble({"a": nn.Linear(1, 2), "b": nn.Linear(1, 2)}, UMEConfig())
+            >>> ens.subset(["b"]).modalities
+            ('b',)
+        """
+        members = {m: model for m, model in self.members.items() if m in keep}
+        if not members:
+            raise UMTError(f"UME: no member for the modalities {list(keep)}")
+        weights = {m: w for m, w in (self.cfg.weights or {}).items() if m in members} or None
+        return Ensemble(members, replace(self.cfg, weights=weights))
 
 
 @dataclass(frozen=True)

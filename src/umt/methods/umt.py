@@ -33,13 +33,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from umt.config import KEY_OMITS_DEFAULT
+from umt.config import KEY_OMITS_DEFAULT, key_omits
 from umt.data.base import Batch
 from umt.errors import UMTError
 from umt.methods.base import MethodContext
 from umt.methods.losses import DISTILL_LOSSES, umt_stage_distill_loss
 from umt.models.base import FusionModel, StagedEncoder, encoder_features
 from umt.models.segmentation import STAGE_MAPS
+from umt.probe import extract_features
+
+TARGETS = ("features", "standardised", "readout")
+SELECTS = ("better", "all")
+#: How far (in standard errors of the paired difference over validation samples) a teacher's
+#: probe must beat the joint encoder's for ``select: better`` to distil that modality: one-sided
+#: 95 %.
+SELECT_Z = 1.645
 
 Features = Mapping[str, Sequence[torch.Tensor]]  # modality -> [(B, D)] or stage maps [(B, C, H, W)]
 
@@ -52,8 +60,11 @@ class UMTConfig:
         weight: lambda_m for every modality not listed in ``weights``.
         weights: lambda_m per modality name (overrides ``weight``).
         loss: feature distance: ``mse`` (the paper), ``l1`` or ``cosine``.
-        init_from_teacher: start each student encoder from its teacher's weights (the paper
-            trains students from scratch).
+        init_from_teacher: start each distilled student encoder from its teacher's weights.
+            The papers train students from scratch (unverified); started from the teacher, the
+            encoder keeps what its teacher learnt instead of having to be pulled back to it,
+            and closed the probe gap fully on every check set where from scratch it closed
+            65-83 % (docs/results.md, "UMT's defaults").
         cache_teachers: compute each teacher's features of the training samples once and read
             them back instead of running the teachers in every step (the same targets to float
             rounding). ``auto``: whenever that is exact (no random augmentation, single-stage
@@ -65,22 +76,38 @@ class UMTConfig:
             are an error). Classification only.
         seg_target: segmentation with injection: the injected branch's maps distilled
             (``branch``, ``fused`` or ``alone``; see the module docstring).
+        select: which modalities are distilled: ``better`` (those whose teacher is a better
+            yardstick than the study's jointly trained encoder: its probe beats the joint
+            encoder's on validation beyond noise, :func:`better_yardstick`; distilling towards a
+            teacher that carries less than the joint encoder can only pull the encoder back) or
+            ``all`` (every modality, as the papers).
+        target: what of the features is matched: ``features`` (as they are, the paper),
+            ``standardised`` (each dimension in units of the teacher's spread over the training
+            split: ``(f - mu) / sigma``, so that no dimension weighs by its scale alone) or
+            ``readout`` (the teacher's own head applied to both: KL between the teacher's
+            prediction from its features and from the student's). Classification only.
     """
 
     weight: float = 5.0
     weights: dict[str, float] = field(default_factory=dict)
     loss: str = "mse"
-    init_from_teacher: bool = False
+    init_from_teacher: bool = field(default=True, metadata=key_omits(False))
     cache_teachers: Literal["auto"] | bool = "auto"
     stages: tuple[int, ...] = ()
     project: Literal["auto"] | bool = field(default="auto", metadata=KEY_OMITS_DEFAULT)
     seg_target: str = field(default="branch", metadata=KEY_OMITS_DEFAULT)
+    target: str = field(default="features", metadata=KEY_OMITS_DEFAULT)
+    select: str = field(default="better", metadata=key_omits("all"))
 
     def __post_init__(self) -> None:
         if self.seg_target not in STAGE_MAPS:
             raise UMTError(
                 f"umt.seg_target: unknown {self.seg_target!r}; expected one of {STAGE_MAPS}"
             )
+        if self.select not in SELECTS:
+            raise UMTError(f"umt.select: expected one of {list(SELECTS)}, got {self.select!r}")
+        if self.target not in TARGETS:
+            raise UMTError(f"umt.target: expected one of {list(TARGETS)}, got {self.target!r}")
         if self.loss not in DISTILL_LOSSES:
             raise UMTError(f"umt.loss: expected one of {list(DISTILL_LOSSES)}, got {self.loss!r}")
         bad = {m: w for m, w in {"": self.weight, **self.weights}.items() if not w >= 0}
@@ -109,9 +136,12 @@ def distill_term(
     kind: str = "mse",
     projectors: nn.ModuleDict | Mapping[str, nn.Module] | None = None,
     stages: tuple[int, ...] = (),
+    targets: Mapping[str, nn.Module] | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """UMT's distillation term ``sum_m lambda_m * mean_{k in S} D(P_m s_m^k, t_m^k)`` over the
-    teachers' modalities: the weighted sum, and the unweighted distance per modality.
+    """UMT's distillation term ``sum_m lambda_m * mean_{k in S} D(g_m(P_m s_m^k), g_m(t_m^k))``
+    over the teachers' modalities: the weighted sum, and the unweighted distance per modality.
+    ``targets``: modality -> ``g_m``, what of the features is matched (the ``target`` option:
+    the identity where absent).
 
     Example:
         >>> s, t = {"a": [torch.ones(2, 3)]}, {"a": [torch.zeros(2, 3)]}
@@ -125,7 +155,68 @@ def distill_term(
         else list(student[m])
         for m in teacher
     }
+    if targets:
+        projected = {
+            m: [targets[m](f) for f in fs] if m in targets else fs for m, fs in projected.items()
+        }
+        teacher = {
+            m: [targets[m](f) for f in fs] if m in targets else list(fs)
+            for m, fs in teacher.items()
+        }
     return umt_stage_distill_loss(projected, teacher, weights, stages, kind)
+
+
+def better_yardstick(teacher: str, joint: str, z: float = SELECT_Z) -> bool:
+    """Whether a teacher's probe beats the joint encoder's on validation beyond noise: over the
+    same samples (``"1"``: the probe was right, ``"0"``: wrong), the mean paired difference is
+    more than ``z`` standard errors above 0.
+
+    Example:
+        >>> better_yardstick("1" * 90 + "0" * 10, "1" * 70 + "0" * 30)  # +20 points of 100
+        True
+        >>> better_yardstick("1" * 71 + "0" * 29, "1" * 70 + "0" * 30)  # +1 point: noise
+        False
+    """
+    if len(teacher) != len(joint) or not teacher:
+        raise UMTError(
+            f"better_yardstick: the probes' validation outcomes differ in length "
+            f"({len(teacher)} vs {len(joint)}); they must cover the same samples"
+        )
+    d = np.array([int(a) - int(b) for a, b in zip(teacher, joint, strict=True)], dtype=float)
+    se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else 0.0
+    return bool(d.mean() > z * se) if se > 0 else bool(d.mean() > 0)
+
+
+class Standardise(nn.Module):
+    """``(f - mu) / sigma`` per feature dimension, with the teacher's statistics over the training
+    split (the ``standardised`` target)."""
+
+    mu: torch.Tensor
+    sigma: torch.Tensor
+
+    def __init__(self, features: torch.Tensor) -> None:
+        super().__init__()
+        sigma = features.std(0)
+        # A dimension the teacher hardly uses (a ReLU unit that is almost always off) must not
+        # be magnified: spreads are floored at a tenth of the mean spread.
+        floor = 0.1 * float(sigma.mean()) + 1e-8
+        self.register_buffer("mu", features.mean(0))
+        self.register_buffer("sigma", sigma.clamp_min(floor))
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return (f - self.mu) / self.sigma
+
+
+class Readout(nn.Module):
+    """The frozen teacher's own head on features of its width: logits ``(B, K)`` (the ``readout``
+    target)."""
+
+    def __init__(self, teacher: nn.Module, modality: str) -> None:
+        super().__init__()
+        self.teacher, self.modality = teacher, modality
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return self.teacher.fuse({self.modality: f})  # type: ignore[operator]
 
 
 class UMT:
@@ -136,6 +227,7 @@ class UMT:
         cfg: the settings.
         cached: the teachers' features of every training sample (looked up by ``"index"``).
         projectors: modality -> ``P_m``, trained with the model (``None``: none).
+        targets: modality -> ``g_m``, what of the features is matched (``None``: themselves).
     """
 
     def __init__(
@@ -145,8 +237,11 @@ class UMT:
         *,
         cached: Mapping[str, np.ndarray] | None = None,
         projectors: nn.ModuleDict | None = None,
+        targets: Mapping[str, nn.Module] | None = None,
     ) -> None:
         self.teachers = dict(teachers)
+        self.targets = dict(targets or {})
+        self.kind = "kl" if cfg.target == "readout" else cfg.loss
         self.cfg = cfg
         self.cached = dict(cached) if cached is not None else None  # {m: (N, D)} train features
         self.needs_index = self.cached is not None
@@ -165,6 +260,8 @@ class UMT:
     def to(self, device: torch.device) -> UMT:
         for teacher in self.teachers.values():
             teacher.to(device).eval()
+        for target in self.targets.values():
+            target.to(device).eval()
         return self
 
     @torch.no_grad()
@@ -192,7 +289,13 @@ class UMT:
         targets = self.teacher_targets(batch)
         weights = {m: cfg.weight_of(m) for m in self.teachers}
         distill, per = distill_term(
-            features, targets, weights, kind=cfg.loss, projectors=self.projectors, stages=cfg.stages
+            features,
+            targets,
+            weights,
+            kind=self.kind,
+            projectors=self.projectors,
+            stages=cfg.stages,
+            targets=self.targets,
         )
         out = {"loss": task + distill.to(task), "logits": logits, "task_loss": task}
         out["distill_loss"] = distill
@@ -209,9 +312,10 @@ def build_umt(ctx: MethodContext) -> UMT:
     their cached features where that is exact, and projectors where the widths differ."""
     cfg: UMTConfig = ctx.settings
     encoders = {m: t.encoders[m] for m, t in ctx.teachers.items()}
-    if cfg.init_from_teacher:
+    if cfg.init_from_teacher:  # the modalities distilled (a weight above 0) start from it
         for m, enc in encoders.items():
-            ctx.model.encoders[m].load_state_dict(enc.state_dict())
+            if cfg.weight_of(m) > 0:
+                ctx.model.encoders[m].load_state_dict(enc.state_dict())
     staged = any(isinstance(e, StagedEncoder) for e in encoders.values())  # segmentation
     if cfg.seg_target != "branch" and not staged:
         raise UMTError(
@@ -238,8 +342,29 @@ def build_umt(ctx: MethodContext) -> UMT:
     if cfg.cache_teachers is True or (cfg.cache_teachers == "auto" and exact):
         assert ctx.teacher_features is not None
         cached = {m: ctx.teacher_features(m) for m in encoders}
+    if cfg.target != "features" and staged:
+        raise UMTError(
+            f"umt.target={cfg.target!r}: classification only; a segmentation branch's maps are "
+            "distilled as they are (umt.target=features)"
+        )
     projectors = None if staged else _projectors(ctx, cfg)
-    return UMT(encoders, cfg, cached=cached, projectors=projectors)
+    return UMT(encoders, cfg, cached=cached, projectors=projectors, targets=_targets(ctx, cfg))
+
+
+def _targets(ctx: MethodContext, cfg: UMTConfig) -> dict[str, nn.Module]:
+    """``g_m`` of each teacher's modality for ``cfg.target`` (none for ``features``)."""
+    if cfg.target == "readout":
+        return {m: Readout(t.eval().requires_grad_(False), m) for m, t in ctx.teachers.items()}
+    if cfg.target != "standardised":
+        return {}
+    out: dict[str, nn.Module] = {}
+    for m, t in ctx.teachers.items():
+        if ctx.teacher_features is not None and not ctx.data.train.augmented:
+            feats = torch.from_numpy(np.array(ctx.teacher_features(m))).float()
+        else:  # the teacher's features of the training split as evaluated
+            feats, _ = extract_features(t.encoders[m], ctx.data.eval_split("train"), m)
+        out[m] = Standardise(feats)
+    return out
 
 
 def _projectors(ctx: MethodContext, cfg: UMTConfig) -> nn.ModuleDict | None:

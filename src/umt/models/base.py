@@ -13,8 +13,9 @@ The optional abilities are typed ``Protocol`` s, checked with ``isinstance`` (ne
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -73,3 +74,54 @@ def encoder_features(encoder: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
     if isinstance(encoder, StagedEncoder):
         return encoder.forward_stages(x)
     return [encoder(x)]
+
+
+def seed_for(*parts: object) -> int:
+    """A seed of its own for each named part, stable across runs and machines: e.g. the initial
+    weights of stage ``joint``'s encoder ``audio`` at training seed 0 are drawn from
+    ``seed_for(0, "joint", "audio")``, independent of every other stage's and encoder's.
+
+    Example:
+        >>> seed_for(0, "joint", "audio") == seed_for(0, "joint", "audio") != seed_for(0, "umt", "audio")
+        True
+    """
+    text = "/".join(str(p) for p in parts).encode()
+    return int.from_bytes(hashlib.sha256(text).digest()[:8], "big") >> 1
+
+
+def seeded(init_seed: int | None, part: str) -> None:
+    """Seed torch's global generator for ``part``'s initial weights from ``init_seed`` (nothing
+    when ``init_seed`` is ``None``: the caller's generator state is used as it is)."""
+    if init_seed is not None:
+        torch.manual_seed(seed_for(init_seed, part))
+
+
+def macs(model: nn.Module, batch: Any) -> int:
+    """Multiply-accumulates of one forward pass of ``model`` on ``batch`` (its convolutions and
+    linear layers; a cost measure that does not depend on the machine or its load).
+
+    Example:
+        >>> macs(nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)), torch.zeros(5, 3))
+        100
+    """
+    total = 0
+
+    def count(module: nn.Module, args: Any, out: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(module, nn.Linear):
+            total += out.numel() * module.in_features
+        elif isinstance(module, nn.modules.conv._ConvNd):
+            per = module.in_channels // module.groups * int(torch.tensor(module.kernel_size).prod())
+            total += out.numel() * per
+
+    hooks = [m.register_forward_hook(count) for m in model.modules()]
+    try:
+        was = model.training
+        model.eval()
+        with torch.no_grad():
+            model(batch)
+        model.train(was)
+    finally:
+        for h in hooks:
+            h.remove()
+    return total

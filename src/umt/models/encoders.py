@@ -47,15 +47,16 @@ class EncoderConfig:
     """Encoder architecture, the same for every modality unless a study overrides it.
 
     Attributes:
-        name: ``auto`` (MLP for vectors, CNN for ``(C, H, W)`` inputs, ResNet-18 for
-            ``(T, C, H, W)`` clips), ``mlp``, ``cnn``, ``resnet18`` or ``resnet34`` (see
-            ``umt.models.resnet``).
+        name: ``auto`` (MLP for vectors and ``(C, T)`` series, CNN for ``(C, H, W)`` inputs,
+            ResNet-18 for ``(T, C, H, W)`` clips), ``mlp``, ``cnn``, ``cnn1d`` (a 1-D CNN for
+            ``(C, T)`` series), ``resnet18`` or ``resnet34`` (see ``umt.models.resnet``).
         feature_dim: size D of the feature vector (MLP, CNN; a ResNet-18's features are its pooled
             last stage, ``512 * width``).
         hidden: MLP hidden width.
-        channels: CNN width of the first conv stage (doubled at each further stage).
+        channels: CNN (and 1-D CNN) width of the first conv stage (doubled at each further
+            stage).
         depth: MLP hidden layers.
-        stages: CNN conv stages (each halves the resolution).
+        stages: CNN (and 1-D CNN) conv stages (each halves the resolution).
         dropout: dropout before the feature layer (MLP).
         tokens: number of tokens the MLP gives the attention fusion (groups of its last hidden
             layer); the CNN's tokens are the positions of its last feature map.
@@ -216,6 +217,50 @@ class CNNEncoder(nn.Module):
         return self.forward_tokens(x)[1]
 
 
+class Conv1dEncoder(nn.Module):
+    """A small 1-D CNN for ``(C, T)`` series (sensor channels over time): ``depth`` stages of
+    (Conv1d k=5, BatchNorm, MaxPool2, ReLU) doubling the width, global average pool over time,
+    Linear. Tokens: each time position of the last feature map, projected to D.
+
+    Example:
+        >>> enc = Conv1dEncoder(in_shape=(3, 32), feature_dim=8, width=4)
+        >>> tuple(enc(torch.zeros(2, 3, 32)).shape), tuple(enc.tokens(torch.zeros(2, 3, 32)).shape)
+        ((2, 8), (2, 4, 8))
+    """
+
+    def __init__(
+        self, in_shape: tuple[int, ...], *, feature_dim: int = 64, width: int = 16, depth: int = 3
+    ) -> None:
+        super().__init__()
+        if len(in_shape) != 2:
+            raise UMTError(f"the cnn1d encoder expects (C, T) series; got shape {in_shape}")
+        layers: list[nn.Module] = []
+        c_in, c = in_shape[0], width
+        for _ in range(depth):
+            layers += [
+                nn.Conv1d(c_in, c, 5, padding=2, bias=False),
+                nn.BatchNorm1d(c),
+                nn.MaxPool1d(2, ceil_mode=True),
+                nn.ReLU(inplace=True),
+            ]
+            c_in, c = c, 2 * c
+        self.features = nn.Sequential(*layers)
+        self.proj = nn.Sequential(nn.Linear(c_in, feature_dim), nn.ReLU())
+        self.feature_dim = feature_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.features(x).mean(dim=2))  # (B, C', T') -> (B, D)
+
+    def forward_tokens(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pooled features ``(B, D)`` and one token per time position ``(B, T', D)``."""
+        h = self.features(x)  # (B, C', T')
+        return self.proj(h.mean(dim=2)), self.proj[0](h.transpose(1, 2))
+
+    def tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, T', D)``: see the class docstring."""
+        return self.forward_tokens(x)[1]
+
+
 def build_encoder(cfg: EncoderConfig, in_shape: tuple[int, ...]) -> nn.Module:
     """The encoder ``cfg`` names for inputs of shape ``in_shape`` (no batch dimension)."""
     name = cfg.name
@@ -234,10 +279,14 @@ def build_encoder(cfg: EncoderConfig, in_shape: tuple[int, ...]) -> nn.Module:
         return CNNEncoder(
             in_shape, feature_dim=cfg.feature_dim, width=cfg.channels, depth=cfg.stages
         )
+    if name == "cnn1d":
+        return Conv1dEncoder(
+            in_shape, feature_dim=cfg.feature_dim, width=cfg.channels, depth=cfg.stages
+        )
     if name in ("resnet18", "resnet34"):
         return build_resnet18(in_shape, width=cfg.width, depth=int(name.removeprefix("resnet")))
     raise UMTError(
-        f"unknown encoder {cfg.name!r} (model.encoder.name); expected auto, mlp, cnn or "
+        f"unknown encoder {cfg.name!r} (model.encoder.name); expected auto, mlp, cnn, cnn1d or "
         "resnet18 (or resnet34)"
     )
 

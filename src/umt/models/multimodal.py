@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
+from umt.config import from_dict, to_dict
 from umt.data.base import is_modality_key
 from umt.errors import UMTError
-from umt.models.base import TokenEncoder, TokenFusion
+from umt.models.base import TokenEncoder, TokenFusion, seeded
 from umt.models.encoders import EncoderConfig, EncoderFactory, build_encoder, user_encoder
 from umt.models.fusion import FUSIONS, build_fusion
 from umt.models.pretrained import init_encoders
@@ -43,6 +45,9 @@ class ModelConfig:
             multiple of it).
         seg: the encoder-decoder of segmentation data sets (``umt.models.segmentation``); the
             fields above are for classification.
+        modality: per modality, fields of ``encoder`` that differ for that modality's encoder
+            (teacher and student alike), e.g. ``{audio: {name: cnn, channels: 16}}``; the
+            recipe search sets them.
     """
 
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
@@ -53,6 +58,7 @@ class ModelConfig:
     attention_layers: int = 1
     attention_heads: int = 4
     seg: SegModelConfig = field(default_factory=SegModelConfig)
+    modality: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         sizes = {"head_hidden": 0, "fusion_dim": 1, "attention_layers": 1, "attention_heads": 1}
@@ -61,6 +67,27 @@ class ModelConfig:
                 raise UMTError(
                     f"model.{key}: expected an integer >= {low}, got {getattr(self, key)}"
                 )
+        for m in self.modality:
+            self.encoder_of(m)  # unknown keys and wrong types fail here, named
+
+    def encoder_of(self, modality: str) -> EncoderConfig:
+        """The encoder of ``modality``: ``encoder`` with ``modality[modality]`` on top.
+
+        Example:
+            >>> cfg = ModelConfig(modality={"a": {"name": "mlp", "hidden": 32}})
+            >>> cfg.encoder_of("a").hidden, cfg.encoder_of("b").hidden
+            (32, 128)
+        """
+        override = self.modality.get(modality)
+        if not override:
+            return self.encoder
+        if not isinstance(override, dict):
+            raise UMTError(
+                f"model.modality.{modality}: expected a section of encoder settings (e.g. "
+                f"{{name: mlp, hidden: 64}}), got {override!r}"
+            )
+        merged = {**to_dict(self.encoder), **override}
+        return from_dict(EncoderConfig, merged, prefix=f"model.modality.{modality}")
 
 
 class MultimodalModel(nn.Module):
@@ -170,6 +197,7 @@ def build_model(
     *,
     linear_head: bool = False,
     encoders: Mapping[str, EncoderFactory] | None = None,
+    init_seed: int | None = None,
 ) -> MultimodalModel:
     """A model over the modalities of ``input_shapes`` (one modality: a uni-modal model).
 
@@ -181,6 +209,9 @@ def build_model(
         encoders: modality -> a factory of the user's encoder (``factory(input_shape)``, see
             :func:`~umt.models.encoders.user_encoder`), used instead of ``cfg.encoder`` for
             that modality.
+        init_seed: each encoder, and the fusion and head, draw their initial weights from a
+            generator of their own derived from it (:func:`~umt.models.base.seed_for`);
+            ``None``: from torch's global generator as it stands.
 
     The encoders ``cfg.encoder.weights`` names start from those files
     (:func:`~umt.models.pretrained.init_encoders`).
@@ -196,18 +227,21 @@ def build_model(
         'ConcatFusion'
     """
     factories = encoders or {}
-    built = nn.ModuleDict(
-        {
-            m: user_encoder(factories[m], s, m) if m in factories else build_encoder(cfg.encoder, s)
-            for m, s in input_shapes.items()
-        }
-    )
+    built = nn.ModuleDict()
+    for m, s in input_shapes.items():
+        seeded(init_seed, m)
+        built[m] = (
+            user_encoder(factories[m], s, m)
+            if m in factories
+            else build_encoder(cfg.encoder_of(m), s)
+        )
     if cfg.encoder.weights:
         init_encoders(built, cfg.encoder.weights)
     dims = {m: int(e.feature_dim) for m, e in built.items()}  # type: ignore[arg-type]
     if cfg.fusion not in FUSIONS:  # checked for teachers too, before anything trains
         build_fusion(cfg.fusion, dims)  # raises the error that lists the valid names
     # Fusing one modality means nothing: a uni-modal model is its encoder plus the head.
+    seeded(init_seed, "fusion")
     fusion = build_fusion(
         cfg.fusion if len(dims) > 1 else "concat",
         dims,

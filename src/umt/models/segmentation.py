@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from umt.errors import UMTError
+from umt.models.base import seeded
 from umt.models.resnet import BasicBlock
 
 SEG_FUSIONS = ("add", "attention")
@@ -308,10 +309,15 @@ class SegmentationModel(nn.Module):
 
 
 def build_seg_model(
-    cfg: SegModelConfig, input_shapes: Mapping[str, tuple[int, ...]], num_classes: int
+    cfg: SegModelConfig,
+    input_shapes: Mapping[str, tuple[int, ...]],
+    num_classes: int,
+    *,
+    init_seed: int | None = None,
 ) -> SegmentationModel:
     """A segmentation model over the modalities of ``input_shapes`` (each ``(C, H, W)``); one
-    modality makes the uni-modal model.
+    modality makes the uni-modal model. ``init_seed``: each branch, and the fusions and decoder,
+    draw their initial weights from a generator of their own (``umt.models.base.seed_for``).
 
     Example:
         >>> model = build_seg_model(SegModelConfig(width=4, stages=2), {"depth": (1, 8, 8)}, 3)
@@ -329,7 +335,11 @@ def build_seg_model(
         raise UMTError(f"model.seg.primary: {primary!r} is not a modality of the data {mods}")
     if len(mods) == 1:
         primary = mods[0]
-    encoders = nn.ModuleDict({m: SegEncoder(s[0], cfg) for m, s in input_shapes.items()})
+    encoders = nn.ModuleDict()
+    for m, s in input_shapes.items():
+        seeded(init_seed, m)
+        encoders[m] = SegEncoder(s[0], cfg)
+    seeded(init_seed, "fusion")
     channels = [cfg.width * 2**k for k in range(cfg.stages)]
     fusions = nn.ModuleList(
         StageFusion(mods, c, kind=cfg.fusion, reduction=cfg.se_reduction) for c in channels

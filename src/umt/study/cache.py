@@ -35,6 +35,7 @@ Log = Callable[[str], None]
 #: The files of a finished stage whose content its ``result.json`` records (those it has).
 STAGE_FILES = (
     "model.pt",
+    "val-outcomes.npy",
     "test-outcomes.npy",
     "metrics.csv",
     "checkpoints/best.ckpt",

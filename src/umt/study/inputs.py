@@ -65,10 +65,11 @@ class UserEncoders:
         uni: bool = False,
         fusion: str | None = None,
         encoders: Mapping[str, EncoderFactory] | None = None,
+        init_seed: int | None = None,
     ) -> nn.Module:
         mine = {**self.encoders, **(encoders or {})}
         return self.task.build_model(
-            cfg, shapes, num_classes, uni=uni, fusion=fusion, encoders=mine
+            cfg, shapes, num_classes, uni=uni, fusion=fusion, encoders=mine, init_seed=init_seed
         )
 
     def describe(self, modality: str, shape: tuple[int, ...]) -> str:
@@ -131,6 +132,9 @@ def model_key(
         False
     """
     d = to_dict(cfg)
+    modality = {m: o for m, o in sorted(d.pop("modality").items()) if m in shapes and o}
+    if modality:  # per-modality encoder settings: only these modalities', only where set
+        d["modality"] = modality
     weights = {m: p for m, p in d["encoder"].pop("weights").items() if m in shapes}
     if weights:
         d["encoder"]["weights"] = {m: file_digest(p) for m, p in sorted(weights.items())}

@@ -1,47 +1,36 @@
-"""One study's stages, run with caching: the teachers of a seed, then each method, then how a
-stage is trained, evaluated and probed, and the cache of finished stages (``run_study`` drives
-it; ``umt.study.parallel`` runs shares of it in worker processes).
+"""One study's stages, run with caching: the teachers of a seed, then each method (``run_study``
+drives it; ``umt.study.parallel`` runs shares of it in worker processes). How each stage is
+trained, evaluated, probed and cached is :class:`umt.study.stages.Stages`'.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
-from umt.config import config_hash, key_dict, to_dict
+from umt.config import config_hash, key_dict
 from umt.data import DataBundle
-from umt.engine import DivergenceError, eval_device, fit, is_main_process, save_model
-from umt.engine.checkpoints import start_message
+from umt.engine import save_model
 from umt.errors import UMTError
-from umt.io import fault_point, write_json
-from umt.methods import METHODS, Ensemble, Joint, Method, MethodContext
+from umt.methods import METHODS, Ensemble, Joint, MethodContext
 from umt.methods.base import ResolvesSettings
 from umt.methods.joint import HeadOnly
+from umt.models.base import seed_for
 from umt.models.pretrained import file_digest, load_teacher_state, read_teacher
-from umt.probe import extract_features
-from umt.report.compare import write_outcomes
-from umt.study import cache
-from umt.study.cache import begin_stage, cached, cached_features, load_weights, train_key
-from umt.study.config import StudyConfig
-from umt.study.inputs import data_key, model_key
-from umt.tasks import Task, modality_scores
-
-PROBE_VERSION = 2  # in probe.json keys; version 1 read augmented inputs, seg branches alone
-
-
-Log = Callable[[str], None]
+from umt.report.trust import HEAD_GAP
+from umt.study.cache import (
+    cached,
+    finish_stage,
+)
+from umt.study.inputs import model_key
+from umt.study.select import select
+from umt.study.stages import INIT, Log, StageFailed, Stages
 
 
-def _silent(_: str) -> None:
-    pass
-
-
-class Runner:
+class Runner(Stages):
     """Runs one study's stages with caching. Internal to ``run_study``.
 
     Read top to bottom: the stages of a seed (teachers, then each method), then how a stage is
@@ -52,28 +41,6 @@ class Runner:
     one test: the other processes take part in training and return empty results.
     """
 
-    def __init__(
-        self,
-        cfg: StudyConfig,
-        data: DataBundle,
-        task: Task,
-        run_dir: Path,
-        log: Log,
-        *,
-        worker: bool = False,
-    ) -> None:
-        self.cfg, self.data, self.task, self.run_dir = cfg, data, task, run_dir
-        self.main = is_main_process()
-        self.log = log if self.main else _silent
-        self.device = eval_device(cfg.train)
-        self.means = data.modality_means() if cfg.mask_fill == "mean" else None
-        self.trained: list[str] = []
-        # The user's data: its content's hash; a data folder: its files' content (a changed file
-        # retrains); else the data's settings. A worker (umt.study.parallel) reads the main process's.
-        self.data_key = data_key(cfg.data, data, run_dir, update=self.main and not worker)
-        self.examples: dict[str, nn.Module] = {}  # first seed's models, for the task's figure
-
-    # -- the stages of one seed -----------------------------------------------------------------
     def run_seed(self, seed: int, methods: Sequence[str] | None = None) -> dict[str, Any]:
         """The seed's teachers and methods, into ``{"stages", "probes", "failed"}``.
 
@@ -92,7 +59,8 @@ class Runner:
         def teacher_features(m: str) -> np.ndarray:
             return self.teacher_features(seed, m, teachers[m], keys[m])
 
-        for method in methods:
+        # Joint training first: UMT chooses what to distil against its encoders (umt.select).
+        for method in sorted(methods, key=lambda m: m != "joint"):
             spec = METHODS[method]
             if spec.uses_teachers and missing:
                 out["failed"][method] = f"skipped: it needs {', '.join(missing)}, which failed"
@@ -102,13 +70,26 @@ class Runner:
                 self.keep_example(method, Ensemble(teachers, self.cfg.settings("ume")))
                 continue
             for name, fusion in self.cfg.fusion_stages(method):
-                torch.manual_seed(seed)
                 model = self.task.build_model(
-                    self.cfg.model, self.data.input_shapes, self.data.num_classes, fusion=fusion
+                    self.cfg.model,
+                    self.data.input_shapes,
+                    self.data.num_classes,
+                    fusion=fusion,
+                    init_seed=seed_for(seed, name),  # every stage and part its own init
                 )
                 settings = self.cfg.settings(method)
+                joint = name.replace(method, "joint", 1)  # the joint stage of the same fusion
+                settings, distilled = select(
+                    settings, self.run_dir / f"seed{seed}", joint, list(teachers)
+                )
                 context = MethodContext(
-                    settings, model, teachers, self.data, seed, teacher_features
+                    settings,
+                    model,
+                    teachers,
+                    self.data,
+                    seed,
+                    teacher_features,
+                    epochs=self.cfg.train_for(method).epochs,
                 )
                 step = spec.build(context)
                 if isinstance(step, ResolvesSettings):  # `auto` keyed as what it resolved to
@@ -117,9 +98,14 @@ class Runner:
                     "method": method,
                     "settings": key_dict(settings),  # new settings at default: old keys
                     "fusion": fusion,
+                    "init": INIT,
                 }
                 if spec.uses_teachers:
                     key_parts["teachers"] = list(keys.values())
+                if distilled is not None:
+                    key_parts["distilled"] = distilled
+                    shown = ", ".join(distilled) or "no modality"
+                    self.log(f"[seed {seed}] {name}: distils {shown} (umt.select: better)")
                 self._train_and_probe(seed, name, model, step, self.data, key_parts, out)
         return out
 
@@ -131,21 +117,64 @@ class Runner:
         teachers: dict[str, nn.Module] = {}
         keys: dict[str, str] = {}
         for m in self.data.modalities if modalities is None else modalities:
-            torch.manual_seed(seed)
             model = self.task.build_model(
-                self.cfg.model, {m: self.data.input_shapes[m]}, self.data.num_classes, uni=True
+                self.cfg.model,
+                {m: self.data.input_shapes[m]},
+                self.data.num_classes,
+                uni=True,
+                init_seed=seed_for(seed, f"teacher-{m}"),
             )
             if m in self.cfg.teachers:  # from a file (umt.study.inputs)
                 model, result = self._loaded_teacher(seed, m, model, out)
             else:
-                parts = {"method": "unimodal", "modality": m}
+                parts = {"method": "unimodal", "modality": m, "init": INIT}
                 data = self.data.restrict([m])
                 result = self._train_and_probe(
                     seed, f"teacher-{m}", model, Joint(), data, parts, out
                 )
+                if result is not None:
+                    result = self._fit_head(seed, m, model, data, result, out)
             if result is not None:
-                teachers[m], keys[m] = model, result["key"]
+                # What builds on a teacher is keyed on its head too (UME, UMT's readout).
+                refit = "/head-refit" if result.get("head_refit") else ""
+                teachers[m], keys[m] = model, result["key"] + refit
         return teachers, keys
+
+    def _fit_head(
+        self,
+        seed: int,
+        m: str,
+        model: nn.Module,
+        data: DataBundle,
+        result: dict[str, Any],
+        out: dict[str, Any],
+    ) -> dict[str, Any]:
+        """A teacher fit for its job: where its head scores more than ``HEAD_GAP`` below the
+        linear probe on its own features on validation, the head is replaced by the probe's
+        classifier (the features, what UMT distils, are unchanged; UME and the diagnosis then
+        rest on the better head) and the stage re-evaluated. Its result records ``head_refit``
+        (the head's scores before). The task decides whether it can (segmentation cannot)."""
+        name, k = f"teacher-{m}", self.task.metric
+        probe = out["probes"].get(name, {}).get(m)
+        if not self.main or probe is None or result.get("head_refit"):
+            return result
+        if result[f"val_{k}"] >= probe[f"val_{k}"] - HEAD_GAP:
+            return result
+        outcome = self.task.probe_model(model, data, m, self.cfg.probe, device=self.device)
+        if not self.task.refit_head(model, outcome):
+            return result
+        before = {f"val_{k}": result[f"val_{k}"], f"test_{k}": result[f"test_{k}"]}
+        fresh = self._evaluate(model, data, result["key"], name, seed)
+        new = {**result, **fresh, "head_refit": before}
+        stage_dir = self.run_dir / f"seed{seed}" / name
+        save_model(model, stage_dir / "model.pt")
+        finish_stage(stage_dir, new)  # the refit model's hash recorded with it
+        self.log(
+            f"[seed {seed}] {name}: head refit from the probe (val {100 * before[f'val_{k}']:.1f}"
+            f" -> {100 * new[f'val_{k}']:.1f} %)"
+        )
+        out["stages"][name] = new
+        return new
 
     def _loaded_teacher(
         self, seed: int, m: str, model: nn.Module, out: dict[str, Any]
@@ -183,7 +212,7 @@ class Runner:
             result = self._train_and_probe(seed, name, model, HeadOnly(model), data, parts, out)
             if result is not None and result.get("source") != extra["source"] and self.main:
                 result.update(extra)
-                cache.finish_stage(self.run_dir / f"seed{seed}" / name, result)
+                finish_stage(self.run_dir / f"seed{seed}" / name, result)
             return model, result
         stage_dir = self.run_dir / f"seed{seed}" / name
         key = config_hash(self.data_key, model_key(self.cfg.model, shapes, self.task), parts)
@@ -192,7 +221,7 @@ class Runner:
             self.begin(stage_dir, key, {"stage": name, "seed": seed, **parts})
             result = {**self._evaluate(model, data, key, name, seed), **extra}
             save_model(model, stage_dir / "model.pt")
-            cache.finish_stage(stage_dir, result)
+            finish_stage(stage_dir, result)
         result = result if result is not None else {"key": key}
         self.log(f"[seed {seed}] {name}: loaded from {path}")
         out["stages"][name] = result
@@ -200,196 +229,5 @@ class Runner:
         self.keep_example(name, model)
         return model, result
 
-    def _train_and_probe(
-        self,
-        seed: int,
-        name: str,
-        model: nn.Module,
-        method: Method,
-        data: DataBundle,
-        key_parts: dict[str, Any],
-        out: dict[str, Any],
-    ) -> dict[str, Any] | None:
-        """Train one stage and probe its encoders into ``out``; ``None`` if it failed."""
-        try:
-            result = self.train_stage(seed, name, model, method, data, key_parts)
-        except StageFailed as e:
-            out["failed"][name] = e.message
-            return None
-        out["stages"][name] = result
-        out["probes"][name] = self.probe_stage(seed, name, model, result["key"])
-        self.keep_example(name, model)
-        return result
 
-    # -- one stage ------------------------------------------------------------------------------
-    def train_stage(
-        self,
-        seed: int,
-        name: str,
-        model: nn.Module,
-        method: Method,
-        data: DataBundle,
-        key_parts: dict[str, Any],
-    ) -> dict[str, Any]:
-        stage_dir = self.run_dir / f"seed{seed}" / name
-        # A method's own recipe (``recipes``, a section's ``train:``); the teachers use ``train``.
-        method_name = key_parts.get("method", "")
-        train = self.cfg.train_for(method_name) if method_name in METHODS else self.cfg.train
-        model_cfg = model_key(self.cfg.model, data.input_shapes, self.task)  # options in use
-        key = config_hash(self.data_key, train_key(train), model_cfg, seed, key_parts)
-        k = self.task.metric
-        done = cached(stage_dir, key, self.log)
-        if done is not None and load_weights(model, stage_dir / "model.pt", self.log):
-            write_outcomes(self.task, model, data, stage_dir, self.device, fresh=False)
-            self.log(
-                f"[seed {seed}] {name}: cached (val {done[f'val_{k}']:.4f}, "
-                f"test {done[f'test_{k}']:.4f})"
-            )
-            return done
-        begin = {"stage": name, "seed": seed, **to_dict(key_parts)}
-        if train != self.cfg.train:
-            begin["train"] = to_dict(train)
-        self.begin(stage_dir, key, begin)
-        self.log(f"[seed {seed}] {start_message(name, stage_dir, train.epochs)}")
-        try:
-            fitted = fit(
-                model,
-                method,
-                data,
-                train,
-                stage_dir,
-                task=self.task,
-                seed=seed,
-                stage=name,
-            )
-        except DivergenceError as e:
-            if self.main:
-                write_json(stage_dir / "failed.json", {"key": key, "error": str(e)})
-            self.log(f"[seed {seed}] {name}: FAILED: {e}")
-            raise StageFailed(f"seed{seed}/{name}", str(e)) from e
-        if not self.main:
-            return {"key": key}
-        (stage_dir / "failed.json").unlink(missing_ok=True)
-        result = self._evaluate(model, data, key, name, seed)
-        result.update(
-            **{f"fit_val_{k}": fitted.best_val_score},  # as logged in training (synced)
-            best_epoch=fitted.best_epoch,
-            stopped_epoch=fitted.stopped_epoch,
-            converged=fitted.converged,
-            epochs=fitted.epochs,
-            optimizer=train.optimizer,
-            lr=train.lr,
-            train_seconds=round(fitted.seconds, 3),
-        )
-        save_model(model, stage_dir / "model.pt")
-        cache.finish_stage(stage_dir, result)  # written last: marks the stage finished
-        fault_point(f"done:seed{seed}/{name}")
-        self.trained.append(f"seed{seed}/{name}")
-        self.log(
-            f"[seed {seed}] {name}: val {result[f'val_{k}']:.4f}, test {result[f'test_{k}']:.4f}"
-        )
-        return result
-
-    def ume_stage(
-        self, seed: int, teachers: dict[str, nn.Module], teacher_keys: list[str]
-    ) -> dict[str, Any]:
-        if not self.main:
-            return {}
-        stage_dir = self.run_dir / f"seed{seed}" / "ume"
-        settings = self.cfg.settings("ume")
-        key = config_hash(teacher_keys, settings, self.cfg.mask_fill)
-        done = cached(stage_dir, key, self.log)
-        if done is not None:
-            ume = Ensemble(teachers, settings)
-            write_outcomes(self.task, ume, self.data, stage_dir, self.device, fresh=False)
-            return done
-        self.begin(stage_dir, key, {"stage": "ume", "seed": seed, "ume": to_dict(settings)})
-        result = self._evaluate(Ensemble(teachers, settings), self.data, key, "ume", seed)
-        cache.finish_stage(stage_dir, result)
-        k = self.task.metric
-        self.log(f"[seed {seed}] ume: val {result[f'val_{k}']:.4f}, test {result[f'test_{k}']:.4f}")
-        return result
-
-    def _evaluate(
-        self, model: nn.Module, data: DataBundle, key: str, name: str, seed: int
-    ) -> dict[str, Any]:
-        """The task's val and test scores (the test split read once, here); with two modalities
-        or more, the test score with each modality alone (``modality_test_<metric>``) and with
-        each one removed (``missing_test_<metric>``)."""
-        task, k = self.task, data.num_classes
-        val = task.scores(model, data.val, k, device=self.device)
-        test = task.scores(model, data.test, k, device=self.device)
-        write_outcomes(task, model, data, self.run_dir / f"seed{seed}" / name, self.device)
-        result: dict[str, Any] = {"key": key, "stage": name, "seed": seed}
-        result.update(task.split_results(val, test))
-        if len(data.modalities) < 2:
-            return result
-        for mode, prefix in (("only", "modality_test"), ("without", "missing_test")):
-            result[f"{prefix}_{task.metric}"] = modality_scores(
-                task,
-                model,
-                data.test,
-                k,
-                data.modalities,
-                mode=mode,
-                fill=self.cfg.mask_fill,
-                means=self.means,
-                device=self.device,
-            )
-        return result
-
-    def probe_stage(self, seed: int, name: str, model: nn.Module, stage_key: str) -> dict[str, Any]:
-        if not self.main:
-            return {}
-        path = self.run_dir / f"seed{seed}" / name / "probe.json"
-        key = config_hash(stage_key, self.cfg.probe, PROBE_VERSION)
-        if (done := cache.cached_probe(path, key)) is not None:  # None: absent, other, damaged
-            return done
-        cfg, dev = self.cfg.probe, self.device  # each branch as the model computes it:
-        probes = {  # (forward_features, on the evaluation view; the FusionModel contract)
-            m: self.task.probe_model(model, self.data, m, cfg, device=dev).as_dict()
-            for m in model.encoders  # type: ignore[union-attr]
-        }
-        write_json(path, {"key": key, "encoders": probes})
-        k = self.task.metric
-        shown = ", ".join(f"{m} {r[f'test_{k}']:.4f}" for m, r in probes.items())
-        self.log(f"[seed {seed}] {name}: probe test {self.task.metric_name} {shown}")
-        return probes
-
-    def teacher_features(
-        self, seed: int, modality: str, teacher: nn.Module, teacher_key: str
-    ) -> np.ndarray:
-        """The teacher encoder's features of every training sample, computed once per teacher
-        and kept memory-mapped beside it (``features-train.npy``)."""
-        encoders = teacher.encoders
-        assert isinstance(encoders, nn.ModuleDict)  # the FusionModel contract
-        encoder = encoders[modality]
-        train = self.data.eval_split("train")  # the cache is refused for augmented inputs
-        if not self.main:  # other DDP processes compute their own copy, write nothing
-            return extract_features(encoder, train, modality, device=self.device)[0].numpy()
-        stage_dir = self.run_dir / f"seed{seed}" / f"teacher-{modality}"
-
-        def compute() -> np.ndarray:
-            feats = extract_features(encoder, train, modality, device=self.device)[0].numpy()
-            self.log(f"[seed {seed}] teacher-{modality}: cached {feats.shape} train features")
-            return feats
-
-        return cached_features(stage_dir / "features-train", teacher_key, compute, self.log)
-
-    def begin(self, stage_dir: Path, key: str, settings: dict[str, Any]) -> None:
-        """The stage is about to train: its directory made ready (by the main process)."""
-        if self.main:
-            begin_stage(stage_dir, key, settings, self.log)
-
-    def keep_example(self, name: str, model: nn.Module) -> None:
-        """Keep the first seed's models for the task's examples figure (if it draws one)."""
-        if self.task.report.examples and self.main:
-            self.examples.setdefault(name, model)
-
-
-class StageFailed(Exception):
-    """A stage stopped (e.g. diverged); the study goes on with what does not depend on it."""
-
-    def __init__(self, stage: str, message: str) -> None:
-        super().__init__(f"{stage}: {message}")
-        self.stage, self.message = stage, message
+__all__ = ["INIT", "Log", "Runner", "StageFailed"]

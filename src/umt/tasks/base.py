@@ -10,7 +10,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -66,6 +66,8 @@ class Task(Protocol):
         metric_name: the score in prose (``accuracy``, ``mIoU``).
         column: the score in table headers (``acc``, ``mIoU``).
         fusion_sweep: whether ``fusion: [...]`` sweeps apply (classification fusion modules).
+        additive: whether the score is the mean of a value per sample (accuracy: its intervals
+            are then computed exactly, ``umt.report.stats.paired_interval``; mIoU is not).
         report: the report's task-specific texts.
     """
 
@@ -74,6 +76,7 @@ class Task(Protocol):
     metric_name: str
     column: str
     fusion_sweep: bool
+    additive: bool
     report: ReportText
 
     def build_model(
@@ -85,9 +88,11 @@ class Task(Protocol):
         uni: bool = False,
         fusion: str | None = None,
         encoders: Mapping[str, EncoderFactory] | None = None,
+        init_seed: int | None = None,
     ) -> nn.Module:
         """A fresh model (``uni``: a uni-modal teacher; ``fusion``: overrides the config's;
-        ``encoders``: the user's encoder factories by modality, instead of ``cfg.encoder``)."""
+        ``encoders``: the user's encoder factories by modality, instead of ``cfg.encoder``;
+        ``init_seed``: each part's initial weights from a generator of its own)."""
         ...
 
     def val_metric(self, num_classes: int) -> Metric:
@@ -121,7 +126,7 @@ class Task(Protocol):
         """Per-sample outcomes of ``predict`` on ``dataset``, first axis the samples in order
         (classification: ``(N,)`` uint8 1/0 correct; segmentation: ``(N, 2, K)`` per-class
         intersection and union pixel counts), from which ``score_of`` recomputes the score of
-        any resample of the samples (:func:`umt.report.stats.paired_bootstrap`)."""
+        any resample of the samples (:func:`umt.report.stats.paired_interval`)."""
         ...
 
     def score_of(self, outcomes: np.ndarray) -> float:
@@ -140,6 +145,12 @@ class Task(Protocol):
     ) -> ProbeOutcome:
         """Linear evaluation of a frozen encoder run alone (see :func:`umt.probe.probe`), on
         every split's evaluation view (:meth:`DataBundle.eval_split`)."""
+        ...
+
+    def refit_head(self, model: nn.Module, outcome: ProbeOutcome) -> bool:
+        """Replace the uni-modal ``model``'s head by the probe ``outcome``'s classifier (the
+        teacher's head fell short of the probe on its own features); False where the task's
+        heads are not a linear read-out of the probed features (segmentation's decoder)."""
         ...
 
     def probe_model(
@@ -197,6 +208,10 @@ def modality_scores(
     out = {}
     for m in modalities:
         keep = [m] if mode == "only" else [o for o in modalities if o != m]
+        if isinstance(model, ModalitySubset):  # e.g. UME: the members of the kept modalities
+            scores = task.scores(model.subset(keep), dataset, num_classes, device=device)
+            out[m] = float(scores[task.metric])
+            continue
 
         def transform(b: Batch, keep: list[str] = keep) -> Batch:
             return mask_batch(b, keep, fill=fill, means=means)
@@ -204,6 +219,14 @@ def modality_scores(
         scores = task.scores(model, dataset, num_classes, device=device, transform=transform)
         out[m] = float(scores[task.metric])
     return out
+
+
+@runtime_checkable
+class ModalitySubset(Protocol):
+    """A predictor that can do without some modalities by itself (an ensemble of uni-modal
+    models: only the members whose modality is present vote), rather than by masked inputs."""
+
+    def subset(self, keep: Sequence[str]) -> nn.Module: ...
 
 
 def mean_std(values: Sequence[float]) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from umt.probe import (
     extract_features,
     linear_probe,
 )
-from umt.tasks.base import Predict, ReportText
+from umt.tasks.base import Predict, ProbeOutcome, ReportText
 
 
 @torch.no_grad()
@@ -88,6 +88,7 @@ class Classification:
     metric_name = "accuracy"
     column = "acc"
     fusion_sweep = True
+    additive = True  # accuracy: the mean of 1/0 per sample
     report = ReportText(
         score_heading="Accuracy",
         score="test accuracy",
@@ -108,10 +109,13 @@ class Classification:
         uni: bool = False,
         fusion: str | None = None,
         encoders: Mapping[str, EncoderFactory] | None = None,
+        init_seed: int | None = None,
     ) -> nn.Module:
         if fusion is not None:
             cfg = replace(cfg, fusion=fusion)
-        return build_model(cfg, shapes, num_classes, linear_head=uni, encoders=encoders)
+        return build_model(
+            cfg, shapes, num_classes, linear_head=uni, encoders=encoders, init_seed=init_seed
+        )
 
     def val_metric(self, num_classes: int) -> Metric:
         return MulticlassAccuracy(num_classes=num_classes, average="micro")
@@ -160,6 +164,17 @@ class Classification:
             for s in ("train", "val", "test")
         ]
         return linear_probe(splits[0], splits[1], splits[2], data.num_classes, cfg)
+
+    def refit_head(self, model: nn.Module, outcome: ProbeOutcome) -> bool:
+        head, fitted = getattr(model, "head", None), getattr(outcome, "head", None)
+        if not isinstance(head, nn.Linear) or not isinstance(fitted, nn.Linear):
+            return False
+        if head.weight.shape != fitted.weight.shape:
+            return False
+        with torch.no_grad():
+            head.weight.copy_(fitted.weight)
+            head.bias.copy_(fitted.bias)
+        return True
 
     def probe_model(
         self,

@@ -24,7 +24,7 @@ from umt.models.multimodal import ModelConfig
 from umt.models.pretrained import init_encoders
 from umt.models.segmentation import build_seg_model
 from umt.probe import ProbeConfig, encode_model_split
-from umt.tasks.base import Predict, ReportText, mean_std
+from umt.tasks.base import Predict, ProbeOutcome, ReportText, mean_std
 from umt.tasks.seg_probe import SegProbeResult, extract_maps, linear_probe_maps
 
 
@@ -174,6 +174,7 @@ class Segmentation:
     metric_name = "mIoU"
     column = "mIoU"
     fusion_sweep = False  # a segmentation model fuses per stage (model.seg.fusion)
+    additive = False  # mIoU: a ratio of sums over the samples
     report = ReportText(
         score_heading="Mean IoU",
         score="test mean IoU",
@@ -200,13 +201,14 @@ class Segmentation:
         uni: bool = False,
         fusion: str | None = None,
         encoders: Mapping[str, EncoderFactory] | None = None,
+        init_seed: int | None = None,
     ) -> nn.Module:
         if encoders:
             raise UMTError(
                 f"encoders {sorted(encoders)}: your own encoders are for classification; a "
                 "segmentation model's branches are set by model.seg"
             )
-        model = build_seg_model(cfg.seg, shapes, num_classes)
+        model = build_seg_model(cfg.seg, shapes, num_classes, init_seed=init_seed)
         if cfg.encoder.weights:
             init_encoders(model.encoders, cfg.encoder.weights)  # our SegEncoder state dicts
         return model
@@ -263,6 +265,9 @@ class Segmentation:
             for s in ("train", "val", "test")
         ]
         return linear_probe_maps(maps[0], maps[1], maps[2], data.num_classes, cfg, device=device)
+
+    def refit_head(self, model: nn.Module, outcome: ProbeOutcome) -> bool:
+        return False  # the decoder is not a linear read-out of the last map
 
     def probe_model(
         self,

@@ -36,7 +36,7 @@ differ), their gradients must be averaged too: wrap it as well, ``umt_loss = DDP
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -47,7 +47,11 @@ from umt.errors import UMTError
 from umt.methods.losses import DISTILL_LOSSES
 from umt.methods.umt import distill_term
 from umt.yours.hooks import LAYOUTS, Captured, channels_last, default_layout, pool, submodule
+from umt.yours.start import from_diagnosis
 from umt.yours.teachers import Teacher, as_teachers, describe
+
+if TYPE_CHECKING:
+    from umt.yours.diagnosis import Diagnosis
 
 
 class UMTLoss(nn.Module):
@@ -143,6 +147,18 @@ class UMTLoss(nn.Module):
                     self.projectors[m] = nn.Linear(d_s, d_t)  # on channels last: a 1x1 conv
         self._stepped: dict[str, bool] | None = None  # the optimiser check (see _check_optimiser)
         self._step_hook: Any = None
+
+    @classmethod
+    def from_diagnosis(
+        cls,
+        diag: Diagnosis,
+        student: nn.Module,
+        encoders: Mapping[str, str],
+        **options: Any,
+    ) -> UMTLoss:
+        """The study's defaults in your loop (``umt.yours.start``): distil only the modalities
+        ``diag`` found failing, their encoders of ``student`` started from their teachers."""
+        return from_diagnosis(cls, diag, student, encoders, **options)
 
     @staticmethod
     def _weights(weights: float | Mapping[str, float], mods: list[str]) -> dict[str, float]:
