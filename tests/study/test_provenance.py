@@ -33,7 +33,7 @@ TINY = [
 
 # summary.json's keys before provenance: a reader of them must keep working.
 KEYS = {"study", "data", "seeds", "mask_fill", "methods", "probes", "choice", "failed"}
-KEYS |= {"per_seed", "wall_seconds", "comparisons", "recommendation"}  # the last two: issue 18
+KEYS |= {"per_seed", "wall_seconds", "comparisons", "verdict", "search"}  # issues 18, 30, 26
 
 
 def test_summary_and_report_carry_provenance(tmp_path: Path) -> None:

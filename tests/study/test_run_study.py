@@ -58,7 +58,8 @@ def test_study_writes_its_run_directory(tmp_path: Path, easy_overrides: list[str
     assert set(summary["probes"]["weak"]) == {"teacher", "joint", "umt"}
     assert summary["choice"]["method"] in ("ume", "umt")
     assert summary["choice"]["split"] == "val"
-    assert "Chosen" in (run / "report.md").read_text()
+    report = (run / "report.md").read_text()
+    assert "## Verdict" in report and "Evidence, the papers' UMT/UME rule" in report
 
 
 def test_second_run_trains_nothing_and_changes_retrain_only_dependents(
@@ -114,7 +115,8 @@ def test_cli_run_prints_tables(
     out = capsys.readouterr().out
     assert "Linear-probe test accuracy" in out
     assert "| UMT |" in out
-    assert "Chosen:" in out
+    last = out.rstrip().splitlines()[-1]  # one verdict, the last line
+    assert last.startswith(("Use ", "A tie between ")) and "Chosen:" not in out
     assert (tmp_path / "default" / "summary.json").is_file()
 
 

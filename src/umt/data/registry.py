@@ -34,12 +34,16 @@ class DatasetSpec:
         files: for a data set read from ``data.root``: every file under the root that its
             loader reads (their content keys the study's stages, so an edited file retrains);
             ``None`` for an embedded or generated set (keyed on its settings).
+        recipe: a built-in set's recipe, found by the recipe search (``umt.search``), shipped
+            as ``umt/configs/recipes/<recipe>.yaml``: a layer of settings under the user's
+            (``umt.study.config.load_config``); ``None``: the configured defaults.
     """
 
     load: Loader
     description: str
     task: str | None
     files: Callable[[Path], list[Path]] | None = None
+    recipe: str | None = None
 
     @property
     def reads_folder(self) -> bool:

@@ -12,6 +12,7 @@ import shutil
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,7 @@ from umt.errors import UMTError
 from umt.io import save_torch
 from umt.methods.base import (
     Method,
+    Scheduled,
     needs_index,
 )
 from umt.tasks.base import Task
@@ -126,6 +128,7 @@ def fit(
     stage: str,
     module: type[StageModule] = StageModule,
     checkpoint_cls: type[ModelCheckpoint] = ModelCheckpoint,
+    callbacks: Sequence[L.Callback] = (),
 ) -> FitResult:
     """Train ``model`` with ``method``; keep the epoch with the best validation score (the
     ``task``'s metric: accuracy, or mean IoU for segmentation).
@@ -133,7 +136,8 @@ def fit(
     Writes ``stage_dir/metrics.csv`` and ``stage_dir/checkpoints/{best,last}.ckpt``. If
     ``last.ckpt`` exists (an interrupted run), training resumes from it. On return ``model``
     holds the best epoch's weights. ``module`` and ``checkpoint_cls`` are the seams for a
-    variant of the Lightning adapter or of the checkpoint callback (the benchmarks price them).
+    variant of the Lightning adapter or of the checkpoint callback (the benchmarks price them);
+    ``callbacks``: more Lightning callbacks (e.g. the recipe search's pruning of a trial).
     """
     _quiet_lightning()
     L.seed_everything(seed, workers=True, verbose=False)
@@ -150,13 +154,16 @@ def fit(
     checkpoint = checkpoint_cls(
         dirpath=ckpt_dir, filename="best", monitor=adapter.val_name, mode="max", save_last=True
     )
-    callbacks: list[L.Callback] = [checkpoint]
+    every: list[L.Callback] = [checkpoint, *callbacks]
     early: EarlyStopping | None = None
     if cfg.patience > 0:
         early = EarlyStopping(monitor=adapter.val_name, mode="max", patience=cfg.patience)
-        callbacks.append(early)
+        every.append(early)
+    # A method's schedule (e.g. G2D's prioritisation) runs out before early stopping may end it.
+    min_epochs = min(method.min_epochs, cfg.epochs) if isinstance(method, Scheduled) else None
     trainer = L.Trainer(
         max_epochs=cfg.epochs,
+        min_epochs=min_epochs,
         accelerator=cfg.accelerator,
         devices=cfg.devices,
         strategy=cfg.strategy,
@@ -164,7 +171,7 @@ def fit(
         num_nodes=cfg.num_nodes,
         precision=cfg.precision,  # type: ignore[arg-type]
         logger=build_loggers(cfg.logger, stage_dir),  # train.logger; csv: stage_dir/metrics.csv
-        callbacks=callbacks,
+        callbacks=every,
         plugins=[AtomicCheckpointIO()],  # a full disk leaves the previous checkpoint, not half one
         # Bars only on a terminal: redirected to a file they would fill it with carriage returns.
         enable_progress_bar=cfg.progress and _interactive(),

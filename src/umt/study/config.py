@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from umt.config import apply_overrides, from_dict, read_yaml, to_dict
-from umt.data import DataConfig
+from umt.config import apply_overrides, from_dict, read_yaml, recipe_file, to_dict
+from umt.data import DATASETS, DataConfig
 from umt.engine import TrainConfig
 from umt.errors import UMTError
 from umt.methods import (
@@ -27,44 +27,74 @@ from umt.methods import (
     UMEConfig,
     UMTConfig,
 )
+from umt.methods.base import SGD_RECIPE
 from umt.models import FUSIONS, ModelConfig
 from umt.probe import ProbeConfig
 
 MASK_FILLS = ("zero", "mean")
 
 
+#: The search's pruners: ``median`` stops a trial whose validation curve falls below the median of
+#: the earlier trials' at the same epoch (Optuna's ``MedianPruner``); ``none`` runs every trial out.
+PRUNERS = ("median", "none")
+
+
 @dataclass(frozen=True)
 class TuneConfig:
-    """An equal tuning budget: each method's grid is run on validation (mean over seeds) and the
-    best value kept, before the study itself runs with the chosen values.
+    """The recipe search (``umt.search``): on validation, within a budget, before the study trains
+    for real at its own seeds.
 
     Attributes:
-        enabled: run the search (off by default: it multiplies the study's cost by ``trials``).
-        trials: values tried per method, the same for every method (each grid list has this
-            length).
-        grid: ``{method: {key: [values]}}``; ``key`` is a field of the method's settings, or
-            ``train.<field>`` for its training recipe. Empty: each of the study's methods'
-            ``search_space`` (its ``METHODS`` entry).
-        teacher_lr: learning rates tried for the teachers (empty: no search), with or without
-            ``enabled``; the one with the best mean teacher val score becomes the study's
-            ``train.lr`` (teachers and fused models alike; a method's ``train:`` still wins).
-        teacher_grid: more of the teachers' recipe searched with ``teacher_lr``: ``{key:
-            [values]}`` with ``key`` a ``train.<field>`` or ``model.<field>`` (dotted, e.g.
-            ``model.encoder.channels``, ``model.encoder.name: [mlp, cnn]``); every combination
-            (with each ``teacher_lr``) trains the teachers once, and the best mean teacher val
-            score sets those keys for the whole study.
+        enabled: ``auto`` (search, unless the data set ships a recipe found by this same
+            search: the built-in sets), ``true`` (search) or ``false`` (the recipe as configured;
+            the report says it was not searched).
+        budget: trials per method, the same for every method: its key hyper-parameters and its
+            learning rate (UME: its members' weights). The configured values are always the
+            first trial, so the search never ends below them on validation.
+        teacher_budget: trials per modality for its teacher's recipe (encoder kind and width,
+            learning rate, weight decay), which the fused models' encoders then share; 0: not
+            searched.
+        minutes: a cap on the search's wall time (0: none): no trial starts after it.
+        seed: the training seed of every trial. The study then retrains the chosen values at its
+            own ``seeds``: no reported number is the maximum the search selected.
+        pruner: ``median`` or ``none`` (see ``PRUNERS``).
+        space: overrides of the search spaces: ``{teacher: {key: [values]}, <method>: {key:
+            [values]}}``; a key is ``train.<field>``, a field of the method's settings, or for
+            the teachers ``encoder`` (kinds), ``hidden``, ``channels``, ``lr``, ``weight_decay``.
+        storage: an Optuna storage URL several processes or machines share (e.g.
+            ``postgresql://...``); default: SQLite in the run directory (``search/optuna.db``).
     """
 
-    enabled: bool = False
-    trials: int = 3
-    grid: dict[str, dict[str, tuple[Any, ...]]] = field(default_factory=dict)
-    teacher_lr: tuple[float, ...] = ()
-    teacher_grid: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    enabled: Literal["auto"] | bool = "auto"
+    budget: int = 4
+    teacher_budget: int = 8
+    minutes: float = 0.0
+    seed: int = 1000
+    pruner: str = "median"
+    space: dict[str, dict[str, tuple[Any, ...]]] = field(default_factory=dict)
+    storage: str | None = None
 
-    @property
-    def searches(self) -> bool:
-        """Whether anything is searched before the study runs."""
-        return self.enabled or bool(self.teacher_lr) or bool(self.teacher_grid)
+    def __post_init__(self) -> None:
+        if self.enabled not in ("auto", True, False):
+            raise UMTError(f"tune.enabled: expected auto, true or false, got {self.enabled!r}")
+        for key in ("budget", "teacher_budget"):
+            if not isinstance(getattr(self, key), int) or getattr(self, key) < 0:
+                raise UMTError(
+                    f"tune.{key}: expected a number of trials >= 0, got {getattr(self, key)!r}"
+                )
+        if not self.minutes >= 0:
+            raise UMTError(f"tune.minutes: expected 0 (no cap) or more, got {self.minutes}")
+        if self.pruner not in PRUNERS:
+            raise UMTError(f"tune.pruner: expected one of {list(PRUNERS)}, got {self.pruner!r}")
+        for unit, keys in self.space.items():
+            if unit != "teacher" and (unit not in METHODS or not isinstance(keys, dict)):
+                raise UMTError(
+                    f"tune.space.{unit}: expected teacher or a method of {list(METHODS)}, with "
+                    "{key: [values]}"
+                )
+            for key, values in keys.items():
+                if not values:
+                    raise UMTError(f"tune.space.{unit}.{key}: expected at least one value")
 
 
 @dataclass(frozen=True)
@@ -88,8 +118,9 @@ class StudyConfig:
             section may carry ``train: {...}``, that method's training recipe on top of
             ``train`` (e.g. ``ogm_ge: {train: {optimizer: sgd, lr: 0.05}}``); ``load_config``
             moves it to ``recipes``.
-        recipes: per method, the ``train`` fields it overrides (``{ogm_ge: {optimizer: sgd}}``).
-        tune: the equal tuning budget (:class:`TuneConfig`), off by default.
+        recipes: per method (or ``teacher-<modality>``), the ``train`` fields it overrides
+            (``{ogm_ge: {optimizer: sgd}, teacher-audio: {lr: 0.003}}``).
+        tune: the recipe search (:class:`TuneConfig`).
         teachers: modality -> a file with that teacher (not trained then); see ``umt.study.inputs``.
         jobs: stages trained at once, each in its own worker process (``umt.study.parallel``):
             ``auto`` (one per CPU core when training on the CPU, 1 on a GPU or under DDP) or a
@@ -125,14 +156,18 @@ class StudyConfig:
     ume: UMEConfig = field(default_factory=UMEConfig)
 
     def train_for(self, method: str) -> TrainConfig:
-        """The training recipe of ``method``'s stages: ``train`` with ``recipes[method]`` on top.
+        """The training recipe of ``method``'s stages (or of ``teacher-<modality>``): ``train``,
+        then the optimiser its authors' code uses (``SGD_RECIPE`` for ``MethodSpec.optimizer:
+        sgd``), then ``recipes[method]`` on top.
 
         Example:
             >>> cfg = load_config(overrides=["ogm_ge.train.optimizer=sgd", "ogm_ge.train.lr=0.05"])
             >>> cfg.train_for("ogm_ge").optimizer, cfg.train_for("ogm_ge").lr, cfg.train_for("joint").lr
             ('sgd', 0.05, 0.001)
         """
-        override = self.recipes.get(method)
+        spec = METHODS.get(method)
+        authors = SGD_RECIPE if spec is not None and spec.optimizer == "sgd" else {}
+        override = {**authors, **self.recipes.get(method, {})}
         if not override:
             return self.train
         return from_dict(TrainConfig, {**to_dict(self.train), **override}, prefix="train")
@@ -175,41 +210,14 @@ class StudyConfig:
         if self.train.patience < 0:
             raise UMTError(f"train.patience: expected 0 (off) or more, got {self.train.patience}")
         for method in self.recipes:
-            if method not in METHODS:
+            if method not in METHODS and not method.startswith("teacher-"):
                 raise UMTError(
-                    f"recipes: unknown method {method!r}; expected one of {list(METHODS)}"
+                    f"recipes: unknown method {method!r}; expected one of {list(METHODS)} or "
+                    "teacher-<modality>"
                 )
             self.train_for(method)  # unknown keys or wrong types fail here, named
-        _check_tune(self.tune)
         if self.jobs != "auto" and not (isinstance(self.jobs, int) and self.jobs >= 1):
             raise UMTError(f"jobs: expected auto or a number >= 1, got {self.jobs!r}")
-
-
-def _check_tune(tune: TuneConfig) -> None:
-    if tune.trials < 1:
-        raise UMTError(f"tune.trials: expected at least 1, got {tune.trials}")
-    for method, keys in tune.grid.items():
-        if method not in METHODS or not METHODS[method].search_space:
-            raise UMTError(
-                f"tune.grid: cannot tune {method!r}; expected some of "
-                f"{[m for m, s in METHODS.items() if s.search_space]}"
-            )
-        for key, values in keys.items():
-            if len(values) != tune.trials:
-                raise UMTError(
-                    f"tune.grid.{method}.{key}: {len(values)} values; every method gets the same "
-                    f"budget, tune.trials={tune.trials}"
-                )
-    for key, values in tune.teacher_grid.items():
-        if key.split(".")[0] not in ("train", "model") or "." not in key:
-            raise UMTError(
-                f"tune.teacher_grid: key {key!r}; expected train.<field> or model.<field> "
-                "(e.g. model.encoder.channels)"
-            )
-        if key == "train.lr" and tune.teacher_lr:
-            raise UMTError("tune.teacher_grid: train.lr is tune.teacher_lr's; give it once")
-        if not values:
-            raise UMTError(f"tune.teacher_grid.{key}: expected at least one value")
 
 
 def check_name(name: str) -> None:
@@ -244,6 +252,20 @@ def check_fields(cfg: StudyConfig) -> None:
         )
 
 
+def recipe_source(cfg: StudyConfig, data: object = None) -> str:
+    """Where the study's recipe comes from: ``searched`` (``tune.enabled: true``, or ``auto`` on
+    data read from a folder or given as your own), ``shipped`` (a built-in set's recipe, found
+    by this same search), ``configured`` (a built-in set without one) or ``off``."""
+    if cfg.tune.enabled is False:
+        return "off"
+    if cfg.tune.enabled is True or data is not None:
+        return "searched"
+    spec = DATASETS[cfg.data.name]
+    if spec.reads_folder:
+        return "searched"
+    return "shipped" if spec.recipe is not None else "configured"
+
+
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> StudyConfig:
     """A study config from an optional YAML file plus ``key=value`` overrides.
 
@@ -253,7 +275,43 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     """
     raw = read_yaml(path) if path is not None else {}
     raw = apply_overrides(raw, list(overrides))
-    return from_dict(StudyConfig, _move_recipes(raw))
+    data = raw.get("data")
+    name = data.get("name", DataConfig.name) if isinstance(data, dict) else DataConfig.name
+    return from_dict(StudyConfig, _move_recipes(merged(shipped_recipe(name), raw)))
+
+
+def shipped_recipe(name: str) -> dict[str, Any]:
+    """The settings of a built-in data set's shipped recipe (``DatasetSpec.recipe``: found by the
+    recipe search, ``umt/configs/recipes/<recipe>.yaml``), a layer under the user's; ``{}``
+    for other data sets.
+
+    Example:
+        >>> shipped_recipe("folder")
+        {}
+    """
+    spec = DATASETS.get(name) if isinstance(name, str) else None
+    if spec is None or spec.recipe is None:
+        return {}
+    settings = read_yaml(recipe_file(spec.recipe)).get("settings") or {}
+    if not isinstance(settings, dict):
+        raise UMTError(f"{recipe_file(spec.recipe)}: settings: expected a mapping of keys")
+    return settings
+
+
+def merged(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """``top`` over ``base``, section by section (a nested mapping merges, anything else wins).
+
+    Example:
+        >>> merged({"train": {"lr": 0.01, "epochs": 5}}, {"train": {"lr": 0.1}, "seeds": [0]})
+        {'train': {'lr': 0.1, 'epochs': 5}, 'seeds': [0]}
+    """
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def _move_recipes(raw: dict[str, Any]) -> dict[str, Any]:

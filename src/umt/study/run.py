@@ -24,12 +24,12 @@ import torch
 import yaml
 
 from umt.config import to_dict
-from umt.data import DataBundle, UserData
+from umt.data import DATASETS, DataBundle, UserData
 from umt.engine import is_main_process
 from umt.io import write_bytes, write_json, write_text
 from umt.models import EncoderFactory
 from umt.report.compare import add_comparisons
-from umt.study.config import StudyConfig
+from umt.study.config import StudyConfig, recipe_source
 from umt.study.inputs import study_inputs
 from umt.study.parallel import prefill
 from umt.study.preflight import check_data_values, claim_run_dir
@@ -104,6 +104,13 @@ def _run(
         return StudyResult(run_dir=run_dir, summary={}, trained=runner.trained, main=False)
     summary = summarize(cfg, data, task, per_seed)
     add_comparisons(summary, task, run_dir, fusion=cfg.model.fusion, compare=cfg.choice.compare)
+    # Where the recipe came from; this study searches nothing (``umt.search`` wraps it, and
+    # writes its own entry over this one where it searched).
+    source = recipe_source(cfg, None if workers else data)
+    source = "configured" if source == "searched" else source
+    summary["search"] = {"source": source}
+    if source == "shipped":
+        summary["search"]["recipe"] = DATASETS[cfg.data.name].recipe
     summary["wall_seconds"] = round(time.perf_counter() - t, 2)
     summary["provenance"] = provenance(cfg)  # versions, machine, date, key settings
     summary["provenance"]["runs"] = run_history(per_seed, runner.trained, summary["wall_seconds"])
