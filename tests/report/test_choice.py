@@ -1,5 +1,6 @@
-"""The UMT/UME choice sentence (issue 16): percentages with two decimals, named as the papers'
-rule, no claim about paired features stated as fact, and the noise on the rule's pair."""
+"""One verdict (issue 30): decided on validation with its interval against the runner-up, a tie
+within noise naming both and the cheaper; the papers' UMT/UME rule shown as evidence under it,
+never as a second verdict; no pair the report shows is chosen on test."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from umt.report import markdown
+from umt.report import markdown, tables
 from umt.report.compare import OUTCOMES_FILE, add_comparisons
-from umt.report.verdict import choice_text
+from umt.report.verdict import rule_text, verdict_text
 from umt.tasks import CLASSIFICATION
 
 
@@ -49,50 +50,71 @@ def _summary(ume: float = 0.9165, joint: float = 0.8886) -> dict[str, Any]:
     }
 
 
-def test_the_sentence_gives_percentages_and_names_the_rule() -> None:
-    text = choice_text(_summary())
-    assert text.startswith("**Chosen: UME.**")
-    assert "UME 91.65 % ≥ joint (naive fusion) 88.86 % − margin 0.00 points" in text
-    assert "papers' UMT/UME rule" in text
-    assert "0.9165" not in text and "0.8886" not in text  # no fractions beside percentages
-    assert "little is gained" not in text and "learns paired features" not in text
-    assert "does not show it" in text  # the rule's reading, not a finding
-    umt = choice_text(_summary(ume=0.80, joint=0.8125))
-    assert (
-        umt.startswith("**Chosen: UMT.**") and "UME 80.00 % < joint (naive fusion) 81.25 %" in umt
-    )
-    assert "learns paired features" not in umt
+def _outcomes(root: Path, per_split: dict[str, dict[str, list[int]]]) -> None:
+    for split, stages in per_split.items():
+        for stage, o in stages.items():
+            (root / "seed0" / stage).mkdir(parents=True, exist_ok=True)
+            path = root / "seed0" / stage / OUTCOMES_FILE.format(split=split)
+            np.save(path, np.array(o, dtype=np.uint8))
 
 
-def test_within_noise_reads_as_a_tie_and_beyond_noise_says_so() -> None:
+def test_the_rule_is_evidence_with_percentages_never_a_second_verdict() -> None:
+    text = rule_text(_summary())
+    assert text.startswith("Evidence, the papers' UMT/UME rule")
+    assert "UME 91.65 % ≥ joint (naive fusion) 88.86 % − margin 0.00" in text
+    assert "0.9165" not in text and "**" not in text  # no fractions, not bold: not a verdict
+    umt = rule_text(_summary(ume=0.80, joint=0.8125))
+    assert "points to UMT" in umt and "UME 80.00 % < joint (naive fusion) 81.25 %" in umt
+
+
+def test_one_verdict_on_validation_a_tie_within_noise_names_both_and_the_cheaper(
+    tmp_path: Path,
+) -> None:
     summary = _summary()
-    noise = {"what": "test_acc", "mean_diff": 0.0279, "interval": "paired bootstrap"}
-    summary["choice"]["noise"] = {**noise, "lo": -0.005, "hi": 0.061, "within_noise": True}
-    text = choice_text(summary)
-    assert "+2.79 points, 95 % interval [−0.50, 6.10]" in text
-    assert "the rule's inputs differ by less than the noise: read its choice as a tie" in text
-    summary["choice"]["noise"] = {**noise, "lo": 0.01, "hi": 0.05, "within_noise": False}
-    assert "beyond the noise" in choice_text(summary)
-    assert "tie" not in choice_text(summary)
-    summary["choice"]["noise"] = {**noise, "lo": None, "hi": None, "within_noise": None}
-    assert "no interval" in choice_text(summary)
-    assert "## UMT or UME\n\n" + choice_text(summary) in markdown(summary)
+    summary["methods"]["ume"]["train_seconds"] = _s([0.0])
+    summary["methods"]["joint"]["train_seconds"] = _s([30.0])
+    # Validation: UME right on 9 of 12, joint on 8: within noise. Test: joint is better, and
+    # that must not change which pair is shown.
+    val = {"ume": [1] * 9 + [0] * 3, "joint": [1] * 8 + [0] * 4, "umt": [1] * 6 + [0] * 6}
+    test = {"ume": [1] * 3 + [0] * 9, "joint": [1] * 11 + [0], "umt": [1] * 12}
+    _outcomes(tmp_path, {"val": val, "test": test})
+    add_comparisons(summary, CLASSIFICATION, tmp_path, fusion="concat")
+    v = summary["verdict"]
+    assert (v["method"], v["runner_up"], v["split"]) == ("ume", "joint", "val")
+    assert v["tie"] and v["tied_with"] == ["joint"] and v["cheaper"] == "ume"
+    sentence = verdict_text(summary, bold=False)
+    assert sentence.startswith("A tie between UME and joint (naive fusion)")
+    assert "UME is the cheaper to train" in sentence
+    # The comparisons on test: UMT − joint and the verdict's pair, none picked by test ranking.
+    pairs = [(c["a"], c["b"]) for c in summary["comparisons"]]
+    assert pairs == [("umt", "joint"), ("ume", "joint")]
+    assert all("runner-up on test" not in c["name"] for c in summary["comparisons"])
+    # The rule's noise is read on the split it decides on.
+    assert summary["choice"]["noise"]["what"] == "val_acc"
 
 
-def test_add_comparisons_compares_the_rules_pair_and_keeps_its_noise(tmp_path: Path) -> None:
-    # Four test samples: UME right on 3 (0.75), joint on 2 (0.5); UMT on 1. The best − runner-up
-    # pair is UME − joint here, so make UMT second on test to force the rule's own entry.
+def test_beyond_noise_the_verdict_names_one_method(tmp_path: Path) -> None:
     summary = _summary()
-    summary["methods"]["umt"]["test_acc"] = _s([0.75])
-    outcomes = {"joint": [1, 1, 0, 0], "umt": [1, 1, 1, 0], "ume": [1, 1, 1, 0]}
-    for stage, o in outcomes.items():
-        (tmp_path / "seed0" / stage).mkdir(parents=True)
-        np.save(tmp_path / "seed0" / stage / OUTCOMES_FILE, np.array(o, dtype=np.uint8))
-    add_comparisons(summary, CLASSIFICATION, tmp_path, fusion="concat", n_boot=200)
-    pair = [c for c in summary["comparisons"] if (c["a"], c["b"]) == ("ume", "joint")]
-    assert len(pair) == 1 and "rule" in pair[0]["name"]
-    assert abs(pair[0]["mean_diff"] - 0.25) < 1e-12  # 3/4 − 2/4
-    noise = summary["choice"]["noise"]
-    assert noise["mean_diff"] == pair[0]["mean_diff"] and noise["lo"] == pair[0]["lo"]
-    assert noise["within_noise"] == (noise["lo"] <= 0 <= noise["hi"])
-    assert set(summary["choice"]) >= {"method", "reason", "ume_acc", "joint_acc", "split"}
+    summary["seeds"] = [0, 1, 2]
+    for stage, vals in {
+        "joint": [0.70, 0.72, 0.71],
+        "umt": [0.5] * 3,
+        "ume": [0.9, 0.91, 0.92],
+    }.items():
+        summary["methods"][stage]["val_acc"] = _s(vals)
+        summary["methods"][stage]["test_acc"] = _s(vals)
+    add_comparisons(summary, CLASSIFICATION, tmp_path, fusion="concat")  # no outcomes: t over seeds
+    assert summary["verdict"]["method"] == "ume" and not summary["verdict"]["tie"]
+    assert verdict_text(summary).startswith("**Use UME**: the best on validation")
+
+
+def test_the_report_and_the_terminal_carry_one_verdict(tmp_path: Path) -> None:
+    summary = _summary()
+    add_comparisons(summary, CLASSIFICATION, tmp_path, fusion="concat")
+    md = markdown(summary)
+    assert md.index("## Verdict") < md.index("## Modality failure")  # first, before the tables
+    assert md.count("**Use ") + md.count("**A tie") == 1 and "Chosen:" not in md
+    assert "Recommended:" not in md
+    text = tables(summary)
+    assert text.rstrip().splitlines()[-1] == verdict_text(summary, bold=False)
+    assert "Chosen:" not in text and "Recommended:" not in text

@@ -1,5 +1,5 @@
-"""Comparisons and the recommendation of a tiny study: outcome files, per-seed differences, the
-scores recomputed from the outcomes, and a run directory written before outcomes were kept."""
+"""Comparisons and the verdict of a tiny study: outcome files, per-seed differences, the scores
+recomputed from the outcomes, and a run directory written before outcomes were kept."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from helpers import assert_summary_is_the_stage_results, quiet
 from umt.data.base import ArrayDataset
 from umt.data.segmentation import IGNORE_INDEX, SegmentationDataset
 from umt.report.compare import OUTCOMES_FILE, comparisons
-from umt.report.stats import paired_bootstrap
+from umt.report.stats import paired_interval
 from umt.study import load_config, run_study
 from umt.tasks import CLASSIFICATION, SEGMENTATION, accuracy
 
@@ -28,10 +28,11 @@ def test_tiny_study_keeps_outcomes_and_compares(tmp_path: Path, tiny_overrides: 
     stages = ("teacher-strong", "teacher-weak", "joint", "umt", "ume")
     for seed in (0, 1):
         for stage in stages:
-            outcomes = np.load(run / f"seed{seed}" / stage / OUTCOMES_FILE)
-            assert outcomes.dtype == np.uint8 and outcomes.shape == (100,)
             result = json.loads((run / f"seed{seed}" / stage / "result.json").read_text())
-            assert CLASSIFICATION.score_of(outcomes) == result["test_acc"]  # exactly
+            for split in ("val", "test"):
+                outcomes = np.load(run / f"seed{seed}" / stage / OUTCOMES_FILE.format(split=split))
+                assert outcomes.dtype == np.uint8 and outcomes.shape == (100,)
+                assert CLASSIFICATION.score_of(outcomes) == result[f"{split}_acc"]  # exactly
     assert_summary_is_the_stage_results(run, summary)  # means and stds over the two seeds
 
     def test_acc(seed: int, stage: str) -> float:
@@ -47,11 +48,18 @@ def test_tiny_study_keeps_outcomes_and_compares(tmp_path: Path, tiny_overrides: 
         assert abs(c["mean_diff"] - float(np.mean(want))) < 1e-9
         assert c["lo"] <= c["mean_diff"] <= c["hi"]
         assert c["within_noise"] == (c["lo"] <= 0 <= c["hi"])
-        assert c["interval"] == "paired bootstrap over test samples within each seed"
+        assert c["interval"].startswith("test samples only: seed-to-seed variance not measured")
     fused = [s for s in summary["methods"] if not s.startswith("teacher-")]
-    ranked = sorted(fused, key=lambda s: -summary["methods"][s]["test_acc"]["mean"])
-    best = [c for c in summary["comparisons"] if c["name"].startswith("best − runner-up")]
-    assert len(best) == 1 and (best[0]["a"], best[0]["b"]) == (ranked[0], ranked[1])
+    verdict = summary["verdict"]
+    val = {s: summary["methods"][s]["val_acc"]["mean"] for s in fused}
+    assert verdict["method"] == max(fused, key=lambda s: val[s]) and verdict["split"] == "val"
+    # Every pair shown was fixed before looking at test: UMT − joint and the verdict's pair.
+    shown = [(c["a"], c["b"]) for c in summary["comparisons"] if c["what"] == "test_acc"]
+    assert shown[0] == ("umt", "joint") and set(shown) <= {
+        ("umt", "joint"),
+        (verdict["method"], verdict["runner_up"]),
+        (verdict["runner_up"], verdict["method"]),
+    }
     gap = by_pair["teacher", "joint", "probe_test_acc", "weak"]
     probes = summary["probes"]["weak"]
     want = [
@@ -61,21 +69,15 @@ def test_tiny_study_keeps_outcomes_and_compares(tmp_path: Path, tiny_overrides: 
     assert gap["interval"] == "Student t over the per-seed differences"
     assert ("umt", "joint", "probe_test_acc", "strong") in by_pair
 
-    rec = summary["recommendation"]
-    val = {s: summary["methods"][s]["val_acc"]["mean"] for s in fused}
-    assert rec["method"] == max(fused, key=lambda s: val[s]) and rec["val_acc"] == max(val.values())
-    assert rec["rule"] == summary["choice"]["method"]
-    assert rec["agree"] == (val[rec["rule_stage"]] >= max(val.values()))
     report = (run / "report.md").read_text()
-    assert "## Comparisons (95 % intervals)" in report and "**Recommended:" in report
+    assert "## Comparisons on test (95 % intervals)" in report and "## Verdict" in report
 
-    # A run directory written before outcomes were kept: the files are recomputed from the
-    # saved models, nothing retrains, and the comparisons come out the same.
+    # Deleted outcome files: the stages are recomputed (their recorded files no longer match:
+    # umt.study.cache) and the comparisons come out the same.
     for stage in ("joint", "ume"):
-        (run / "seed1" / stage / OUTCOMES_FILE).unlink()
+        (run / "seed1" / stage / OUTCOMES_FILE.format(split="test")).unlink()
     again = run_study(load_config(overrides=overrides), tmp_path, log=quiet)
-    assert again.trained == []
-    assert (run / "seed1" / "joint" / OUTCOMES_FILE).is_file()
+    assert (run / "seed1" / "joint" / OUTCOMES_FILE.format(split="test")).is_file()
     assert again.summary["comparisons"] == summary["comparisons"]
 
 
@@ -126,7 +128,7 @@ def test_classification_outcomes_recompute_accuracy_exactly() -> None:
     out = CLASSIFICATION.outcomes(predict, ds, 3)
     assert out.dtype == np.uint8 and out.tolist() == (x == y).astype(int).tolist()
     assert CLASSIFICATION.score_of(out) == accuracy(predict, ds, 3)  # float32, as torchmetrics
-    same = paired_bootstrap([out], [out.copy()], CLASSIFICATION.score_of, n_boot=100)
+    same = paired_interval([out], [out.copy()], CLASSIFICATION.score_of, additive=True)
     assert (same.mean_diff, same.lo, same.hi) == (0.0, 0.0, 0.0)
 
 
@@ -145,10 +147,9 @@ def test_without_outcomes_the_intervals_are_over_seeds() -> None:
         },
         "probes": {"a": {"teacher": _s(0.6, 0.6), "joint": _s(0.5, 0.6), "umt": _s(0.6, 0.6)}},
     }
-    c = comparisons(summary, CLASSIFICATION, {})
+    c = comparisons(summary, CLASSIFICATION, {}, verdict_pair=("umt", "joint"))
     assert [(x["a"], x["b"], x["modality"]) for x in c] == [
-        ("umt", "joint", None),
-        ("umt", "joint", None),  # also the best vs the runner-up on test
+        ("umt", "joint", None),  # also the verdict's pair: shown once
         ("teacher", "joint", "a"),
         ("umt", "joint", "a"),
     ]
@@ -163,5 +164,5 @@ def test_without_outcomes_the_intervals_are_over_seeds() -> None:
         for key in ("val_acc", "test_acc"):
             entry[key] = _s(entry[key]["values"][0])
     one_seed["probes"] = {}
-    c = comparisons(one_seed, CLASSIFICATION, {})
+    c = comparisons(one_seed, CLASSIFICATION, {}, verdict_pair=("umt", "joint"))
     assert c[0]["lo"] is None and c[0]["within_noise"] is None and c[0]["interval"] is None

@@ -11,7 +11,7 @@ import pytest
 
 from umt.report import markdown, tables, write_report
 from umt.report.tables import accuracy_table, missing_table, pm, probe_table
-from umt.report.verdict import choice_text, comparison_line, recommendation_text
+from umt.report.verdict import comparison_line, rule_text, verdict_text
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -146,17 +146,12 @@ def test_missing_table_drops() -> None:
     assert rows[1][1:] == ["90.00 ± 1.00", "20.00 ± 0.00 (-70.00)", "85.00 ± 0.00 (-5.00)"]
 
 
-def test_choice_text_names_the_chosen_method_and_the_reason() -> None:
-    text = choice_text(_summary())
-    assert text.startswith("**Chosen: UMT.**")
-    assert "0.9000 < joint 0.9500" in text
-
-
-def test_choice_text_without_a_choice_says_why() -> None:
+def test_rule_text_is_evidence_and_without_a_choice_is_empty() -> None:
+    text = rule_text(_summary())
+    assert text.startswith("Evidence, the papers' UMT/UME rule") and "points to UMT" in text
     summary = _summary()
     summary["choice"] = None
-    assert "No choice" in choice_text(summary)
-    assert "ume" in choice_text(summary)
+    assert rule_text(summary) == ""
 
 
 def test_tables_gathers_the_parts() -> None:
@@ -164,7 +159,7 @@ def test_tables_gathers_the_parts() -> None:
     assert "over 2 seed(s)" in text
     assert accuracy_table(_summary()) in text
     assert probe_table(_summary()) in text
-    assert "Chosen: UMT" in text
+    assert rule_text(_summary()) in text and "Chosen:" not in text
 
 
 def test_markdown_lists_the_data_and_failures() -> None:
@@ -198,9 +193,13 @@ def test_write_report_writes_markdown_html_and_png(tmp_path: Path) -> None:
     assert page.count("<table>") == 3  # accuracy, probes, missing modalities
     assert "<th>UMT − teacher</th>" in page
     assert "<td>-20.00</td>" in page
-    assert "<b>Chosen: UMT.</b>" in page
     assert "<code>hand</code>" in page
     assert "**" not in page
+    # A real Markdown renderer: the comparisons' list is a list, each table a table.
+    listed = _with_comparisons()
+    write_report(listed, tmp_path)
+    page = (tmp_path / "report.html").read_text()
+    assert page.count("<li>") >= len(listed["comparisons"]) and "<ul>" in page
 
 
 def test_write_report_overwrites_an_earlier_report(tmp_path: Path) -> None:
@@ -242,18 +241,17 @@ def _with_comparisons() -> dict[str, Any]:
             "interval": "Student t over the per-seed differences",
         },
     ]
-    summary["recommendation"] = {
+    summary["verdict"] = {
         "method": "umt",
+        "split": "val",
         "val_acc": 0.97,
         "runner_up": "joint",
         "runner_up_val_acc": 0.95,
-        "rule": "umt",
-        "rule_stage": "umt",
-        "rule_val_acc": 0.97,
-        "compare_stage": "joint",
-        "compare_val_acc": 0.95,
-        "agree": True,
-        "rule_below_compare": False,
+        "difference": {"mean_diff": 0.02, "lo": 0.01, "hi": 0.03, "within_noise": False},
+        "tie": False,
+        "tied_with": [],
+        "cheaper": None,
+        "cost": {"umt": 20.0, "joint": 10.0},
     }
     return summary
 
@@ -272,45 +270,26 @@ def test_comparison_without_an_interval_says_why() -> None:
     assert "points (no interval: one seed" in comparison_line(c)
 
 
-def test_report_and_tables_have_the_comparisons_and_the_recommendation() -> None:
+def test_report_and_tables_have_the_comparisons_and_one_verdict() -> None:
     summary = _with_comparisons()
     md, text = markdown(summary), tables(summary)
-    assert "## Comparisons (95 % intervals)" in md and "## Recommendation" in md
+    assert "## Comparisons on test (95 % intervals)" in md and "## Verdict" in md
     for line in (comparison_line(c) for c in summary["comparisons"]):
         assert line in md and line in text
-    rec = recommendation_text(summary)
-    assert rec.startswith("**Recommended: UMT**") and rec in md and rec in text
-    assert "val accuracy 97.00 %" in rec and "runner-up joint (naive fusion) 95.00 %" in rec
-    assert rec.endswith("The papers' UMT/UME rule picks UMT, in agreement.")
+    verdict = verdict_text(summary)
+    assert verdict.startswith("**Use UMT**: the best on validation (97.0 % vs 95.0 %")
+    assert verdict in md and text.rstrip().endswith(verdict_text(summary, bold=False))
     assert "## Comparisons" not in markdown(_summary())  # an older summary: no such section
 
 
-def test_recommendation_says_when_the_rule_picks_umt_below_joint() -> None:
+def test_a_tie_names_both_and_the_cheaper() -> None:
     summary = _with_comparisons()
-    summary["recommendation"].update(
-        method="joint",
-        val_acc=0.95,
-        runner_up="umt",
-        runner_up_val_acc=0.93,
-        rule_val_acc=0.93,
-        agree=False,
-        rule_below_compare=True,
+    summary["verdict"].update(
+        tie=True,
+        tied_with=["joint"],
+        cheaper="joint",
+        difference={"mean_diff": 0.02, "lo": -0.01, "hi": 0.05, "within_noise": True},
     )
-    rec = recommendation_text(summary)
-    assert rec.startswith("**Recommended: joint (naive fusion)**")
-    assert (
-        "The papers' UMT/UME rule picks UMT, but UMT validates below joint (naive fusion) "
-        "(93.00 % vs 95.00 %): the rule's pick is not the method to use here." in rec
-    )
-
-
-def test_recommendation_says_when_the_rule_pick_is_not_the_best_on_val() -> None:
-    summary = _with_comparisons()
-    summary["recommendation"].update(
-        rule="ume", rule_stage="ume", rule_val_acc=0.9, agree=False, rule_below_compare=True
-    )
-    rec = recommendation_text(summary)
-    assert rec.endswith(
-        "The papers' UMT/UME rule picks UME, which is not the best on validation "
-        "(90.00 % vs UMT 97.00 %)."
-    )
+    verdict = verdict_text(summary, bold=False)
+    assert verdict.startswith("A tie between UMT and joint (naive fusion)")
+    assert "joint (naive fusion) is the cheaper to train (10 s vs 20 s)" in verdict

@@ -1,4 +1,5 @@
-"""Intervals (``umt.report.stats``): hand-checkable cases, a normal approximation, and the edge cases."""
+"""Intervals (``umt.report.stats``): hand-computed cases of both parts of the standard error, the
+normal approximation, pairing, and the edge cases. Coverage: ``test_coverage.py``."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from umt.report.stats import Interval, paired_bootstrap, seed_interval, within_noise
+from umt.report.stats import Interval, paired_interval, seed_interval, within_noise
 
 
 def _acc(o: np.ndarray) -> float:
@@ -17,73 +18,73 @@ def _acc(o: np.ndarray) -> float:
 def test_identical_outcomes_give_zero_interval() -> None:
     rng = np.random.default_rng(1)
     a = [rng.integers(0, 2, 50).astype(np.uint8) for _ in range(3)]
-    iv = paired_bootstrap(a, [x.copy() for x in a], _acc, n_boot=200)
-    assert iv == Interval(0.0, 0.0, 0.0)
-    assert within_noise(iv)
+    for additive in (True, False):
+        iv = paired_interval(a, [x.copy() for x in a], _acc, n_boot=100, additive=additive)
+        assert iv.mean_diff == 0.0 and abs(iv.lo) < 1e-6 and abs(iv.hi) < 1e-6
+        assert within_noise(iv)
 
 
-def test_two_samples_by_hand() -> None:
-    # One seed, A right on sample 0 only, B wrong on both: a resample of 2 rows holds sample 0
-    # twice (p 1/4: diff 1), once (p 1/2: diff 0.5) or never (p 1/4: diff 0). The 2.5 and
-    # 97.5 percentiles of 20000 replicates are then 0 and 1; the observed difference is 0.5.
-    iv = paired_bootstrap([np.array([1, 0])], [np.array([0, 0])], _acc, n_boot=20000)
-    assert iv == Interval(0.5, 0.0, 1.0)
-    assert within_noise(iv)
+def test_one_seed_is_the_samples_part_alone_by_hand() -> None:
+    # Per-sample differences (1, 0, 0, 0): mean 0.25, sample variance 0.25, so the variance of
+    # the mean is 0.25 / 4 and the 95 % interval 0.25 ± 1.96 * 0.25 (z: no seed variance).
+    iv = paired_interval([np.array([1, 0, 0, 0])], [np.zeros(4)], _acc, additive=True)
+    assert iv.mean_diff == 0.25
+    assert iv.lo == pytest.approx(0.25 - 1.959964 * 0.25)
+    assert iv.hi == pytest.approx(0.25 + 1.959964 * 0.25)
 
 
-def test_pairing_uses_the_same_rows_for_both() -> None:
-    # A is B plus one correct sample more on each of 2 seeds' 40 samples: A - B is 1/40 on the
-    # whole set, and on any resample it is (copies of that sample) / 40 >= 0, never below 0.
-    # Unpaired resampling would produce negative differences.
+def test_three_seeds_by_hand() -> None:
+    # Seeds' differences 0.0, 0.5, 1.0 on 4 samples each, every sample alike within a seed:
+    # the samples' part (shared and within) is 0, the seeds' part var(0, .5, 1) / 3 = 0.25 / 3;
+    # t(2) = 4.302653.
+    ones, zeros = np.ones(4), np.zeros(4)
+    half = np.array([1, 1, 0, 0.0])
+    a, b = [zeros, ones, ones], [zeros, ones - half, zeros]
+    iv = paired_interval(a, b, _acc, additive=True)
+    assert iv.mean_diff == pytest.approx(0.5)
+    # Seed 1's differences (1, 1, 0, 0) carry within-seed noise: the two-way decomposition's
+    # shared part is var(D_i) / N with D_i the seed-mean difference per sample, less the overlap.
+    d = np.stack([x - y for x, y in zip(a, b, strict=True)])
+    v_seed = d.mean(1).var(ddof=1) / 3
+    v_item = d.mean(0).var(ddof=1) / 4
+    w = d.var(axis=1, ddof=1).mean() / 4
+    se = math.sqrt(v_seed + v_item - max(0.0, (w - v_item) / 2))
+    assert iv.hi - iv.mean_diff == pytest.approx(4.302653 * se, rel=1e-6)
+
+
+def test_pairing_uses_the_same_samples_for_both() -> None:
+    # A is B plus one correct sample more on 40 samples: a paired interval is narrow around
+    # 1/40; an unpaired one would be as wide as both accuracies' noise.
     rng = np.random.default_rng(2)
-    b = [rng.integers(0, 2, 40).astype(np.uint8) for _ in range(2)]
-    for x in b:
-        x[0] = 0
-    a = [x.copy() for x in b]
-    for x in a:
-        x[0] = 1
-    iv = paired_bootstrap(a, b, _acc, n_boot=2000)
+    b = rng.integers(0, 2, 40).astype(np.uint8)
+    b[0] = 0
+    a = b.copy()
+    a[0] = 1
+    iv = paired_interval([a], [b], _acc, additive=True)
     assert iv.mean_diff == pytest.approx(1 / 40)
-    assert iv.lo >= 0.0
+    assert iv.hi - iv.lo < 0.2  # unpaired: about 2 * 1.96 * sqrt(2 * 0.25 / 40) = 0.62
 
 
-def test_large_case_matches_the_normal_approximation() -> None:
-    # One seed, 20000 samples, correlated outcomes: the per-sample difference d = a - b has
-    # mean m and sd s; the bootstrap interval of the mean difference should be close to
-    # m ± 1.96 s / sqrt(n) (central limit theorem), here within 10 % of the half-width.
+def test_large_case_matches_the_normal_approximation_and_resampling_agrees() -> None:
     rng = np.random.default_rng(3)
-    n = 20000
+    n = 5000
     b = (rng.random(n) < 0.8).astype(np.uint8)
     flip = rng.random(n) < 0.1  # A differs from B on 10 % of the samples, more often right
     a = np.where(flip, (rng.random(n) < 0.7).astype(np.uint8), b)
     d = a.astype(float) - b.astype(float)
-    m, half = d.mean(), 1.96 * d.std(ddof=1) / math.sqrt(n)
-    iv = paired_bootstrap([a], [b], _acc, n_boot=2000, seed=5)
-    assert iv.mean_diff == pytest.approx(m, abs=1e-12)
-    assert iv.lo == pytest.approx(m - half, abs=0.1 * half)
-    assert iv.hi == pytest.approx(m + half, abs=0.1 * half)
-
-
-def test_three_seeds_resample_seeds_too() -> None:
-    # With 3 seeds the seeds are resampled: per-seed differences of 0, 0.5 and 1 (each constant
-    # on every resample of its samples) give replicate means in {0, 1/6, ..., 1}: the interval
-    # reaches the extremes 0 and 1 (each with probability 1/27 per replicate). With 2 seeds
-    # the seeds are kept, and the interval is the single point 0.5.
-    ones, zeros = np.ones(4, np.uint8), np.zeros(4, np.uint8)
-    half = np.array([1, 1, 0, 0], np.uint8)
-    a, b = [zeros, ones, ones], [zeros, ones - half, zeros]
-    iv = paired_bootstrap(a, b, _acc, n_boot=4000)
-    assert iv.mean_diff == pytest.approx(0.5)
-    assert iv.lo == 0.0 and iv.hi == 1.0
-    kept = paired_bootstrap([zeros, ones], [zeros, zeros], _acc, n_boot=500)
-    assert kept == Interval(0.5, 0.5, 0.5)
+    m, half = d.mean(), 1.959964 * d.std(ddof=1) / math.sqrt(n)
+    exact = paired_interval([a], [b], _acc, additive=True)
+    assert exact.mean_diff == pytest.approx(m, abs=1e-12)
+    assert exact.lo == pytest.approx(m - half, rel=1e-9)
+    resampled = paired_interval([a], [b], _acc, n_boot=2000, seed=5)
+    assert resampled.lo == pytest.approx(m - half, abs=0.1 * half)
 
 
 def test_mismatched_outcomes_are_refused() -> None:
     with pytest.raises(ValueError, match="same non-empty shape"):
-        paired_bootstrap([np.ones(3)], [np.ones(4)], _acc)
+        paired_interval([np.ones(3)], [np.ones(4)], _acc)
     with pytest.raises(ValueError, match="number"):
-        paired_bootstrap([np.ones(3)], [], _acc)
+        paired_interval([np.ones(3)], [], _acc)
 
 
 def test_seed_interval_is_student_t() -> None:

@@ -20,6 +20,7 @@ from umt.errors import UMTError
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from umt.report import tables
+    from umt.report.verdict import verdict_text
     from umt.search import run_study
     from umt.study import load_config
 
@@ -30,7 +31,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if not result.main:  # another process of a DDP run: the main one prints and writes
         return 0
     print()
-    print(tables(result.summary))
+    print(tables(result.summary, verdict=False))
     print()
     trained = len(result.trained)
     print(
@@ -39,8 +40,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )
     if result.summary["failed"]:
         print(f"umt: {len(result.summary['failed'])} stage(s) failed (see above)", file=sys.stderr)
-        return 1
-    return 0
+    print()
+    print(verdict_text(result.summary, bold=False))  # the last line: the study's one verdict
+    return 1 if result.summary["failed"] else 0
 
 
 class _Terminated(KeyboardInterrupt):

@@ -1,18 +1,13 @@
-"""The comparisons a study's report draws, with 95 % intervals, and the method it recommends.
+"""The study's one verdict and the comparisons its report draws, each with a 95 % interval.
 
-``comparisons`` adds to a summary (``umt.study.summary.summarize``'s) the differences the report reads:
-UMT vs joint training (per fusion module in a sweep), the best vs the runner-up on test (among the
-trained methods and UME), and each probe gap (teacher − joint encoder, UMT − joint encoder, per
-modality). Each lists its per-seed differences and an interval (:mod:`umt.report.stats`): a paired
-bootstrap over test samples where the stages' per-sample test outcomes are at hand, else a
-Student-t interval over seeds (the probes keep one score per seed, so their gaps always use it).
-
-``recommendation`` names the method to use: the best on validation (mean over seeds) among the
-trained methods and UME (not the teachers), beside the papers' UMT/UME rule.
-
-The per-sample outcomes are kept beside each stage's result (``write_outcomes``,
-``test-outcomes.npy``) and read back by ``add_comparisons``, which adds both entries to a study's
-summary.
+``verdict`` names the method to use, decided on validation: the best of the trained methods and
+UME (not the teachers), and its difference from the runner-up with an interval; within noise, a
+tie naming both and the cheaper one. ``comparisons`` are the differences the report shows on the
+test split: UMT − joint (per fusion module in a sweep), the verdict's pair (chosen on validation,
+never on test), and each probe gap (teacher − joint encoder, UMT − joint encoder, per modality).
+Intervals come from :mod:`umt.report.stats`: over seeds and samples where the stages' per-sample
+outcomes are at hand (``write_outcomes``: ``val-outcomes.npy``, ``test-outcomes.npy`` beside each
+stage's result), else a Student-t over seeds (the probes keep one score per seed).
 """
 
 from __future__ import annotations
@@ -29,26 +24,21 @@ from torch import nn
 from umt.data.base import DataBundle
 from umt.engine import is_main_process
 from umt.io import write_bytes
+from umt.methods import METHODS
 from umt.methods import stage_display_name as name
-from umt.report.stats import (
-    MIN_SEEDS_TO_RESAMPLE,
-    Interval,
-    paired_bootstrap,
-    seed_interval,
-    within_noise,
-)
+from umt.report.stats import MIN_SEEDS, Interval, paired_interval, seed_interval, within_noise
 from umt.tasks import Task
 
 #: How each kind of interval is described in ``summary.json`` and the report.
-BOOTSTRAP_SAMPLES = "paired bootstrap over test samples within each seed"
-BOOTSTRAP_SEEDS = "paired bootstrap over seeds, then test samples within each seed"
+SEEDS_AND_SAMPLES = "Student t over seeds, with the test samples' variance"
+SAMPLES_ONLY = "test samples only: seed-to-seed variance not measured (fewer than 3 seeds)"
 T_OVER_SEEDS = "Student t over the per-seed differences"
 
-#: A stage's per-sample test outcomes (``Task.outcomes``), beside its ``result.json``.
-OUTCOMES_FILE = "test-outcomes.npy"
+#: A stage's per-sample outcomes (``Task.outcomes``) of a split, beside its ``result.json``.
+OUTCOMES_FILE = "{split}-outcomes.npy"
 
 # Outcomes per (seed, stage).
-Outcomes = Mapping[tuple[int, str], np.ndarray]
+Outcomes = Mapping[tuple[str, int, str], np.ndarray]
 
 
 def _read(path: Path) -> np.ndarray | None:
@@ -67,15 +57,19 @@ def write_outcomes(
     *,
     fresh: bool = True,
 ) -> None:
-    """Write ``model``'s per-sample test outcomes to ``stage_dir/test-outcomes.npy`` (main
-    process only). ``fresh=False``: only where the file is missing or unreadable, e.g. a stage
-    cached by a version that did not keep outcomes (its saved model gives them again)."""
-    path = stage_dir / OUTCOMES_FILE
-    if not is_main_process() or (not fresh and _read(path) is not None):
+    """Write ``model``'s per-sample validation and test outcomes to ``stage_dir`` (main process
+    only): ``val-outcomes.npy``, ``test-outcomes.npy``. ``fresh=False``: only where a file is
+    missing or unreadable, e.g. a stage cached by a version that did not keep them (its saved
+    model gives them again)."""
+    if not is_main_process():
         return
-    buf = io.BytesIO()
-    np.save(buf, task.outcomes(model, data.test, data.num_classes, device=device))
-    write_bytes(path, buf.getvalue())
+    for split in ("val", "test"):
+        path = stage_dir / OUTCOMES_FILE.format(split=split)
+        if not fresh and _read(path) is not None:
+            continue
+        buf = io.BytesIO()
+        np.save(buf, task.outcomes(model, data.split(split), data.num_classes, device=device))
+        write_bytes(path, buf.getvalue())
 
 
 def add_comparisons(
@@ -85,18 +79,19 @@ def add_comparisons(
     *,
     fusion: str,
     compare: str = "joint",
-    n_boot: int = 2000,
+    n_boot: int = 400,
 ) -> None:
-    """Add ``comparisons`` and ``recommendation`` to a study's ``summary`` (every other key left
-    as it is), the outcomes read from the stages' directories under ``run_dir``. ``fusion``
+    """Add ``verdict`` and ``comparisons`` to a study's ``summary`` (every other key left as it
+    is), the per-sample outcomes read from the stages' directories under ``run_dir``. ``fusion``
     (``model.fusion``) and ``compare`` (``choice.compare``) name the stages the UMT/UME rule
     read in a fusion sweep."""
     methods = summary["methods"]
     outcomes = {
-        (s, st): o
+        (split, s, st): o
+        for split in ("val", "test")
         for s in summary["seeds"]
         for st in methods
-        if (o := _read(run_dir / f"seed{s}" / st / OUTCOMES_FILE)) is not None
+        if (o := _read(run_dir / f"seed{s}" / st / OUTCOMES_FILE.format(split=split))) is not None
     }
 
     def stage_of(method: str | None) -> str | None:
@@ -105,20 +100,26 @@ def add_comparisons(
                 return stage
         return None
 
+    summary["verdict"] = verdict(summary, task, outcomes, n_boot=n_boot)
     choice: dict[str, Any] = summary.get("choice") or {}
-    rule_pair = ("ume", choice["compare"]) if "compare" in choice else None
-    summary["comparisons"] = comparisons(
-        summary, task, outcomes, n_boot=n_boot, rule_pair=rule_pair
-    )
-    if rule_pair is not None:  # the noise on the rule's pair, for its sentence in the report
-        entry = next(c for c in summary["comparisons"] if (c["a"], c["b"]) == rule_pair)
+    if "compare" in choice:  # the noise on the rule's pair, on the split the rule decides on
+        pair = ("ume", choice["compare"])
+        entry = _difference(summary, task, outcomes, pair, choice.get("split", "val"), n_boot)
         keep = ("what", "mean_diff", "lo", "hi", "within_noise", "interval")
         choice["noise"] = {key: entry[key] for key in keep}
-    summary["recommendation"] = recommendation(
+        rule_stage = stage_of(choice.get("method"))
+        best = (summary["verdict"] or {}).get("method")
+        choice["agrees"] = rule_stage is not None and rule_stage in (
+            best,
+            *((summary["verdict"] or {}).get("tied_with") or []),
+        )
+    pair = summary["verdict"] and summary["verdict"].get("runner_up")
+    summary["comparisons"] = comparisons(
         summary,
         task,
-        rule_stage=stage_of((summary.get("choice") or {}).get("method")),
-        compare_stage=stage_of(compare),
+        outcomes,
+        n_boot=n_boot,
+        verdict_pair=(summary["verdict"]["method"], pair) if pair else None,
     )
 
 
@@ -162,56 +163,66 @@ def _entry(
     }
 
 
+def _difference(
+    summary: Mapping[str, Any],
+    task: Task,
+    outcomes: Outcomes,
+    pair: tuple[str, str],
+    split: str,
+    n_boot: int,
+    label: str | None = None,
+) -> dict[str, Any]:
+    """``pair[0] − pair[1]`` on ``split``: per-seed differences and a 95 % interval (over seeds
+    and samples where the per-sample outcomes are at hand, else a Student-t over seeds)."""
+    k, seeds = task.metric, list(summary["seeds"])
+    methods = summary["methods"]
+    a, b = pair
+
+    def scores(stage: str) -> list[float]:
+        return [float(v) for v in methods[stage][f"{split}_{k}"]["values"]]
+
+    diffs = [x - y for x, y in zip(scores(a), scores(b), strict=True)]
+    if all((split, s, st) in outcomes for s in seeds for st in (a, b)):
+        iv: Interval | None = paired_interval(
+            [outcomes[(split, s, a)] for s in seeds],
+            [outcomes[(split, s, b)] for s in seeds],
+            task.score_of,
+            n_boot=n_boot,
+            additive=task.additive,
+        )
+        how: str | None = (SEEDS_AND_SAMPLES if len(seeds) >= MIN_SEEDS else SAMPLES_ONLY).replace(
+            "test", split
+        )
+    else:  # e.g. a run directory written before outcomes were kept
+        iv = seed_interval(diffs)
+        how = T_OVER_SEEDS if iv is not None else None
+    return _entry(label or f"{name(a)} − {name(b)}", f"{split}_{k}", a, b, diffs, iv, how)
+
+
 def comparisons(
     summary: Mapping[str, Any],
     task: Task,
     outcomes: Outcomes,
     *,
-    n_boot: int = 2000,
-    seed: int = 0,
-    rule_pair: tuple[str, str] | None = None,
+    n_boot: int = 400,
+    verdict_pair: tuple[str, str] | None = None,
 ) -> list[dict[str, Any]]:
-    """The report's comparisons of ``summary``, each with per-seed differences (A − B, in the
+    """The report's comparisons on the test split, each with per-seed differences (A − B, in the
     task's score as a fraction) and its 95 % interval (``lo``, ``hi``; ``None`` with one seed and
-    no outcomes). ``outcomes`` maps ``(seed, stage)`` to the stage's per-sample test outcomes.
-    ``rule_pair``: the stages the UMT/UME rule compared (``("ume", "joint")``), compared on test
-    too unless another comparison already is that pair."""
-    k, seeds = task.metric, list(summary["seeds"])
+    no outcomes): UMT − joint (per fusion module), the verdict's pair (chosen on validation, never
+    on test), and each probe gap. ``outcomes`` maps ``(split, seed, stage)`` to the stage's
+    per-sample outcomes."""
     methods = summary["methods"]
     out: list[dict[str, Any]] = []
-
-    def scores(stage: str) -> list[float]:
-        return [float(v) for v in methods[stage][f"test_{k}"]["values"]]
-
-    def stage_pair(a: str, b: str, label: str) -> None:
-        diffs = [x - y for x, y in zip(scores(a), scores(b), strict=True)]
-        if all((s, st) in outcomes for s in seeds for st in (a, b)):
-            iv: Interval | None = paired_bootstrap(
-                [outcomes[(s, a)] for s in seeds],
-                [outcomes[(s, b)] for s in seeds],
-                task.score_of,
-                n_boot=n_boot,
-                seed=seed,
-            )
-            how: str | None = (
-                BOOTSTRAP_SEEDS if len(seeds) >= MIN_SEEDS_TO_RESAMPLE else BOOTSTRAP_SAMPLES
-            )
-        else:  # e.g. a run directory written before outcomes were kept
-            iv = seed_interval(diffs)
-            how = T_OVER_SEEDS if iv is not None else None
-        out.append(_entry(label, f"test_{k}", a, b, diffs, iv, how))
-
-    for a, b in _pairs(methods, "umt", "joint"):
-        stage_pair(a, b, f"{name(a)} − {name(b)}")
-    fused = sorted(
-        (s for s in methods if _fused(s)), key=lambda s: -methods[s][f"test_{k}"]["mean"]
-    )
-    if len(fused) >= 2:
-        best, second = fused[0], fused[1]
-        stage_pair(best, second, f"best − runner-up on test: {name(best)} − {name(second)}")
-    if rule_pair is not None and not any((c["a"], c["b"]) == rule_pair for c in out):
-        a, b = rule_pair
-        stage_pair(a, b, f"{name(a)} − {name(b)} (the UMT/UME rule's pair)")
+    pairs = _pairs(methods, "umt", "joint")
+    if verdict_pair is not None and verdict_pair not in pairs and verdict_pair[::-1] not in pairs:
+        pairs.append(verdict_pair)
+    for a, b in pairs:
+        label = f"{name(a)} − {name(b)}"
+        if (a, b) == verdict_pair:
+            label += " (the verdict's pair, chosen on validation)"
+        out.append(_difference(summary, task, outcomes, (a, b), "test", n_boot, label))
+    k = task.metric
     probes = summary.get("probes") or {}
     # Probe gaps against each joint encoder: the teacher's, and UMT's where UMT ran.
     joints: list[tuple[str | None, str]] = [*_pairs(methods, "umt", "joint")] or [(None, "joint")]
@@ -240,47 +251,56 @@ def comparisons(
     return out
 
 
-def recommendation(
-    summary: Mapping[str, Any],
-    task: Task,
-    *,
-    rule_stage: str | None = None,
-    compare_stage: str | None = None,
+def cost(summary: Mapping[str, Any], stage: str) -> float:
+    """A stage's training time (mean over seeds), its teachers' included where it needs them."""
+    methods = summary["methods"]
+
+    def own(s: str) -> float:
+        return float(methods.get(s, {}).get("train_seconds", {}).get("mean", 0.0))
+
+    method = stage.split("-")[0]
+    teachers = METHODS[method].uses_teachers if method in METHODS else False
+    return own(stage) + (
+        sum(own(s) for s in methods if s.startswith("teacher-")) if teachers else 0.0
+    )
+
+
+def verdict(
+    summary: Mapping[str, Any], task: Task, outcomes: Outcomes, *, n_boot: int = 400
 ) -> dict[str, Any] | None:
-    """The method to use: the best on validation (mean over seeds) among the trained methods
-    and UME; beside it the papers' rule (``summary["choice"]``), the stage it picks
-    (``rule_stage``) and the stage the rule compares UME with (``compare_stage``, joint).
+    """The study's one verdict, decided on validation: the best of the trained methods and UME
+    (mean over seeds), and its difference from the runner-up with a 95 % interval. Within noise,
+    the two are a tie (``tied_with``) and ``cheaper`` names the one that costs less to train.
 
     Example:
         >>> from umt.tasks import CLASSIFICATION
-        >>> s = {"methods": {"joint": {"val_acc": {"mean": 0.8}}, "umt": {"val_acc": {"mean": 0.7}},
-        ...                  "ume": {"val_acc": {"mean": 0.6}}}, "choice": {"method": "umt"}}
-        >>> r = recommendation(s, CLASSIFICATION, rule_stage="umt", compare_stage="joint")
-        >>> r["method"], r["runner_up"], r["rule"], r["agree"], r["rule_below_compare"]
-        ('joint', 'umt', 'umt', False, True)
+        >>> def s(v): return {"mean": v, "values": [v]}
+        >>> summary = {"seeds": [0], "methods": {"joint": {"val_acc": s(0.8)},
+        ...     "umt": {"val_acc": s(0.7)}, "ume": {"val_acc": s(0.6)}}}
+        >>> v = verdict(summary, CLASSIFICATION, {})
+        >>> v["method"], v["runner_up"], v["tie"]
+        ('joint', 'umt', None)
     """
     k = task.metric
-    val = {s: e[f"val_{k}"]["mean"] for s, e in summary["methods"].items() if _fused(s)}
+    methods = summary["methods"]
+    val = {s: e[f"val_{k}"]["mean"] for s, e in methods.items() if _fused(s)}
     if not val:
         return None
-    ranked = sorted(val, key=lambda s: -val[s])  # ties keep the run order
+    ranked = sorted(val, key=lambda s: (-val[s], cost(summary, s), s))  # a tie: the cheaper first
     best = ranked[0]
-    second = ranked[1] if len(ranked) > 1 else None
-    choice = summary.get("choice")
-    rule_val = val.get(rule_stage) if rule_stage else None
-    compare_val = val.get(compare_stage) if compare_stage else None
-    return {
-        "method": best,
-        f"val_{k}": val[best],
-        "runner_up": second,
-        f"runner_up_val_{k}": val[second] if second else None,
-        "rule": choice["method"] if choice else None,
-        "rule_stage": rule_stage,
-        f"rule_val_{k}": rule_val,
-        "compare_stage": compare_stage,
-        f"compare_val_{k}": compare_val,
-        "agree": None if rule_val is None else rule_val >= val[best],
-        "rule_below_compare": (
-            None if rule_val is None or compare_val is None else rule_val < compare_val
-        ),
-    }
+    out: dict[str, Any] = {"method": best, "split": "val", f"val_{k}": val[best]}
+    if len(ranked) == 1:
+        return {**out, "runner_up": None, "tie": None, "tied_with": []}
+    second = ranked[1]
+    diff = _difference(summary, task, outcomes, (best, second), "val", n_boot)
+    tied = [best, second] if diff["within_noise"] else []
+    out.update(
+        runner_up=second,
+        **{f"runner_up_val_{k}": val[second]},
+        difference=diff,
+        tie=diff["within_noise"],
+        tied_with=[second] if diff["within_noise"] else [],
+        cheaper=min(tied, key=lambda s: cost(summary, s)) if tied else None,
+        cost={s: round(cost(summary, s), 1) for s in (best, second)},
+    )
+    return out

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import html
-import re
 from pathlib import Path
 from typing import Any
 
@@ -23,20 +22,22 @@ from umt.report.tables import (
     missing_table,
     probe_table,
 )
-from umt.report.trust import flags_text, recipe_text, sensitivity_figure, tune_text
-from umt.report.verdict import choice_text, comparisons_text, recommendation_text
+from umt.report.trust import flags_text, recipe_text, search_text, sensitivity_figure
+from umt.report.verdict import comparisons_text, rule_text, verdict_text
 from umt.tasks import task_of_summary
 
 
-def tables(summary: dict[str, Any]) -> str:
-    """The text the CLI prints at the end of a study."""
+def tables(summary: dict[str, Any], *, verdict: bool = True) -> str:
+    """The text the CLI prints at the end of a study: the tables, the evidence, and last the
+    one verdict (``verdict=False``: without it, for a caller that prints it last itself)."""
     n = len(summary["seeds"])
     what = task_of_summary(summary).metric_name
     return "\n\n".join(
-        [
+        t
+        for t in [
             f"Test {what} (%), mean ± std over {n} seed(s):",
             accuracy_table(summary),
-            *[t for t in [flags_text(summary, _name)] if t],
+            flags_text(summary, _name),
             f"Linear-probe test {what} (%) of each frozen encoder:",
             probe_table(summary),
             *(
@@ -45,14 +46,16 @@ def tables(summary: dict[str, Any]) -> str:
                 else []
             ),
             *(
-                ["Comparisons (95 % intervals):", comparisons_text(summary)]
+                ["Comparisons on test (95 % intervals):", comparisons_text(summary)]
                 if summary.get("comparisons")
                 else []
             ),
-            *([recommendation_text(summary)] if summary.get("recommendation") else []),
-            choice_text(summary),
+            search_text(summary, _name, short=True),
+            rule_text(summary),
             failed_text(summary),
+            verdict_text(summary, bold=False) if verdict else "",
         ]
+        if t
     ).rstrip()
 
 
@@ -69,13 +72,18 @@ def markdown(summary: dict[str, Any], *, curves: bool = False) -> str:
             f"Data: **{d['name']}** ({d['description']}); modalities {', '.join(d['modalities'])}; "
             f"{d['num_classes']} classes; {sizes}{text.sizes_unit}. Seeds: {summary['seeds']}. "
             + text.selection,
+            *(
+                ["## Verdict", verdict_text(summary), rule_text(summary)]
+                if summary.get("verdict")
+                else []
+            ),
             f"## {text.score_heading}",
             accuracy_table(summary),
             *[t for t in (flags_text(summary, _name), recipe_text(summary, _name)) if t],
             *(
-                ["## Tuning", tune_text(summary, _name)]
-                + ([_SENSITIVITY] if summary["tune"]["methods"] else [])
-                if summary.get("tune")
+                ["## Recipe", search_text(summary, _name)]
+                + ([_SENSITIVITY] if (summary.get("search") or {}).get("units") else [])
+                if summary.get("search")
                 else []
             ),
             *(["## Per-class IoU (test, %)", class_iou_table(summary)] if text.class_table else []),
@@ -123,23 +131,19 @@ def markdown(summary: dict[str, Any], *, curves: bool = False) -> str:
             missing_table(summary),
             *(
                 [
-                    "## Comparisons (95 % intervals)",
+                    "## Comparisons on test (95 % intervals)",
                     "Differences A − B in points (test split), averaged over seeds, with a 95 % "
-                    "interval; one that covers 0 is within noise. Stages are compared by a paired "
-                    "bootstrap of their per-sample test outcomes; probe gaps, kept as one score "
-                    "per seed, by a Student-t interval over the seeds' differences.",
+                    "interval; one that covers 0 is within noise. Stages: a Student-t interval "
+                    "over the seeds whose standard error also holds the test samples' variance "
+                    "(with fewer than 3 seeds, the samples' alone: the seed-to-seed variance is "
+                    "then not measured); probe gaps, kept as one score per seed: Student-t over "
+                    "the seeds' differences. The pairs are fixed before looking at test: UMT − "
+                    "joint, the verdict's pair (chosen on validation), the probe gaps.",
                     comparisons_text(summary),
                 ]
                 if summary.get("comparisons")
                 else []
             ),
-            *(
-                ["## Recommendation", recommendation_text(summary)]
-                if summary.get("recommendation")
-                else []
-            ),
-            "## UMT or UME",
-            choice_text(summary),
             failed_text(summary),
             *(
                 ["## Provenance", provenance_text(summary["provenance"])]
@@ -168,7 +172,7 @@ def write_report(summary: dict[str, Any], run_dir: Path) -> None:
             figures[f"figures/{name}.{fmt}"] = data
     md = markdown(summary, curves=drawn["curves"] is not None)
     write_text(run_dir / "report.md", md + "\n")
-    if summary.get("tune", {}).get("methods"):
+    if (summary.get("search") or {}).get("units"):
         figures["figures/sensitivity.png"] = sensitivity_figure(summary, _name)
         write_bytes(run_dir / "figures" / "sensitivity.png", figures["figures/sensitivity.png"])
     examples = run_dir / "figures" / "examples.png"
@@ -178,28 +182,22 @@ def write_report(summary: dict[str, Any], run_dir: Path) -> None:
 
 
 def html_page(md: str, figures: dict[str, bytes]) -> str:
-    """A self-contained page from our own small Markdown (headings, tables, paragraphs)."""
-    parts = []
-    for block in md.split("\n\n"):
-        if block.startswith("!["):
-            alt, _, path = block[2:].rstrip(")").partition("](")
-            if path in figures:
-                data = base64.b64encode(figures[path]).decode()
-                parts.append(f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">')
-        elif block.startswith("#"):
-            level = len(block) - len(block.lstrip("#"))
-            parts.append(f"<h{level}>{_inline(block.lstrip('# '))}</h{level}>")
-        elif block.startswith("|"):
-            lines = [ln for ln in block.splitlines() if not ln.startswith("|---")]
-            cells = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines]
-            head = "".join(f"<th>{_inline(c)}</th>" for c in cells[0])
-            body = "".join(
-                "<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>"
-                for row in cells[1:]
-            )
-            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
-        else:
-            parts.append(f"<p>{_inline(block)}</p>")
+    """A self-contained page from the report's Markdown, rendered by markdown-it-py (CommonMark
+    with tables); each figure the Markdown shows is inlined as a data URI.
+
+    Example:
+        >>> page = html_page("# T\\n\\n- a\\n- b\\n\\n| x |\\n|---|\\n| 1 |", {})
+        >>> "<ul>" in page and "<li>b</li>" in page and "<table>" in page
+        True
+    """
+    from markdown_it import MarkdownIt
+
+    renderer = MarkdownIt("commonmark", {"html": False}).enable("table")
+    body = renderer.render(md)
+    for path, data in figures.items():
+        if path.endswith(".png"):
+            uri = "data:image/png;base64," + base64.b64encode(data).decode()
+            body = body.replace(f'src="{html.escape(path)}"', f'src="{uri}"')
     style = (
         "body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}"
         "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3em .6em}"
@@ -207,19 +205,8 @@ def html_page(md: str, figures: dict[str, bytes]) -> str:
     )
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>umt report</title>"
-        f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n"
+        f"<style>{style}</style></head><body>{body}</body></html>\n"
     )
-
-
-def _inline(text: str) -> str:
-    out = html.escape(text)
-    # [text](path): a link, e.g. to a figure's vector version beside the page.
-    out = re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)", r'<a href="\2">\1</a>', out)
-    while "**" in out:
-        out = out.replace("**", "<b>", 1).replace("**", "</b>", 1)
-    while out.count("`") >= 2:
-        out = out.replace("`", "<code>", 1).replace("`", "</code>", 1)
-    return out
 
 
 def provenance_text(p: dict[str, Any]) -> str:

@@ -11,25 +11,31 @@ from typing import Any
 from umt.engine import is_converged
 from umt.methods import METHODS
 
-#: A teacher's test score this far (fraction) below the linear probe on its own features is an
-#: under-trained head: the yardstick of the probe gaps is itself short. Three points: every
-#: teacher of a study is within 3 points of its probe or is flagged (issue 18's must-hold; at
-#: 5 points a check set's near-chance teacher 3.7 points below its probe went unflagged).
+#: A teacher's validation score this far (fraction) below the linear probe on its own features
+#: is an under-trained head: the yardstick of the probe gaps is itself short. The study refits
+#: such a head from the probe (``umt.study.runner``), so a flag is left only where it cannot
+#: (segmentation's decoder) or for a teacher loaded from a file.
 HEAD_GAP = 0.03
 
 
 def stage_flags(
-    stage: str, rows: list[dict[str, Any]], probe_test: float | None, metric: str
+    stage: str, rows: list[dict[str, Any]], probe_val: float | None, metric: str
 ) -> list[str]:
-    """The warnings for one stage from its per-seed ``result.json`` rows; ``probe_test`` is the
-    mean probe test score of a teacher's own encoder (``None`` for other stages).
+    """The warnings for one stage from its per-seed ``result.json`` rows; ``probe_val`` is the
+    mean probe validation score of a teacher's own encoder (``None`` for other stages).
+
+    Converged means that the validation score rose and then stopped improving: a best epoch at
+    the cap (still improving) or at the first epoch (it never rose: nothing learned after one
+    epoch) is flagged.
 
     Example:
-        >>> rows = [{"best_epoch": 19, "epochs": 20, "test_acc": 0.41}]
+        >>> rows = [{"best_epoch": 19, "epochs": 20, "val_acc": 0.41}]
         >>> stage_flags("teacher-audio", rows, 0.64, "acc")  # doctest: +NORMALIZE_WHITESPACE
         ['best epoch at the cap (epoch 20 of 20, seed(s) 1 of 1): still improving, raise
           train.epochs', "under-trained head: the teacher's head is 23.0 points below the linear
-          probe on its own features (41.0 vs 64.0)"]
+          probe on its own features on validation (41.0 vs 64.0)"]
+        >>> stage_flags("joint", [{"best_epoch": 0, "stopped_epoch": 6, "epochs": 40}], None, "acc")
+        ['best epoch is the first (seed(s) 1 of 1): the validation score never rose after one epoch; check train.lr']
     """
     flags: list[str] = []
     at_cap = [
@@ -37,6 +43,7 @@ def stage_flags(
         for r in rows
         if "best_epoch" in r
         and not r.get("converged", is_converged(int(r["best_epoch"]), int(r["epochs"])))
+        and int(r["best_epoch"]) > 0
     ]
     if at_cap:
         epochs = at_cap[0]["epochs"]
@@ -45,28 +52,43 @@ def stage_flags(
             f"best epoch at the cap (epoch {best} of {epochs}, seed(s) {len(at_cap)} of "
             f"{len(rows)}): still improving, raise train.epochs"
         )
-    if stage.startswith("teacher-") and probe_test is not None:
-        test = sum(float(r[f"test_{metric}"]) for r in rows) / len(rows)
-        if test < probe_test - HEAD_GAP:
+    first = [r for r in rows if r.get("best_epoch") == 0 and int(r.get("stopped_epoch", 1)) > 0]
+    if first:
+        flags.append(
+            f"best epoch is the first (seed(s) {len(first)} of {len(rows)}): the validation "
+            "score never rose after one epoch; check train.lr"
+        )
+    if stage.startswith("teacher-") and probe_val is not None:
+        val = sum(float(r[f"val_{metric}"]) for r in rows) / len(rows)
+        if val < probe_val - HEAD_GAP:
             flags.append(
-                f"under-trained head: the teacher's head is {100 * (probe_test - test):.1f} points "
-                f"below the linear probe on its own features ({100 * test:.1f} vs "
-                f"{100 * probe_test:.1f})"
+                f"under-trained head: the teacher's head is {100 * (probe_val - val):.1f} points "
+                f"below the linear probe on its own features on validation ({100 * val:.1f} vs "
+                f"{100 * probe_val:.1f})"
             )
     return flags
 
 
 def add_flags(summary: dict[str, Any], per_seed: dict[int, dict[str, Any]], metric: str) -> None:
-    """Add to each ``summary["methods"][stage]`` its ``flags`` and the ``recipe`` it ran under
-    (optimiser and learning rate, where ``result.json`` records them)."""
+    """Add to each ``summary["methods"][stage]`` its ``flags``, the ``recipe`` it ran under
+    (optimiser and learning rate, where ``result.json`` records them) and, for a teacher whose
+    head was refit from its probe, ``head_refit`` (seeds and the head's val score before)."""
     seeds = list(per_seed)
     for stage, entry in summary["methods"].items():
         rows = [per_seed[s]["stages"][stage] for s in seeds]
         probe = None
         if stage.startswith("teacher-"):
             m = stage.removeprefix("teacher-")
-            probe = summary["probes"].get(m, {}).get("teacher", {}).get("mean")
+            vals = [
+                per_seed[s]["probes"].get(stage, {}).get(m, {}).get(f"val_{metric}") for s in seeds
+            ]
+            probe = sum(vals) / len(vals) if all(v is not None for v in vals) else None
         entry["flags"] = stage_flags(stage, rows, probe, metric)
+        refit = {
+            str(s): r["head_refit"] for s, r in zip(seeds, rows, strict=True) if "head_refit" in r
+        }
+        if refit:
+            entry["head_refit"] = refit
         if "optimizer" in rows[0]:
             entry["recipe"] = {"optimizer": rows[0]["optimizer"], "lr": rows[0]["lr"]}
 
@@ -110,43 +132,57 @@ def _assumed(stage: str) -> str | None:
     return spec.optimizer if spec is not None else None
 
 
-def tune_text(summary: dict[str, Any], name: Any = str) -> str:
-    """The tuning budget, the chosen values and each method's validation curve ('' if none)."""
-    tune = summary.get("tune")
-    if not tune:
+def search_text(summary: dict[str, Any], name: Any = str, *, short: bool = False) -> str:
+    """Where the study's recipe came from (``summary["search"]``): the search's trials and
+    choices, a shipped recipe, or the configured one ('' for a summary without the entry)."""
+    search = summary.get("search")
+    if not search:
         return ""
-    lines = []
-    if tune["methods"]:
-        lines.append(
-            f"Each method was tuned on validation (mean over seeds {summary['seeds']}) with the "
-            f"same budget: {tune['trials']} trial(s) per method."
+    how = search.get("source")
+    if how == "shipped":
+        return (
+            f"Recipe: umt's shipped recipe for this data set (`{search.get('recipe')}`, found by "
+            "the recipe search; umt/configs/recipes), not searched in this run: "
+            "`--set tune.enabled=true` searches it again."
         )
-    if tune.get("teachers"):
-        t = tune["teachers"]
-        curve = "; ".join(f"{values_text(p['values'])} → {100 * p['val']:.2f}" for p in t["curve"])
-        lines.append(
-            f"- teachers' recipe: chose {values_text(t['chosen'])} (mean teacher val: {curve}); "
-            "the study's fused models share it" + _edge_text(t, "tune.teacher_lr/teacher_grid")
+    if how in ("configured", "off"):
+        why = "tune.enabled=false" if how == "off" else "a built-in set without a shipped recipe"
+        return (
+            f"Recipe: as configured, not searched ({why}); `--set tune.enabled=true` searches it "
+            "on validation."
         )
-    for method, entry in tune["methods"].items():
-        curve = "; ".join(
-            f"{values_text(p['values'])} → {100 * p['val']:.2f}" for p in entry["curve"]
-        )
+    units = search.get("units", {})
+    head = (
+        f"Recipe searched on validation: {search['trials_spent']} trial(s) ({search['pruned']} "
+        f"pruned) in {search['seconds']:.0f} s at training seed {search['seed']}; the study then "
+        "retrained the chosen values at its own seeds."
+    )
+    if short:
+        chosen = "; ".join(f"{name(u)}: {values_text(e['chosen'])}" for u, e in units.items())
+        return f"{head} Chosen: {chosen}."
+    lines = [
+        head + f" Budget: {search['teacher_budget']} trial(s) per teacher, {search['budget']} per "
+        "method (the same for every method), the configured values first."
+    ]
+    for unit, entry in units.items():
+        done = [t for t in entry["trials"] if t["val"] is not None]
+        best = max((t["val"] for t in done), default=None)
+        score = f" (val {100 * best:.2f} %)" if best is not None else ""
         lines.append(
-            f"- {name(method)}: chose {values_text(entry['chosen'])} (val: {curve})"
-            + _edge_text(entry, f"tune.grid.{method}")
+            f"- {name(unit)}: chose {values_text(entry['chosen'])}{score}, from "
+            f"{len(entry['trials'])} trial(s)" + _edge_text(entry, f"tune.space.{unit}")
         )
     return "\n".join(lines)
 
 
-def _edge_text(entry: dict[str, Any], grid: str) -> str:
-    """The warning for chosen values at the edge of their grid ('' when none)."""
+def _edge_text(entry: dict[str, Any], space: str) -> str:
+    """The warning for chosen values at the edge of what could be tried ('' when none)."""
     keys = entry.get("edge", [])
     if not keys:
         return ""
     return (
-        f". **At the edge of its grid** ({', '.join(keys)}): the best value may lie beyond the "
-        f"values tried; widen {grid} and tune again"
+        f". **At the edge of its space** ({', '.join(keys)}): the best value may lie beyond; "
+        f"widen {space}"
     )
 
 
@@ -158,8 +194,8 @@ def values_text(values: dict[str, Any]) -> str:
 
 
 def sensitivity_figure(summary: dict[str, Any], name: Any = str) -> bytes:
-    """A PNG: val score against the trial index, one line per method, labelled with the values
-    (methods' grids have different units, so the x axis is the trial)."""
+    """A PNG: each search unit's trials, validation score against the learning rate tried (or
+    the trial's number where the unit has none); pruned trials marked at their last score."""
     import io
 
     import matplotlib
@@ -167,23 +203,22 @@ def sensitivity_figure(summary: dict[str, Any], name: Any = str) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tune = summary["tune"]
-    fig, ax = plt.subplots(figsize=(6.0, 3.6), dpi=120)
-    for method, entry in tune["methods"].items():
-        xs = list(range(len(entry["curve"])))
-        ys = [100 * p["val"] for p in entry["curve"]]
-        key = next(iter(entry["chosen"]))
-        label = (
-            f"{name(method)} ({key}: "
-            + ", ".join(f"{p['values'][key]:g}" for p in entry["curve"])
-            + ")"
-        )
-        ax.plot(xs, ys, marker="o", label=label)
-    ax.set_xlabel("trial (values in the legend, in order)")
-    ax.set_ylabel("val score (%)")
-    ax.set_title("Sensitivity: validation score per tried value")
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
+    units = summary["search"]["units"]
+    fig, axes = plt.subplots(1, len(units), figsize=(3.2 * len(units), 3.0), dpi=110, squeeze=False)
+    for ax, (unit, entry) in zip(axes[0], units.items(), strict=True):
+        key = next((k for k in ("lr", "train.lr") if k in entry["space"]), None)
+        for t in entry["trials"]:
+            if t["val"] is None:
+                continue
+            x = t["values"].get(key, t["number"]) if key else t["number"]
+            ax.plot(x, 100 * t["val"], "o", color="C0")
+        if key:
+            ax.set_xscale("log")
+        ax.set_xlabel(key or "trial")
+        ax.set_title(str(name(unit)), fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("val score (%)")
+    fig.suptitle("The search's trials: validation score per value tried", fontsize=10)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

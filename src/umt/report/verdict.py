@@ -1,5 +1,7 @@
-"""The report's verdict texts: the recommendation, the papers' UMT/UME rule and the comparisons
-with their intervals, each from the summary alone."""
+"""The report's verdict: one sentence, decided on validation (``summary["verdict"]``, see
+``umt.report.compare.verdict``), then the evidence under it: the papers' UMT/UME rule (a line of
+evidence, never a second verdict) and the comparisons with their intervals. From the summary
+alone."""
 
 from __future__ import annotations
 
@@ -7,31 +9,6 @@ from typing import Any
 
 from umt.methods import stage_display_name as _name
 from umt.tasks import task_of_summary
-
-
-def choice_text(summary: dict[str, Any]) -> str:
-    """The papers' UMT/UME rule: its pick, the comparison it made (in %) and, where the summary
-    has the interval of that difference, whether it is within noise. The rule's reading of the
-    comparison (paired features or not) is named as the rule's, not stated as a finding."""
-    choice = summary.get("choice")
-    if not choice:
-        return "No choice: the rule needs both `ume` and the compared method in `methods`."
-    head = f"**Chosen: {choice['method'].upper()}.**"
-    if "margin" not in choice:  # a summary written before the rule's inputs were kept
-        return f"{head} {choice['reason']}."
-    k = task_of_summary(summary).metric
-    ume, other = choice[f"ume_{k}"], choice[f"{choice['compare']}_{k}"]
-    sign = "≥" if choice["method"] == "ume" else "<"
-    text = (
-        f"{head} The papers' UMT/UME rule (Du et al. 2023) picks UME when the uni-modal ensemble "
-        f"scores at least as well as joint training, less a margin, and UMT otherwise: here "
-        f"{choice['split']} {task_of_summary(summary).metric_name} UME {100 * ume:.2f} % {sign} "
-        f"{_name(choice['compare'])} {100 * other:.2f} % − margin {100 * choice['margin']:.2f} "
-        f"points. The rule reads {'this' if choice['method'] == 'ume' else 'a joint lead'} as "
-        f"{'little gained from' if choice['method'] == 'ume' else 'evidence of'} cross-modal "
-        "(paired) features; the comparison alone does not show it."
-    )
-    return text + _rule_noise(choice.get("noise"))
 
 
 def _pct(x: float, signed: bool = False) -> str:
@@ -43,27 +20,6 @@ def _pct(x: float, signed: bool = False) -> str:
     """
     text = f"{100 * x:{'+' if signed else ''}.2f}"
     return text.replace("-", "−") if text.lstrip("+-") != "0.00" else text.lstrip("-")
-
-
-def _rule_noise(noise: dict[str, Any] | None) -> str:
-    """The sentence on the noise of the rule's difference (test split), or nothing."""
-    if not noise:
-        return ""
-    what = noise["what"].replace("_", " ")
-    text = (
-        f" On the {what.split()[0]} split the same pair differs by {_pct(noise['mean_diff'], True)}"
-    )
-    if noise.get("lo") is None:
-        return text + (
-            " points, with no interval (one seed and no per-sample outcomes): whether the rule's "
-            "inputs differ by more than the noise is unknown."
-        )
-    text += (
-        f" points, 95 % interval [{_pct(noise['lo'])}, {_pct(noise['hi'])}] ({noise['interval']})"
-    )
-    if noise["within_noise"]:
-        return text + ": the rule's inputs differ by less than the noise: read its choice as a tie."
-    return text + ": the difference is beyond the noise (the interval excludes 0)."
 
 
 def _points(x: float) -> str:
@@ -97,6 +53,7 @@ def comparison_line(c: dict[str, Any], column: str = "acc") -> str:
         (paired bootstrap over test samples within each seed)'
     """
     what = c["what"].replace("probe_test_", "probe test ").replace("test_", "test ")
+    what = what.replace("val_", "val ")
     what = what.rsplit(" ", 1)[0] + f" {column}"
     text = f"- {c['name']} ({what}): {_signed(c['mean_diff'])} points"
     if c.get("lo") is None:
@@ -116,38 +73,79 @@ def comparisons_text(summary: dict[str, Any]) -> str:
     return "\n".join(comparison_line(c, column) for c in summary.get("comparisons") or [])
 
 
-def recommendation_text(summary: dict[str, Any]) -> str:
-    """The method to use (the best on validation among those trained), the papers' rule beside
-    it, and one sentence where the two disagree."""
-    rec = summary.get("recommendation")
-    if not rec:
+def _interval(d: dict[str, Any]) -> str:
+    """``+1.1 points [0.4, 1.9]`` (or without an interval where there is none)."""
+    if d.get("lo") is None:
+        return (
+            f"{_signed(d['mean_diff'])} points (no interval: one seed and no per-sample outcomes)"
+        )
+    return f"{_signed(d['mean_diff'])} points [{_points(d['lo'])}, {_points(d['hi'])}]"
+
+
+def verdict_text(summary: dict[str, Any], *, bold: bool = True) -> str:
+    """The study's one verdict, as one sentence (``''`` where no method was trained).
+
+    Example:
+        >>> s = {"data": {"task": "classification"}, "seeds": [0, 1, 2], "verdict": {
+        ...     "method": "umt", "runner_up": "ume", "val_acc": 0.96, "runner_up_val_acc": 0.955,
+        ...     "tie": True, "tied_with": ["ume"], "cheaper": "ume", "cost": {"umt": 30, "ume": 10},
+        ...     "difference": {"mean_diff": 0.005, "lo": -0.004, "hi": 0.014}}}
+        >>> print(verdict_text(s, bold=False))  # doctest: +NORMALIZE_WHITESPACE
+        A tie between UMT and UME: they differ by less than the noise on validation (96.0 % vs
+        95.5 %, +0.5 points [−0.4, 1.4]); UME is the cheaper to train (10 s vs 30 s).
+    """
+    v = summary.get("verdict")
+    if not v:
         return ""
     k = task_of_summary(summary).metric
-    n = len(summary["seeds"])
-    text = (
-        f"**Recommended: {_name(rec['method'])}**, the best on validation among the trained "
-        f"methods and UME (val {task_of_summary(summary).metric_name} {100 * rec[f'val_{k}']:.2f} %, mean "
-        f"over {n} seed(s)"
+    b = "**" if bold else ""
+    best = _name(v["method"])
+    if v.get("runner_up") is None:
+        return f"{b}Use {best}{b}: the only method the study trained."
+    second = _name(v["runner_up"])
+    vals = f"{100 * v[f'val_{k}']:.1f} % vs {100 * v[f'runner_up_val_{k}']:.1f} %"
+    diff = _interval(v["difference"])
+    if v.get("tie"):
+        cheap = v.get("cheaper")
+        other = v["runner_up"] if cheap == v["method"] else v["method"]
+        costs = v.get("cost") or {}
+        tail = ""
+        if cheap is not None and costs.get(cheap) is not None and costs.get(other):
+            tail = (
+                f"; {_name(cheap)} is the cheaper to train ({costs[cheap]:.0f} s vs "
+                f"{costs[other]:.0f} s)"
+            )
+        return (
+            f"{b}A tie between {best} and {second}{b}: they differ by less than the noise on "
+            f"validation ({vals}, {diff}){tail}."
+        )
+    return (
+        f"{b}Use {best}{b}: the best on validation ({vals} for the runner-up {second}, "
+        f"{diff}, beyond the noise)."
     )
-    if rec.get("runner_up"):
-        text += f"; runner-up {_name(rec['runner_up'])} {100 * rec[f'runner_up_val_{k}']:.2f} %"
-    text += ")."
-    rule = rec.get("rule")
-    if rule is None:
-        return text + " The papers' UMT/UME rule did not run (it needs UME and joint training)."
-    text += f" The papers' UMT/UME rule picks {rule.upper()}"
-    rule_val, compare_val = rec.get(f"rule_val_{k}"), rec.get(f"compare_val_{k}")
-    if rule_val is None:
-        return text + ", which this study did not train."
-    if rule == "umt" and rec.get("rule_below_compare"):
-        return text + (
-            f", but UMT validates below {_name(rec['compare_stage'])} "
-            f"({100 * rule_val:.2f} % vs {100 * compare_val:.2f} %): the rule's pick is not the "
-            "method to use here."
-        )
-    if not rec.get("agree"):
-        return text + (
-            f", which is not the best on validation ({100 * rule_val:.2f} % vs "
-            f"{_name(rec['method'])} {100 * rec[f'val_{k}']:.2f} %)."
-        )
-    return text + ", in agreement."
+
+
+def rule_text(summary: dict[str, Any]) -> str:
+    """The papers' UMT/UME rule as a line of evidence under the verdict ('' when it did not run)."""
+    choice = summary.get("choice")
+    if not choice:
+        return ""
+    if "margin" not in choice:  # a summary written before the rule's inputs were kept
+        return f"Evidence, the papers' UMT/UME rule: it points to {choice['method'].upper()}."
+    k = task_of_summary(summary).metric
+    ume, other = choice[f"ume_{k}"], choice[f"{choice['compare']}_{k}"]
+    sign = "≥" if choice["method"] == "ume" else "<"
+    text = (
+        f"Evidence, the papers' UMT/UME rule (Du et al. 2023): it points to "
+        f"{choice['method'].upper()}, as {choice['split']} UME {100 * ume:.2f} % {sign} "
+        f"{_name(choice['compare'])} {100 * other:.2f} % − margin {100 * choice['margin']:.2f}"
+    )
+    noise = choice.get("noise")
+    if noise and noise.get("lo") is not None:
+        text += f"; on {choice['split']} the pair differs by {_interval(noise)}"
+        if noise["within_noise"]:
+            text += ", within noise (read the rule's pointer as a tie)"
+    text += "."
+    if "agrees" in choice:
+        text += " It agrees with the verdict." if choice["agrees"] else " The verdict differs."
+    return text
