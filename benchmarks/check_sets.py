@@ -1,105 +1,138 @@
-"""``python -m benchmarks.check_sets [OUT] [--set k=v ...]``: the default study on data sets it was
-never tuned on (``scripts/make_check_sets.py``), against a plain PyTorch baseline.
+"""``python -m benchmarks.check_sets OUT [--sets a b ...] [--set k=v ...] [--seeds 0 1 2]``: the
+study with its defaults on data sets they were never tuned on (``scripts/make_check_sets.py``:
+vectors, small images, ``(C, T)`` series, three modalities, a real tabular set and issue 26's
+user-loop example; plus the built-in ``paired`` preset), against the plain-script yardstick
+(``benchmarks/yardstick.py``).
 
-For each set: the default study (1 seed, ``train.threads=1``, plus any ``--set``), then each
-teacher's test accuracy against the linear probe on its own features (within 3 points, or the
-study flagged it), and the fused models against :func:`baseline`: small per-modality MLPs/CNNs,
-concatenated, trained with Adam for 60 epochs, the best val epoch kept.
+Per set, one line of the table of issue 26: the yardstick (fused and per modality), the study's
+teachers (head and the probe on their own features, on validation), joint, UMT and UME on test,
+each encoder's probe (teacher / joint / UMT), the recommendation, the wall time and the search's
+trials. ``OUT/table.md`` and ``OUT/table.json`` hold it; the studies' run directories are under
+``OUT/runs`` (cached: a rerun only trains what changed).
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import torch
-from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "scripts")]
 
 from make_check_sets import make_check_sets  # noqa: E402
 
-from umt.study import load_config, run_study  # noqa: E402
+from benchmarks.yardstick import yardstick  # noqa: E402
+from umt import load_config, run_study  # noqa: E402
+
+BUILT_IN = {"paired": ["data.name=synthetic", "data.synthetic.preset=paired"]}
 
 
-def _encoder(shape: tuple[int, ...]) -> nn.Module:
-    if len(shape) == 1:
-        return nn.Sequential(nn.Linear(shape[0], 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU())
-    return nn.Sequential(
-        nn.Conv2d(shape[0], 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-    )  # fmt: skip
+def _mean(entry: dict[str, Any] | None) -> float:
+    return float("nan") if entry is None else 100 * entry["mean"]
 
 
-def baseline(root: Path, epochs: int = 60, seed: int = 0) -> float:
-    """Plain PyTorch: one small encoder per modality, concatenated, a linear head; Adam lr 1e-3,
-    batch 64; the test accuracy of the best val epoch."""
-    torch.manual_seed(seed)
-    mods = sorted(p.stem for p in (root / "train").glob("*.npy") if p.stem != "labels")
-
-    def load(split: str) -> tuple[list[torch.Tensor], torch.Tensor]:
-        xs = [torch.from_numpy(np.load(root / split / f"{m}.npy")) for m in mods]
-        return xs, torch.from_numpy(np.load(root / split / "labels.npy"))
-
-    (xtr, ytr), (xva, yva), (xte, yte) = load("train"), load("val"), load("test")
-    encs = nn.ModuleList(_encoder(tuple(x.shape[1:])) for x in xtr)
-    head = nn.Linear(64 * len(mods), int(ytr.max()) + 1)
-    params = [*encs.parameters(), *head.parameters()]
-    opt = torch.optim.Adam(params, lr=1e-3)
-
-    def logits(xs: list[torch.Tensor]) -> torch.Tensor:
-        return head(torch.cat([e(x) for e, x in zip(encs, xs, strict=True)], 1))
-
-    def acc(xs: list[torch.Tensor], y: torch.Tensor) -> float:
-        with torch.no_grad():
-            return float((logits(xs).argmax(1) == y).float().mean())
-
-    best_val, best_test = -1.0, 0.0
-    for _ in range(epochs):
-        for idx in torch.randperm(len(ytr)).split(64):
-            loss = nn.functional.cross_entropy(logits([x[idx] for x in xtr]), ytr[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        val = acc(xva, yva)
-        if val > best_val:
-            best_val, best_test = val, acc(xte, yte)
-    return best_test
+def row(name: str, s: dict[str, Any], yard: dict[str, Any] | None, wall: float) -> dict[str, Any]:
+    """The table's line for one study's summary."""
+    methods, probes = s["methods"], s["probes"]
+    out: dict[str, Any] = {"set": name, "wall_s": round(wall), "yardstick": None}
+    if yard is not None:
+        out["yardstick"] = round(100 * yard["fused"]["test"], 1)
+    for stage in ("joint", "umt", "ume"):
+        out[stage] = round(_mean(methods.get(stage, {}).get("test_acc")), 1)
+    out["fused_best"] = max(out["joint"], out["umt"])
+    out["teachers"] = {}
+    for m in s["data"]["modalities"]:
+        t = methods.get(f"teacher-{m}", {})
+        p = probes.get(m, {})
+        out["teachers"][m] = {
+            "test": round(_mean(t.get("test_acc")), 1),
+            "val_head": round(_mean(t.get("val_acc")), 1),
+            "probe": {k: round(_mean(v), 1) for k, v in p.items()},
+            "yardstick": round(100 * yard[m]["test"], 1) if yard is not None else None,
+            "flags": t.get("flags", []),
+        }
+    rec = s.get("verdict") or s.get("recommendation") or {}
+    out["recommended"] = rec.get("method") or rec.get("text")
+    out["trials"] = (s.get("search") or {}).get("trials_spent")
+    return out
 
 
-def main(argv: list[str]) -> int:
-    out = Path(argv[0]) if argv and not argv[0].startswith("--") else Path("check_runs")
-    extra = [a for i, a in enumerate(argv) if i > 0 and argv[i - 1] == "--set"]
+def markdown(rows: list[dict[str, Any]]) -> str:
+    head = (
+        "| set | yardstick | joint | UMT | UME | best fused − yardstick | teachers (test; probe: "
+        "teacher / joint / UMT) | recommended | wall | trials |\n"
+        "|---|---|---|---|---|---|---|---|---|---|"
+    )
+    lines = [head]
+    for r in rows:
+        teachers = "; ".join(
+            f"{m} {t['test']:.1f} ({t['probe'].get('teacher', float('nan')):.1f} / "
+            f"{t['probe'].get('joint', float('nan')):.1f} / {t['probe'].get('umt', float('nan')):.1f})"
+            for m, t in r["teachers"].items()
+        )
+        gap = "" if r["yardstick"] is None else f"{r['fused_best'] - r['yardstick']:+.1f}"
+        lines.append(
+            f"| {r['set']} | {r['yardstick'] or '—'} | {r['joint']} | {r['umt']} | {r['ume']} | "
+            f"{gap} | {teachers} | {r['recommended']} | {r['wall_s']} s | {r['trials'] or 0} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("out", type=Path)
+    p.add_argument("--sets", nargs="+", help="the sets to run (default: all)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--seeds", default="[0, 1, 2]", help="the study's seeds (YAML list)")
+    p.add_argument("--name", default="", help="a suffix of the run names (a variant's runs)")
+    p.add_argument("--tag", default="", help="a suffix of the table's file names")
+    args = p.parse_args(argv)
     torch.set_num_threads(1)
-    for root in make_check_sets(out / "data"):
+    roots = {r.name: r for r in make_check_sets(args.out / "data")}
+    wanted = args.sets or [*roots, *BUILT_IN]
+    rows = []
+    for name in wanted:
         start = time.perf_counter()
-        overrides = ["seeds=[0]", "train.threads=1", "train.progress=false", *extra]
-        cfg = load_config(overrides=[*overrides, f"name={root.name}", "data.name=folder",
-                                     f"data.root={root}"])  # fmt: skip
-        s = run_study(cfg, out / "runs", log=lambda _: None).summary
-        study_s = time.perf_counter() - start
-        print(f"== {root.name}: {s['data']['sizes']}, study {study_s:.0f} s")
-        for m in s["data"]["modalities"]:
-            entry = s["methods"][f"teacher-{m}"]
-            test, probe = entry["test_acc"]["mean"], s["probes"][m]["teacher"]["mean"]
-            flagged = any(f.startswith("under-trained") for f in entry["flags"])
-            verdict = "ok" if test >= probe - 0.03 else ("FLAGGED" if flagged else "MISSED")
-            print(f"  teacher {m}: test {100 * test:.1f} vs probe {100 * probe:.1f}  {verdict}")
-            for flag in entry["flags"]:
-                print(f"    flag: {flag}")
-        start = time.perf_counter()
-        base = baseline(root)
-        print(f"  baseline (plain PyTorch, 60 epochs): test {100 * base:.1f} "
-              f"({time.perf_counter() - start:.0f} s)")  # fmt: skip
-        for stage in ("joint", "umt", "ume"):
-            if stage in s["methods"]:
-                test = s["methods"][stage]["test_acc"]["mean"]
-                print(f"  {stage}: test {100 * test:.1f} ({100 * (test - base):+.1f} vs baseline)")
+        if name in BUILT_IN:
+            data, yard = BUILT_IN[name], None
+        else:
+            root = roots[name]
+            data = ["data.name=folder", f"data.root={root}"]
+            cached = args.out / "yardstick" / f"{name}.json"
+            if cached.is_file():
+                yard = json.loads(cached.read_text())
+            else:
+                mods = list(json.loads((root / "meta.json").read_text())["modalities"])
+                seeds = [0, 1, 2]
+                yard = {"fused": yardstick(root, mods, seeds)}
+                yard.update({m: yardstick(root, [m], seeds) for m in mods})
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                cached.write_text(json.dumps(yard, indent=1))
+        overrides = [
+            f"seeds={args.seeds}",
+            "train.progress=false",
+            f"name={name}{args.name}",
+            *data,
+            *args.overrides,
+        ]
+        cfg = load_config(overrides=overrides)
+        t0 = time.perf_counter()
+        summary = run_study(cfg, args.out / "runs", log=lambda _: None).summary
+        rows.append(row(name, summary, yard, time.perf_counter() - t0))
+        print(markdown(rows[-1:]).splitlines()[-1], f"({time.perf_counter() - start:.0f} s)")
+        sys.stdout.flush()
+    tag = args.tag or args.name
+    (args.out / f"table{tag}.md").write_text(markdown(rows) + "\n")
+    (args.out / f"table{tag}.json").write_text(json.dumps(rows, indent=1))
+    print(markdown(rows))
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    raise SystemExit(main())

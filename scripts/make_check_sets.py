@@ -11,6 +11,16 @@ is enough:
   800 / 300 / 300.
 * ``tri``: three modalities ``x`` (16,), ``y`` (1, 12, 12), ``z`` (32,); 5 classes;
   600 / 300 / 300.
+* ``cancer``: real tabular data, scikit-learn's breast-cancer set (Wisconsin diagnostic), its 30
+  features in their three natural views: ``mean`` (10,), ``error`` (10,) and ``worst`` (10,)
+  of the cell nuclei's measures; 2 classes; 341 / 114 / 114 (seeded).
+* ``userloop``: the user-loop example of issue 26: ``img`` (1, 8, 8), scikit-learn's real
+  handwritten digits with noise and the top-left quarter blanked (the weak modality), and
+  ``code`` (6,), a noisy 6-dimensional code of the class (the strong one); 10 classes;
+  1,000 / 397 / 400.
+* ``series``: sensor-like time series, ``acc`` (3, 64) and ``gyro`` (3, 64): per class a
+  characteristic frequency and axis pattern, random phase and time shift, noise, gyro weaker;
+  6 classes; 900 / 300 / 300.
 
 Usage: ``python scripts/make_check_sets.py OUT_DIR`` (a few seconds; fixed seed).
 """
@@ -85,6 +95,84 @@ def _write(
     (root / name / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
+def _meta(root: Path, name: str, k: int, mods: dict[str, tuple[int, ...]], what: str) -> None:
+    meta = {
+        "format": "umt-folder",
+        "version": 1,
+        "name": name,
+        "task": "classification",
+        "num_classes": k,
+        "description": what,
+        "modalities": {m: {"shape": list(s), "dtype": "float32"} for m, s in mods.items()},
+    }
+    (root / name / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def _split_rows(rng: np.random.Generator, y: np.ndarray, sizes: tuple[int, int, int]) -> list:
+    """Seeded rows of each split (train, val, test) with these sizes."""
+    order = rng.permutation(len(y))
+    rows, start = [], 0
+    for n in sizes:
+        rows.append(np.sort(order[start : start + n]))
+        start += n
+    return rows
+
+
+def _save(root: Path, name: str, arrays: dict[str, np.ndarray], y: np.ndarray, rows: list) -> None:
+    for split, r in zip(SPLITS, rows, strict=True):
+        out = root / name / split
+        out.mkdir(parents=True, exist_ok=True)
+        for m, x in arrays.items():
+            np.save(out / f"{m}.npy", x[r].astype(np.float32))
+        np.save(out / "labels.npy", y[r].astype(np.int64))
+
+
+def _cancer(root: Path) -> None:
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer()
+    x, y = data.data, data.target
+    x = (x - x.mean(0)) / x.std(0)  # the features' units differ by orders of magnitude
+    views = {"mean": x[:, :10], "error": x[:, 10:20], "worst": x[:, 20:30]}
+    _save(root, "cancer", views, y, _split_rows(np.random.default_rng(4), y, (341, 114, 114)))
+    _meta(root, "cancer", 2, {m: (10,) for m in views}, "breast cancer (Wisconsin): 3 views")
+
+
+def _userloop(root: Path) -> None:
+    from sklearn.datasets import load_digits
+
+    rng = np.random.default_rng(5)
+    digits = load_digits()
+    y = digits.target
+    img = digits.images[:, None] / 16.0 + 0.5 * rng.standard_normal((len(y), 1, 8, 8))
+    img[:, :, :4, :4] = 0.0  # the top-left quarter blanked
+    codes = rng.standard_normal((10, 6))
+    code = codes[y] + 0.9 * rng.standard_normal((len(y), 6))
+    arrays = {"img": img, "code": code}
+    _save(root, "userloop", arrays, y, _split_rows(rng, y, (1000, 397, 400)))
+    what = "noisy digits with a blanked quarter (weak) + a noisy 6-d class code (strong)"
+    _meta(root, "userloop", 10, {"img": (1, 8, 8), "code": (6,)}, what)
+
+
+def _series(root: Path) -> None:
+    rng = np.random.default_rng(6)
+    k, n, t = 6, 1500, 64
+    y = rng.integers(0, k, size=n)
+    time = np.arange(t) / t
+    freq = rng.uniform(2.0, 9.0, size=(2, k))  # per modality and class: a frequency
+    axes = rng.standard_normal((2, k, 3))  # ... and how it spreads over the 3 axes
+    arrays = {}
+    for i, (m, snr) in enumerate((("acc", 0.9), ("gyro", 0.45))):
+        phase = rng.uniform(0, 2 * np.pi, size=(n, 1))
+        shift = rng.uniform(-0.1, 0.1, size=(n, 1))
+        wave = np.sin(2 * np.pi * freq[i, y][:, None] * (time[None] + shift) + phase)  # (n, t)
+        wave += 0.5 * np.sin(4 * np.pi * freq[i, y][:, None] * time[None] + 2 * phase)
+        x = snr * axes[i, y][:, :, None] * wave[:, None, :]  # (n, 3, t)
+        arrays[m] = x + rng.standard_normal((n, 3, t))
+    _save(root, "series", arrays, y, _split_rows(rng, y, (900, 300, 300)))
+    _meta(root, "series", k, {"acc": (3, t), "gyro": (3, t)}, "sensor-like series: acc + gyro")
+
+
 def make_check_sets(root: Path) -> list[Path]:
     """Write the three sets under ``root``; their folders."""
     _write(
@@ -115,7 +203,10 @@ def make_check_sets(root: Path) -> list[Path]:
         },
         seed=3,
     )
-    return [root / n for n in ("twoimg", "tabimg", "tri")]
+    _cancer(root)
+    _userloop(root)
+    _series(root)
+    return [root / n for n in ("twoimg", "tabimg", "tri", "cancer", "userloop", "series")]
 
 
 if __name__ == "__main__":
