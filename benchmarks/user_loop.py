@@ -28,7 +28,7 @@ from torch.utils.data import Dataset
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "scripts")]
 
-from make_check_sets import make_check_sets  # noqa: E402
+from make_check_sets import _userloop  # noqa: E402
 
 import umt  # noqa: E402
 from umt.probe import linear_probe  # noqa: E402
@@ -132,9 +132,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("out", type=Path, nargs="?", default=Path("check_runs/user_loop"))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--img-noise", type=float, default=0.3, help="the weak modality's noise")
+    p.add_argument("--code-noise", type=float, default=0.7, help="the strong modality's noise")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    root = next(r for r in make_check_sets(args.out / "data") if r.name == "userloop")
+    _userloop(args.out / "data", args.img_noise, args.code_noise)
+    root = args.out / "data" / "userloop"
     runs = [run_seed(root, s, args.epochs) for s in args.seeds]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "user_loop_runs.json").write_text(json.dumps(runs, indent=1))

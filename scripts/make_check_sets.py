@@ -138,16 +138,16 @@ def _cancer(root: Path) -> None:
     _meta(root, "cancer", 2, {m: (10,) for m in views}, "breast cancer (Wisconsin): 3 views")
 
 
-def _userloop(root: Path) -> None:
+def _userloop(root: Path, img_noise: float = 0.3, code_noise: float = 0.7) -> None:
     from sklearn.datasets import load_digits
 
     rng = np.random.default_rng(5)
     digits = load_digits()
     y = digits.target
-    img = digits.images[:, None] / 16.0 + 0.5 * rng.standard_normal((len(y), 1, 8, 8))
+    img = digits.images[:, None] / 16.0 + img_noise * rng.standard_normal((len(y), 1, 8, 8))
     img[:, :, :4, :4] = 0.0  # the top-left quarter blanked
     codes = rng.standard_normal((10, 6))
-    code = codes[y] + 0.9 * rng.standard_normal((len(y), 6))
+    code = codes[y] + code_noise * rng.standard_normal((len(y), 6))
     arrays = {"img": img, "code": code}
     _save(root, "userloop", arrays, y, _split_rows(rng, y, (1000, 397, 400)))
     what = "noisy digits with a blanked quarter (weak) + a noisy 6-d class code (strong)"

@@ -9,6 +9,7 @@ import torch
 from helpers import assert_summary_is_the_stage_results, quiet, random_batch
 from torch import nn
 
+from umt.data import load_data
 from umt.errors import UMTError
 from umt.methods.umt import UMT, UMTConfig
 from umt.models import (
@@ -177,17 +178,34 @@ def test_tiny_study_with_each_fusion(name: str, tmp_path: Path, easy_overrides: 
         *easy_overrides,
         "train.epochs=1",
         "methods=[joint,umt]",
+        "umt.select=all",  # the distillation itself is under test, for every fusion module
         f"model.fusion={name}",
         "model.fusion_dim=16",
         "model.attention_heads=2",
     ]
-    result = run_study(load_config(overrides=overrides), tmp_path, log=quiet, report=False)
+    cfg = load_config(overrides=overrides)
+    result = run_study(cfg, tmp_path, log=quiet, report=False)
     summary = result.summary
     assert set(summary["methods"]) == {"teacher-strong", "teacher-weak", "joint", "umt"}
     assert_summary_is_the_stage_results(result.run_dir, summary)
-    # One epoch (4 steps) leaves some fused heads near chance (0.19-0.83 over training seeds
-    # 0-4), but every fused model's strong encoder is learnt: its probe was 0.76-0.99 for every
-    # fusion and seed (chance 0.25), the joint model's 0.85-0.99.
-    probes = summary["probes"]["strong"]
-    assert probes["joint"]["mean"] >= 0.7, probes
-    assert probes["umt"]["mean"] >= 0.6, probes
+    # UMT's mechanism with this fusion: its encoders' features end nearer their teachers' than
+    # joint training's do, for every modality (test inputs, the stages' saved weights; without
+    # the distillation either could be nearer: all 10 (5 fusions x 2 modalities) by chance is
+    # 1 in 1,024). Measured: UMT 0.019 vs joint 0.025-0.035 (weak), strong by far more.
+    data = load_data(cfg.data)
+    run = result.run_dir / "seed0"
+
+    def saved(stage: str, shapes: dict[str, tuple[int, ...]]) -> MultimodalModel:
+        model = build_model(cfg.model, shapes, data.num_classes, linear_head=len(shapes) == 1)
+        model.load_state_dict(torch.load(run / stage / "model.pt", weights_only=True))
+        return model.eval()
+
+    fused = {s: saved(s, data.input_shapes) for s in ("joint", "umt")}
+    x = {m: torch.from_numpy(data.test.arrays[m]).float() for m in data.modalities}
+    with torch.no_grad():
+        for m in data.modalities:
+            target = saved(f"teacher-{m}", {m: data.input_shapes[m]}).encoders[m](x[m])
+            dist = {
+                s: (f.encoders[m](x[m]) - target).pow(2).mean().item() for s, f in fused.items()
+            }
+            assert dist["umt"] < dist["joint"], (name, m, dist)
