@@ -14,9 +14,11 @@ VGGSound recipe on the result. ``python -m benchmarks.rehearsal [--clips N] [--o
 4. writes and prepares Kinetics-Sounds (CVDF layout), CREMA-D (AudioWAV/VideoFlash, the
    speaker-independent split), AVE (Annotations.txt and split files) and NYU Depth V2 (the
    labelled ``.mat`` and ``splits.mat``) folders;
-5. trains the VGGSound recipe (teachers, joint, UMT, UME, probes) for ``--epochs`` epochs on the
-   prepared clips with a 4-channel ResNet-18 and 64x64 crops (``umt run --config vggsound``):
-   accuracy above chance shows labels and rows stayed aligned from CSV to batch;
+5. trains the VGGSound recipe (teachers, joint, UMT, UME, probes; its recipe search off) for
+   ``--epochs`` epochs on the small size's prepared clips with a 4-channel ResNet-18 and 64x64
+   crops (``umt run --config vggsound``): accuracy above chance shows labels and rows stayed
+   aligned from CSV to batch (the large size's folder is kept with ``--keep`` for
+   ``benchmarks/gpu_check.sh --data``);
 6. projects the wall time of the full VGGSound (199,176 clips) and Kinetics-Sounds (about
    28,000 clips, at 480x360 and, from a few 1280x720 clips, at 720p) on 16 cores.
 
@@ -31,6 +33,7 @@ import json
 import math
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -54,13 +57,13 @@ ROOT = Path(__file__).resolve().parents[1]
 class Sizes:
     clips: int = 2000  # VGGSound-layout clips at the large size (the small one: a quarter)
     classes: int = 16
-    unique: int = 3  # distinct clips per class
+    unique: int = 2  # distinct clips per class
     spec: rd.ClipSpec = rd.REAL
     others: int = 240  # Kinetics-Sounds and AVE clips; CREMA-D: 10 actors x 24
     cremad_seconds: float = 2.5
     nyu_images: int = 1449
     nyu_hw: tuple[int, int] = (120, 160)  # stored in the .mat (the real file: 480x640)
-    hd_clips: int = 4  # 1280x720 clips for the Kinetics projection
+    hd_clips: int = 3  # 1280x720 clips for the Kinetics projection
     frames: int = 3
     size: int = 224
     n_mels: int = 128
@@ -100,11 +103,24 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+def _cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of ``pid`` (all its threads), or None once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class TreeMemory:
-    """Peak memory of a process and of its descendants, sampled from ``/proc`` every 0.2 s."""
+    """Peak memory and CPU time of a process and of its descendants (its workers), sampled from
+    ``/proc`` every 0.2 s. CPU seconds measure work where wall time measures the machine's load:
+    on a shared machine, clips per CPU-second is the per-core rate a dedicated core gives."""
 
     def __init__(self, pid: int) -> None:
         self.pid, self.peaks = pid, {}  # type: ignore[var-annotated]
+        self.cpu: dict[int, float] = {}
+        self.main_cpu_with_workers: list[float] = []  # the main process's CPU while workers ran
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -122,15 +138,25 @@ class TreeMemory:
                     old = self.peaks.setdefault(p, {})
                     for k, v in now.items():
                         old[k] = max(old.get(k, 0), v)
+                cpu = _cpu_s(p)
+                if cpu is not None:
+                    self.cpu[p] = cpu
+            if len(seen) > 1 and self.pid in self.cpu:
+                self.main_cpu_with_workers.append(self.cpu[self.pid])
 
     def stop(self) -> dict[str, Any]:
-        """``{"main": {...}, "workers": [{...}, ...]}`` in MiB."""
+        """``{"main": {...}, "workers": [{...}, ...]}`` in MiB, and CPU seconds: ``main_cpu_s``,
+        ``main_cpu_decoding_s`` (while workers ran), ``workers_cpu_s``."""
         self._stop.set()
         self._thread.join()
         mib = {p: {k: v / 1024 for k, v in d.items()} for p, d in self.peaks.items()}
+        during = self.main_cpu_with_workers
         return {
             "main": mib.get(self.pid, {}),
             "workers": [v for p, v in mib.items() if p != self.pid],
+            "main_cpu_s": self.cpu.get(self.pid, 0.0),
+            "main_cpu_decoding_s": during[-1] - during[0] if len(during) > 1 else 0.0,
+            "workers_cpu_s": sum(c for p, c in self.cpu.items() if p != self.pid),
         }
 
 
@@ -155,23 +181,31 @@ def _decode_only(path: Path, frames: int = 3) -> None:
             pass
 
 
-def decode_only(files: list[Path], workers: int, frames: int) -> float:
-    """Clips per second of :func:`_decode_only` over ``files`` in ``workers`` processes."""
+def decode_only(files: list[Path], workers: int, frames: int) -> dict[str, float]:
+    """:func:`_decode_only` over ``files`` in ``workers`` processes: clips per second of wall
+    time and per CPU-second (the decoders' threads included)."""
     run = partial(_decode_only, frames=frames)
-    start = time.perf_counter()
+    start, cpu0 = time.perf_counter(), _cpu_total()
     if workers == 1:
         for f in files:
             run(f)
     else:
         with ProcessPoolExecutor(workers) as pool:
             list(pool.map(run, files, chunksize=4))
-    return len(files) / (time.perf_counter() - start)
+    wall, cpu = time.perf_counter() - start, _cpu_total() - cpu0
+    return {"per_s": len(files) / wall, "per_cpu_s": len(files) / cpu}
+
+
+def _cpu_total() -> float:
+    """CPU seconds of this process and of its children that ended."""
+    me, kids = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def run_umt(args: list[str], log: Callable[[str], None]) -> dict[str, Any]:
     """``umt ARGS`` in a child process: its wall time, output and peak memory."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
-    start = time.perf_counter()
+    start, cpu0 = time.perf_counter(), _cpu_total()
     proc = subprocess.Popen(
         [sys.executable, "-m", "umt.cli", *args], cwd=ROOT, env=env, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -179,6 +213,7 @@ def run_umt(args: list[str], log: Callable[[str], None]) -> dict[str, Any]:
     memory = TreeMemory(proc.pid)
     output, _ = proc.communicate()
     result = {"wall_s": time.perf_counter() - start, "memory": memory.stop(), "rc": proc.returncode}
+    result["cpu_s"] = _cpu_total() - cpu0  # the whole tree, exact (its processes ended)
     if proc.returncode != 0:
         raise RuntimeError(
             f"umt {' '.join(args[:2])} failed ({proc.returncode}):\n{output[-3000:]}"
@@ -235,18 +270,17 @@ def vggsound(
     out["decode_only_1"] = decode_only(files, 1, sizes.frames)
     out["decode_only_n"] = decode_only(files, workers, sizes.frames)
     log(
-        f"decode only: {out['decode_only_1']:.1f} clips/s (1 process), {out['decode_only_n']:.1f} ({workers})"
+        f"decode only: {out['decode_only_1']['per_cpu_s']:.1f} clips per CPU-second (1 process), "
+        f"{out['decode_only_n']['per_cpu_s']:.1f} ({workers})"
     )
     small = _subset(raw, sizes.clips // 4, scratch / "vggsound-small")
     for name, src in (("small", small), ("large", raw)):
         dest = scratch / f"vggsound-{name}-prepared"
         out[name] = run_umt(_prepare_args(sizes, "vggsound", src, dest, workers), log)
         out[name]["clips"] = sum(1 for _ in open(src / "vggsound.csv"))
+        out[f"{name}_dir"] = str(dest)
         if name == "large":
             out["coverage"] = json.loads((dest / "coverage.json").read_text())["counts"]
-            out["prepared_dir"] = str(dest)
-        else:
-            shutil.rmtree(dest)
     shutil.rmtree(small)
     if sizes.hd_clips:
         out["hd"] = _hd_calibration(sizes, scratch, workers, log)
@@ -256,7 +290,7 @@ def vggsound(
 def _hd_calibration(
     sizes: Sizes, scratch: Path, workers: int, log: Callable[[str], None]
 ) -> dict[str, Any]:
-    """Per-clip prepare and decode-only cost at 1280x720 against 480x360 (same length)."""
+    """Per-clip prepare and decode-only CPU time at 1280x720 against 480x360 (same length)."""
     from umt.data.prepare import AudioSettings, Source, VideoSettings, decode_clip
 
     audio, video = AudioSettings(n_mels=sizes.n_mels), VideoSettings(sizes.frames, sizes.size)
@@ -265,14 +299,14 @@ def _hd_calibration(
         files = [scratch / "hd" / f"{name}{i}.mp4" for i in range(sizes.hd_clips)]
         for i, f in enumerate(files):
             rd.write_clip(f, spec, label=i, variant=i)
-        t = time.perf_counter()
+        t = time.process_time()
         for f in files:
             decode_clip(Source(f, f), audio, video)
-        prep = (time.perf_counter() - t) / len(files)
-        t = time.perf_counter()
+        prep = (time.process_time() - t) / len(files)
+        t = time.process_time()
         for f in files:
             _decode_only(f, sizes.frames)
-        costs[name] = {"prepare_s": prep, "decode_only_s": (time.perf_counter() - t) / len(files)}
+        costs[name] = {"prepare_s": prep, "decode_only_s": (time.process_time() - t) / len(files)}
     log(
         f"720p/360p per-clip prepare cost: {costs['hd']['prepare_s'] / costs['sd']['prepare_s']:.2f}x"
     )
@@ -381,16 +415,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     scratch = args.keep or Path(tempfile.mkdtemp(prefix="umt-rehearsal-"))
     scratch.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
+    start, cpu0 = time.perf_counter(), _cpu_total()
     try:
         results: dict[str, Any] = {"sizes": asdict(sizes), "workers": args.workers}
         results["cores"] = os.cpu_count()
         results["load_before"] = os.getloadavg()
         results["vggsound"] = vgg = vggsound(sizes, scratch, args.workers, log)
         results["others"] = others(sizes, scratch, args.workers, log)
-        results["train"] = train(sizes, Path(vgg.pop("prepared_dir")), scratch, log)
+        vgg.pop("large_dir")  # kept with --keep: benchmarks/gpu_check.sh --data trains on it
+        results["train"] = train(sizes, Path(vgg.pop("small_dir")), scratch, log)
         results["load_after"] = os.getloadavg()
         results["wall_s"] = time.perf_counter() - start
+        results["cpu_s"] = _cpu_total() - cpu0
         results["projection"] = project(results)
         text = to_markdown(results)
         print(text)
