@@ -187,7 +187,9 @@ def parser() -> argparse.ArgumentParser:
     prep.add_argument(
         "dataset", metavar="DATASET", help="vggsound, kinetics-sounds, cremad, ave or nyuv2"
     )
-    prep.add_argument("--src", metavar="RAW_DIR", help="the raw data set's folder (required)")
+    prep.add_argument(
+        "--src", metavar="RAW_DIR", help="the raw data set's folder (required, except with --merge)"
+    )
     prep.add_argument("--out", required=True, metavar="DIR", help="the data folder to write")
     prep.add_argument("--workers", type=int, default=1, metavar="N", help="decoding processes")
     prep.add_argument("--frames", type=int, default=3, help="frames kept per clip (default 3)")
