@@ -161,8 +161,9 @@ class MLPEncoder(nn.Module):
 
 
 class CNNEncoder(nn.Module):
-    """A small CNN for ``(C, H, W)`` inputs (images, spectrograms): ``depth`` stages of
-    (Conv3x3, BatchNorm, ReLU, MaxPool2) doubling the width, global average pool, Linear.
+    """A small CNN for ``(C, H, W)`` inputs (images, spectrograms), or over the time axis of
+    ``(C, T)`` series (``cnn1d``): ``depth`` stages of (Conv3x3, BatchNorm, ReLU, MaxPool2)
+    doubling the width, global average pool, Linear.
     (The ReLU is applied after the max-pool: ReLU is monotone, so ``relu(max(x)) == max(relu(x))``
     and the outputs and gradients are the same, bit for bit, for a quarter of the ReLU's work.)
 
@@ -185,79 +186,45 @@ class CNNEncoder(nn.Module):
         self, in_shape: tuple[int, ...], *, feature_dim: int = 64, width: int = 16, depth: int = 3
     ) -> None:
         super().__init__()
-        if len(in_shape) != 3:
-            raise UMTError(f"the CNN encoder expects (C, H, W) inputs; got shape {in_shape}")
+        if len(in_shape) not in (2, 3):
+            raise UMTError(
+                f"the CNN encoder expects (C, H, W) images or (C, T) series; got shape {in_shape}"
+            )
+        image = len(in_shape) == 3
+        conv, norm, pool = (
+            (nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d)
+            if image
+            else (nn.Conv1d, nn.BatchNorm1d, nn.MaxPool1d)
+        )
         layers: list[nn.Module] = []
         c_in, c = in_shape[0], width
         for _ in range(depth):
             layers += [
-                nn.Conv2d(c_in, c, 3, padding=1, bias=False),
-                nn.BatchNorm2d(c),
-                nn.MaxPool2d(2, ceil_mode=True),
-                nn.ReLU(inplace=True),  # after the pool: the same function, on 4x fewer values
+                conv(c_in, c, 3, padding=1, bias=False),
+                norm(c),
+                pool(2, ceil_mode=True),
+                nn.ReLU(inplace=True),  # after the pool: the same function, on fewer values
             ]
             c_in, c = c, 2 * c
-        self.features = nn.Sequential(*layers).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.features = nn.Sequential(*layers)
+        if image:
+            self.features = self.features.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.proj = nn.Sequential(nn.Linear(c_in, feature_dim), nn.ReLU())
         self.feature_dim = feature_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.features(x)  # (B, C', H', W')
-        return self.proj(h.mean(dim=(2, 3)))  # (B, D)
+        h = self.features(x)  # (B, C', H', W') (or (B, C', T'))
+        return self.proj(h.mean(dim=tuple(range(2, h.ndim))))  # (B, D)
 
     def forward_tokens(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The pooled features ``(B, D)`` and one token per position ``(B, H'W', D)``."""
         h = self.features(x)  # (B, C', H', W')
-        pooled = self.proj(h.mean(dim=(2, 3)))  # (B, D), as forward
+        pooled = self.proj(h.mean(dim=tuple(range(2, h.ndim))))  # (B, D), as forward
         tokens = self.proj[0](h.flatten(2).transpose(1, 2))  # (B, H'W', D)
         return pooled, tokens
 
     def tokens(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, H'W', D)``: see the class docstring."""
-        return self.forward_tokens(x)[1]
-
-
-class Conv1dEncoder(nn.Module):
-    """A small 1-D CNN for ``(C, T)`` series (sensor channels over time): ``depth`` stages of
-    (Conv1d k=5, BatchNorm, MaxPool2, ReLU) doubling the width, global average pool over time,
-    Linear. Tokens: each time position of the last feature map, projected to D.
-
-    Example:
-        >>> enc = Conv1dEncoder(in_shape=(3, 32), feature_dim=8, width=4)
-        >>> tuple(enc(torch.zeros(2, 3, 32)).shape), tuple(enc.tokens(torch.zeros(2, 3, 32)).shape)
-        ((2, 8), (2, 4, 8))
-    """
-
-    def __init__(
-        self, in_shape: tuple[int, ...], *, feature_dim: int = 64, width: int = 16, depth: int = 3
-    ) -> None:
-        super().__init__()
-        if len(in_shape) != 2:
-            raise UMTError(f"the cnn1d encoder expects (C, T) series; got shape {in_shape}")
-        layers: list[nn.Module] = []
-        c_in, c = in_shape[0], width
-        for _ in range(depth):
-            layers += [
-                nn.Conv1d(c_in, c, 5, padding=2, bias=False),
-                nn.BatchNorm1d(c),
-                nn.MaxPool1d(2, ceil_mode=True),
-                nn.ReLU(inplace=True),
-            ]
-            c_in, c = c, 2 * c
-        self.features = nn.Sequential(*layers)
-        self.proj = nn.Sequential(nn.Linear(c_in, feature_dim), nn.ReLU())
-        self.feature_dim = feature_dim
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(self.features(x).mean(dim=2))  # (B, C', T') -> (B, D)
-
-    def forward_tokens(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The pooled features ``(B, D)`` and one token per time position ``(B, T', D)``."""
-        h = self.features(x)  # (B, C', T')
-        return self.proj(h.mean(dim=2)), self.proj[0](h.transpose(1, 2))
-
-    def tokens(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, T', D)``: see the class docstring."""
         return self.forward_tokens(x)[1]
 
 
@@ -279,8 +246,10 @@ def build_encoder(cfg: EncoderConfig, in_shape: tuple[int, ...]) -> nn.Module:
         return CNNEncoder(
             in_shape, feature_dim=cfg.feature_dim, width=cfg.channels, depth=cfg.stages
         )
-    if name == "cnn1d":
-        return Conv1dEncoder(
+    if name == "cnn1d":  # the same CNN over a (C, T) series' time axis
+        if len(in_shape) != 2:
+            raise UMTError(f"the cnn1d encoder expects (C, T) series; got shape {in_shape}")
+        return CNNEncoder(
             in_shape, feature_dim=cfg.feature_dim, width=cfg.channels, depth=cfg.stages
         )
     if name in ("resnet18", "resnet34"):
