@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -144,6 +145,14 @@ def raw_kinetics(root: Path) -> set[str]:
         name = f"{ytid}_{i:06d}_{i + 10:06d}.mp4"
         folder = root / "train" / label if split == "train" else root / "val"
         write_clip(folder / name, hz=500 + 300 * (i % 2), shade=80 * (i % 2))
+    # as many training clips as the 32 Kinetics-Sounds classes, or the folder's num_classes
+    # would exceed its training split (an error of `umt data check`): copies, hard-linked
+    for j in range(45):  # a quarter of train is carved as val
+        label, ytid = labels[j % 2], f"x{j:02d}_linked0"[:11]
+        train.append(f"{label},{ytid},0,10,train,0\n")
+        first = root / "train" / label / f"k{j % 2:02d}_abcdefgh"[:11]
+        os.link(f"{first}_{j % 2:06d}_{j % 2 + 10:06d}.mp4",
+                root / "train" / label / f"{ytid}_000000_000010.mp4")  # fmt: skip
     train.append("abseiling,notKSclip01,0,10,train,0\n")  # not a Kinetics-Sounds class
     train.append('"singing",missingClp1,3,13,train,0\n')
     train.append("playing drums,corruptClp1,4,14,train,0\n")
@@ -171,6 +180,17 @@ def raw_cremad(root: Path) -> set[str]:
             sample_rate=22050,
             shade=70 * (i % 3),
         )
+    # more actors (hard-linked copies of actor 1001's clips), so that the training split holds
+    # at least as many clips as the 6 classes
+    for actor in (1003, 1004, 1005, 1006):
+        for sentence, emotion, level in (
+            ("DFA", "ANG", "XX"),
+            ("IEO", "HAP", "HI"),
+            ("TIE", "SAD", "XX"),
+        ):
+            for folder, ext in (("AudioWAV", "wav"), ("VideoFlash", "flv")):
+                src = root / folder / f"1001_{sentence}_{emotion}_{level}.{ext}"
+                os.link(src, root / folder / f"{actor}_{sentence}_{emotion}_XX.{ext}")
     write_clip(root / "AudioWAV" / "1091_WSI_SAD_XX.wav", video=None, audio="pcm_s16le")  # no video
     write_corrupt(root / "VideoFlash" / "1091_ITS_ANG_XX.flv")
     write_clip(root / "AudioWAV" / "1091_ITS_ANG_XX.wav", video=None, audio="pcm_s16le")
@@ -475,7 +495,9 @@ def test_prepared_loader_augments_training_only(prepared: dict[str, Path]) -> No
         load_prepared(DataConfig(name="prepared", root=root, prepared=PreparedConfig(frames=5)))
     plain_folder = prepared["vggsound"].parent / "plain"
     export_folder(
-        load_data(DataConfig("synthetic", synthetic=SyntheticConfig(n_train=8, n_val=4, n_test=4))),
+        load_data(
+            DataConfig("synthetic", synthetic=SyntheticConfig(n_train=12, n_val=4, n_test=4))
+        ),
         plain_folder,
     )
     with pytest.raises(
