@@ -5,8 +5,10 @@ CLI and ``umt.run_study`` use.
 1. Each teacher's recipe (``teacher-<modality>``: encoder kind where ``auto`` chooses, width,
    learning rate, weight decay), ``tune.teacher_budget`` trials per modality, pruned by their
    validation curves. The fused models' encoders share the chosen kind and width.
-2. Each method (``tune.budget`` trials each, the same for every method): its registry entry's
-   ``search_space`` and its learning rate; UME: its members' weights and combination.
+2. Each method (``tune.budget`` trials each, the same for every method), joint training first:
+   its registry entry's ``search_space`` and its learning rate; UME: its members' weights and
+   combination. A method on the study's recipe (UMT: joint training plus a term) starts from
+   joint's chosen learning rate; a peer from its authors' (SGD).
 3. The study itself, with the chosen values, at its own seeds: every reported stage is trained
    afresh (the trials ran at ``tune.seed``), so no number is the maximum the search selected.
 
@@ -43,7 +45,7 @@ from umt.study import Log, StudyConfig, StudyResult, TuneConfig
 from umt.study import run_study as run_plain_study
 from umt.study.config import recipe_source
 from umt.study.inputs import UserEncoders, data_key, study_inputs
-from umt.study.preflight import claim_run_dir
+from umt.study.preflight import check_data_values, claim_run_dir
 from umt.study.runner import Runner
 
 
@@ -114,6 +116,7 @@ class Search:
         deadline = start + 60 * cap if cap > 0 else float("inf")
         with claim_run_dir(self.run_dir, log=self.log):
             key = data_key(self.cfg.data, self.data, self.run_dir)
+            check_data_values(self.cfg.data, key, self.run_dir)  # NaN/inf, labels: before trials
             own = self.cfg.tune.storage is None
             self.root.mkdir(parents=True, exist_ok=True)
             storage = self.cfg.tune.storage or f"sqlite:///{(self.root / 'optuna.db').resolve()}"
@@ -196,6 +199,12 @@ class Search:
             if method == "joint" and any(t["state"] == "complete" for t in unit.trials):
                 stage = f"seed{self.seed}/joint"
                 copy_stage(self.root / "joint" / _best_dir(unit) / stage, self.pool / stage)
+                # UMT is joint training plus a term: the methods on the study's recipe start
+                # their search from joint's chosen one (their first trial; the same budget).
+                lr = unit.chosen.get("train.lr", self.base.train.lr)
+                self.base = dataclasses.replace(
+                    self.base, train=dataclasses.replace(self.base.train, lr=lr)
+                )
             units.append(unit)
         return units
 

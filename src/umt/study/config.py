@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from umt.config import apply_overrides, from_dict, read_yaml, recipe_file, to_dict
-from umt.data import DATASETS, DataConfig
+from umt.data import DATASETS, DataConfig, dataset
 from umt.engine import TrainConfig
 from umt.errors import UMTError
 from umt.methods import (
@@ -260,7 +260,7 @@ def recipe_source(cfg: StudyConfig, data: object = None) -> str:
         return "off"
     if cfg.tune.enabled is True or data is not None:
         return "searched"
-    spec = DATASETS[cfg.data.name]
+    spec = dataset(cfg.data.name)  # an unknown name: the one clear error
     if spec.reads_folder:
         return "searched"
     return "shipped" if spec.recipe is not None else "configured"
