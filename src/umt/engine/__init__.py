@@ -9,6 +9,7 @@ resumption, loggers) are written once, here, for every method.
 from umt.engine.config import TrainConfig
 from umt.engine.fit import (
     FitResult,
+    agree,
     eval_device,
     fit,
     is_converged,
@@ -22,6 +23,7 @@ __all__ = [
     "FitResult",
     "StageModule",
     "TrainConfig",
+    "agree",
     "eval_device",
     "fit",
     "is_converged",

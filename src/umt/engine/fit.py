@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import lightning as L
 import torch
@@ -43,6 +44,8 @@ from umt.methods.base import (
     needs_index,
 )
 from umt.tasks.base import Task
+
+T = TypeVar("T")
 
 
 def _interactive() -> bool:
@@ -254,6 +257,23 @@ def is_main_process() -> bool:
         if var in os.environ:
             return int(os.environ[var]) == 0
     return int(os.environ.get("NODE_RANK", 0)) == 0 and int(os.environ.get("LOCAL_RANK", 0)) == 0
+
+
+def agree(value: T) -> T:
+    """The main process's ``value`` on every process of a DDP run (``value`` itself elsewhere).
+
+    What only the main process decides (it alone probes and writes) but every process must act
+    on alike, e.g. UMT's distilled modalities or a teacher's refit head: decided apart, the
+    processes would train different objectives under one all-reduced gradient. A collective:
+    every process calls it at the same point.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def eval_device(cfg: TrainConfig) -> torch.device:

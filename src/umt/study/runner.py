@@ -9,11 +9,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from umt.config import config_hash, key_dict
 from umt.data import DataBundle
-from umt.engine import save_model
+from umt.engine import agree, save_model
 from umt.errors import UMTError
 from umt.methods import METHODS, Ensemble, Joint, MethodContext
 from umt.methods.base import ResolvesSettings
@@ -134,11 +135,25 @@ class Runner(Stages):
                 )
                 if result is not None:
                     result = self._fit_head(seed, m, model, data, result, out)
+                    result = self._same_head(seed, m, model, result)
             if result is not None:
                 # What builds on a teacher is keyed on its head too (UME, UMT's readout).
                 refit = "/head-refit" if result.get("head_refit") else ""
                 teachers[m], keys[m] = model, result["key"] + refit
         return teachers, keys
+
+    def _same_head(
+        self, seed: int, m: str, model: nn.Module, result: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Under DDP, every process's teacher gets the main process's head (refit there alone,
+        saved before this collective): UMT's readout target and the keys of what builds on the
+        teacher must be one across processes."""
+        refit = agree(bool(result.get("head_refit")))
+        if refit and not result.get("head_refit"):  # another process of a DDP run
+            path = self.run_dir / f"seed{seed}" / f"teacher-{m}" / "model.pt"
+            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            result = {**result, "head_refit": True}
+        return result
 
     def _fit_head(
         self,
