@@ -60,7 +60,8 @@ class UMTConfig:
         weight: lambda_m for every modality not listed in ``weights``.
         weights: lambda_m per modality name (overrides ``weight``).
         loss: feature distance: ``mse`` (the paper), ``l1`` or ``cosine``.
-        init_from_teacher: start each distilled student encoder from its teacher's weights.
+        init_from_teacher: start each distilled student encoder from its teacher's weights (where
+            the architectures match; a student of another width starts from its own init).
             The papers train students from scratch (unverified); started from the teacher, the
             encoder keeps what its teacher learnt instead of having to be pulled back to it,
             and closed the probe gap fully on every check set where from scratch it closed
@@ -76,11 +77,12 @@ class UMTConfig:
             are an error). Classification only.
         seg_target: segmentation with injection: the injected branch's maps distilled
             (``branch``, ``fused`` or ``alone``; see the module docstring).
-        select: which modalities are distilled: ``better`` (those whose teacher is a better
-            yardstick than the study's jointly trained encoder: its probe beats the joint
-            encoder's on validation beyond noise, :func:`better_yardstick`; distilling towards a
-            teacher that carries less than the joint encoder can only pull the encoder back) or
-            ``all`` (every modality, as the papers).
+        select: which modalities are distilled: ``better`` (where some teacher is a better
+            yardstick than the study's jointly trained encoder, its probe beating the joint
+            encoder's on validation beyond noise (:func:`better_yardstick`), every modality
+            whose teacher is not worse beyond noise; where none is, no modality: distilling
+            towards a teacher that carries less than the joint encoder can only pull the
+            encoder back) or ``all`` (every modality, as the papers).
         target: what of the features is matched: ``features`` (as they are, the paper),
             ``standardised`` (each dimension in units of the teacher's spread over the training
             split: ``(f - mu) / sigma``, so that no dimension weighs by its scale alone) or
@@ -307,6 +309,13 @@ class UMT:
         return self.losses(model, batch)[0]
 
 
+def _same_shapes(student: nn.Module, teacher: nn.Module) -> bool:
+    """Whether ``teacher``'s weights fit ``student`` (a student of another architecture or width
+    cannot start from its teacher: it is distilled from its own initialisation)."""
+    mine, theirs = student.state_dict(), teacher.state_dict()
+    return mine.keys() == theirs.keys() and all(mine[k].shape == theirs[k].shape for k in mine)
+
+
 def build_umt(ctx: MethodContext) -> UMT:
     """UMT for one stage: the teachers' encoders (optionally copied into the student first),
     their cached features where that is exact, and projectors where the widths differ."""
@@ -314,7 +323,7 @@ def build_umt(ctx: MethodContext) -> UMT:
     encoders = {m: t.encoders[m] for m, t in ctx.teachers.items()}
     if cfg.init_from_teacher:  # the modalities distilled (a weight above 0) start from it
         for m, enc in encoders.items():
-            if cfg.weight_of(m) > 0:
+            if cfg.weight_of(m) > 0 and _same_shapes(ctx.model.encoders[m], enc):
                 ctx.model.encoders[m].load_state_dict(enc.state_dict())
     staged = any(isinstance(e, StagedEncoder) for e in encoders.values())  # segmentation
     if cfg.seg_target != "branch" and not staged:
