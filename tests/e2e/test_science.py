@@ -53,7 +53,7 @@ def test_umt_closes_the_weak_encoders_gap(imbalanced: dict[str, Any]) -> None:
 
 
 def test_umt_beats_joint_training_on_test_accuracy(imbalanced: dict[str, Any]) -> None:
-    # Observed: +3.4 to +4.3 points per seed.
+    # Observed (umt.select: better, init from the teachers): +3.2 to +5.3 points per seed.
     for j, u in zip(_acc(imbalanced, "joint"), _acc(imbalanced, "umt"), strict=True):
         assert u >= j + 0.015, (j, u)
 

@@ -17,8 +17,8 @@ NEW = [
     "seeds=[0]",
     "data.name=synthetic",
     "methods=[g2d,inforeg,relearn]",
-    "g2d.prioritize_end=1",
-    "relearn.every=2",  # re-initialised at the start of epoch 2
+    "g2d.prioritize_end=0.34",  # a share of the 3 epochs: prioritised in epoch 0
+    "relearn.every=0.67",  # a share of the 3 epochs: re-initialised at the start of epoch 2
     "relearn.max_samples=200",
     "train.epochs=3",
     "train.lr=0.01",
@@ -74,7 +74,7 @@ def test_killed_new_methods_resume_to_the_uninterrupted_result(tmp_path: Path) -
 @pytest.mark.slow  # about 50 s here (2 processes, 2 teachers and 3 methods): over the 40 s budget
 def test_new_methods_under_ddp_keep_the_ranks_in_step(tmp_path: Path) -> None:
     extra = ["train.epochs=2", "train.batch_size=32", "train.devices=2", "train.strategy=ddp"]
-    extra += ["train.accelerator=cpu", "relearn.every=1"]
+    extra += ["train.accelerator=cpu", "relearn.every=0.5"]  # every epoch of 2
     done = _cli(tmp_path, extra)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((tmp_path / "default" / "summary.json").read_text())

@@ -82,8 +82,8 @@ def test_plateau_scheduler_halves_the_lr_when_val_stops_improving(
 
 
 def test_flags_for_the_best_epoch_at_the_cap_and_an_under_trained_head() -> None:
-    at_cap = [{"best_epoch": 9, "epochs": 10, "test_acc": 0.70}]
-    early = [{"best_epoch": 3, "epochs": 10, "test_acc": 0.70}]
+    at_cap = [{"best_epoch": 9, "epochs": 10, "val_acc": 0.70}]
+    early = [{"best_epoch": 3, "epochs": 10, "val_acc": 0.70}]
     assert stage_flags("joint", early, None, "acc") == []
     assert stage_flags("joint", at_cap, None, "acc")[0].startswith("best epoch at the cap")
     # 2.5 points under the probe: within the 3-point allowance; 3.5 points: flagged.
@@ -112,7 +112,7 @@ def test_a_method_recipe_changes_its_optimiser_and_key_only(
 ) -> None:
     base = [*tiny_overrides, "methods=[joint,ogm_ge]"]
     plain = run_study(load_config(overrides=base), tmp_path / "a", log=quiet, report=False)
-    sgd = ["ogm_ge.train.optimizer=sgd", "ogm_ge.train.lr=0.05"]
+    sgd = ["ogm_ge.train.optimizer=sgd", "ogm_ge.train.lr=0.02"]  # the default: sgd, 0.05
     tuned = run_study(load_config(overrides=[*base, *sgd]), tmp_path / "b", log=quiet)
     keys_a = {s: r["key"] for s, r in plain.summary["per_seed"]["0"]["stages"].items()}
     keys_b = {s: r["key"] for s, r in tuned.summary["per_seed"]["0"]["stages"].items()}
@@ -122,13 +122,13 @@ def test_a_method_recipe_changes_its_optimiser_and_key_only(
     }
     stage = tuned.run_dir / "seed0" / "ogm_ge"
     config = yaml.safe_load((stage / "config.yaml").read_text())
-    assert config["train"]["optimizer"] == "sgd" and config["train"]["lr"] == 0.05
+    assert config["train"]["optimizer"] == "sgd" and config["train"]["lr"] == 0.02
     groups = _ckpt(tuned.run_dir, "ogm_ge")["optimizer_states"][0]["param_groups"]
-    assert groups[0]["lr"] == 0.05 and groups[0]["momentum"] == 0.9  # SGD's, not Adam's betas
+    assert groups[0]["lr"] == 0.02 and groups[0]["momentum"] == 0.9  # SGD's, not Adam's betas
     assert "betas" in _ckpt(tuned.run_dir, "joint")["optimizer_states"][0]["param_groups"][0]
-    assert tuned.summary["methods"]["ogm_ge"]["recipe"] == {"optimizer": "sgd", "lr": 0.05}
+    assert tuned.summary["methods"]["ogm_ge"]["recipe"] == {"optimizer": "sgd", "lr": 0.02}
     report = (tuned.run_dir / "report.md").read_text()
-    assert "OGM-GE sgd (lr 0.05)" in report
+    assert "OGM-GE sgd (lr 0.02)" in report
     assert "under an adaptive optimiser" not in report  # OGM-GE ran under SGD here
 
 

@@ -227,10 +227,11 @@ def test_umt_seg_target_distils_the_chosen_maps_and_keeps_old_keys() -> None:
         "weight": 5.0,
         "weights": {},
         "loss": "mse",
-        "init_from_teacher": False,
+        "init_from_teacher": True,
         "cache_teachers": False,
         "stages": [],
-    }  # today's umt stage keys: unchanged by the new setting at its default
+        "select": "better",
+    }  # seg_target at its default ("branch") is not in the key: older stage keys unchanged
     assert key_dict(UMTConfig(seg_target="alone"))["seg_target"] == "alone"
     with pytest.raises(UMTError, match="umt.seg_target"):
         UMTConfig(seg_target="before")

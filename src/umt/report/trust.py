@@ -43,7 +43,7 @@ def stage_flags(
         for r in rows
         if "best_epoch" in r
         and not r.get("converged", is_converged(int(r["best_epoch"]), int(r["epochs"])))
-        and int(r["best_epoch"]) > 0
+        and (int(r["best_epoch"]) > 0 or int(r["epochs"]) == 1)  # else: "the first", below
     ]
     if at_cap:
         epochs = at_cap[0]["epochs"]

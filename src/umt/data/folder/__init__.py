@@ -78,14 +78,14 @@ Example:
     >>> import tempfile
     >>> from umt.data import DataConfig, load_data
     >>> from umt.data.synthetic import SyntheticConfig
-    >>> data = load_data(DataConfig("synthetic", synthetic=SyntheticConfig(n_train=8, n_val=4, n_test=4)))
+    >>> data = load_data(DataConfig("synthetic", synthetic=SyntheticConfig(n_train=20, n_val=4, n_test=4)))
     >>> with tempfile.TemporaryDirectory() as tmp:
     ...     export_folder(data, f"{tmp}/synth")
     ...     print(format_problems(check_folder(f"{tmp}/synth")))
     ...     loaded = load_folder(DataConfig(name="folder", root=f"{tmp}/synth"))
     ...     print(loaded.modalities, len(loaded.train), loaded.input_shapes == data.input_shapes)
     no problems found
-    ('strong', 'weak') 8 True
+    ('strong', 'weak') 20 True
 """
 
 from umt.data.folder.check import check_folder, format_problems
