@@ -65,7 +65,8 @@ class UMTConfig:
             The papers train students from scratch (unverified); started from the teacher, the
             encoder keeps what its teacher learnt instead of having to be pulled back to it,
             and closed the probe gap fully on every check set where from scratch it closed
-            65-83 % (docs/results.md, "UMT's defaults").
+            65-83 % (docs/results.md, "UMT's defaults"). In a study with ``select: better``,
+            the encoders it does not distil start from the same seed's joint model's.
         cache_teachers: compute each teacher's features of the training samples once and read
             them back instead of running the teachers in every step (the same targets to float
             rounding). ``auto``: whenever that is exact (no random augmentation, single-stage
