@@ -6,7 +6,8 @@ each candidate distillation through ``umt.UMTLoss``; the weak encoder's linear p
 fused test accuracy of each, over seeds.
 
 Candidates: ``joint`` (no distillation), ``paper`` (``UMTLoss(teachers, weights=5)``, MSE, the
-student from scratch), ``cosine``, ``weight 1``, and ``default``
+student from scratch), ``paper, from teachers`` (the same with every student encoder started
+from its teacher's weights), ``cosine``, ``weight 1``, and ``default``
 (``UMTLoss.from_diagnosis``: only failing modalities, started from their teachers).
 """
 
@@ -108,8 +109,16 @@ def run_seed(root: Path, seed: int, epochs: int) -> dict[str, dict[str, float]]:
         config=umt.DiagnoseConfig(seed=seed),
     )  # fmt: skip
     out["teacher"] = {"probe_img": diag["img"].teacher.test_acc, "fused": float("nan")}
+
+    def from_teachers(student: nn.Module) -> umt.UMTLoss:  # every encoder, failing or not
+        for m, name in ENCODERS.items():
+            teacher = getattr(diag.teachers[m], "module", diag.teachers[m])
+            student.get_submodule(name).load_state_dict(teacher.state_dict())
+        return umt.UMTLoss(diag.teachers, weights=5.0)
+
     candidates = {
         "paper": lambda s: umt.UMTLoss(diag.teachers, weights=5.0),
+        "paper, from teachers": from_teachers,
         "cosine": lambda s: umt.UMTLoss(diag.teachers, weights=5.0, kind="cosine"),
         "weight 1": lambda s: umt.UMTLoss(diag.teachers, weights=1.0),
         "default": lambda s: umt.UMTLoss.from_diagnosis(diag, s, ENCODERS),

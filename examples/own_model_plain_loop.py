@@ -85,9 +85,11 @@ def main(epochs: int = 10) -> dict[str, umt.Diagnosis]:
     before = umt.yours.diagnose(joint, train_set, val_set, test_set, encoders=ENCODERS)
     print("Naive joint training:\n" + before.table())
 
-    # The teachers diagnose trained (a re-initialised copy of each encoder, trained alone).
-    umt_loss = umt.UMTLoss(before.teachers, weights=5.0)
+    # The teachers diagnose trained (a re-initialised copy of each encoder, trained alone). The
+    # defaults: distil the modalities found failing, their encoders started from the teachers
+    # (the paper's setting, every modality from scratch: umt.UMTLoss(before.teachers, weights=5.0)).
     student = TwoBranch()
+    umt_loss = umt.UMTLoss.from_diagnosis(before, student, ENCODERS)
     train(student, loader, epochs, umt_loss)
     after = umt.yours.diagnose(
         student, train_set, val_set, test_set, encoders=ENCODERS, teachers=before.teachers

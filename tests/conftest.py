@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers.runs import TINY
 
 torch.set_num_threads(1)
 
@@ -12,21 +13,7 @@ torch.set_num_threads(1)
 @pytest.fixture
 def tiny_overrides() -> list[str]:
     """A study that trains in seconds: small synthetic data, two epochs, one seed."""
-    return [
-        "seeds=[0]",
-        "data.name=synthetic",
-        "train.epochs=2",
-        "train.lr=0.01",
-        "train.progress=false",
-        "train.threads=1",
-        "data.synthetic.n_train=200",
-        "data.synthetic.n_val=100",
-        "data.synthetic.n_test=100",
-        "model.encoder.hidden=32",
-        "model.encoder.feature_dim=16",
-        "model.head_hidden=16",
-        "probe.max_iter=20",
-    ]
+    return [o for o in TINY if o != "jobs=1"]  # jobs: the study's default
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from helpers.runs import TINY
 
 from umt.data import ArrayDataset, DataBundle
 from umt.errors import UMTError
@@ -20,21 +21,7 @@ from umt.models import ModelConfig, build_model
 from umt.study import load_config, run_study
 
 # Small enough to run in seconds, long enough (4 epochs of 10 steps) to be killed mid-stage.
-RESUME = [
-    "seeds=[0]",
-    "data.name=synthetic",
-    "train.epochs=4",
-    "train.lr=0.01",
-    "train.progress=false",
-    "train.threads=1",
-    "data.synthetic.n_train=600",
-    "data.synthetic.n_val=100",
-    "data.synthetic.n_test=100",
-    "model.encoder.hidden=32",
-    "model.encoder.feature_dim=16",
-    "model.head_hidden=16",
-    "probe.max_iter=20",
-]
+RESUME = [*TINY, "train.epochs=4", "data.synthetic.n_train=600"]
 
 
 def _numbers(summary: dict[str, Any]) -> dict[str, Any]:
