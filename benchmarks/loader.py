@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmarks.timing import interleaved, summary
 from umt.data import DataConfig, load_data
 from umt.data.base import ArrayDataset, DataBundle, ShardedBatchSampler, make_loader
 from umt.data.folder import export_folder
@@ -73,7 +74,6 @@ def prepared_loader(
 ) -> dict[str, Any]:
     """Samples/s of the raw read, the training loader (per worker count; the first is the
     headline), the CPU route and the on-device step, on the training split of ``root``."""
-    from benchmarks.suite import interleaved, summary  # (suite imports this module)
 
     train = load_data(DataConfig(name="prepared", root=str(root))).train
     n = len(train)

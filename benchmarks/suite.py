@@ -30,7 +30,7 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ import torch
 from benchmarks import default_study
 from benchmarks.bare import bare_fit, train_step_rate
 from benchmarks.loader import prepared_loader, write_random_prepared
+from benchmarks.timing import Thunk, interleaved, summary
 from benchmarks.variants import EpochLoggedModule, checkpoint_at_end
 from umt.data import DataConfig, load_data
 from umt.data.base import ArrayDataset, DataBundle, ShardedBatchSampler, make_loader
@@ -191,41 +192,6 @@ def cnn_setup(sizes: Sizes) -> Setup:
     side = sizes.cnn_side
     desc = f"random images, 2 x (1, {side}, {side}), CNN width {sizes.cnn_width}"
     return Setup("cnn", desc, data, ModelConfig(encoder=enc), sizes.cnn_repeats)
-
-
-# -- timing ---------------------------------------------------------------------------------------
-
-Thunk = Callable[[], object]
-
-
-def interleaved(
-    variants: Mapping[str, Callable[[], Thunk]], *, warmup: int, repeats: int
-) -> dict[str, list[float]]:
-    """Seconds per timed run of each variant. ``variants[name]()`` prepares a run (untimed) and
-    returns the thunk that is timed. Rounds alternate the order (A B C, C B A, ...)."""
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    names = list(variants)
-    for i in range(warmup + repeats):
-        for name in names if i % 2 == 0 else names[::-1]:
-            thunk = variants[name]()
-            start = time.perf_counter()
-            thunk()
-            seconds = time.perf_counter() - start
-            if i >= warmup:
-                times[name].append(seconds)
-    return times
-
-
-def summary(seconds: list[float], work: float) -> dict[str, Any]:
-    """Median, spread and rate (``work`` units, e.g. samples, per median second)."""
-    median = statistics.median(seconds)
-    return {
-        "median_s": median,
-        "min_s": min(seconds),
-        "max_s": max(seconds),
-        "runs_s": seconds,
-        "per_s": work / median,
-    }
 
 
 class Runs:
