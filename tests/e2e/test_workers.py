@@ -60,3 +60,60 @@ def test_workers_give_the_serial_numbers_and_resume_after_a_killed_worker(
 def _numbers(summary: dict[str, Any]) -> dict[str, Any]:
     """The summary without its times, provenance and the study's name (serial vs workers)."""
     return {k: v for k, v in numbers(summary).items() if k != "study"}
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")  # a zombie has stopped (its new parent may never reap it)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_workers_end_when_the_study_process_is_killed(tmp_path: Path) -> None:
+    """``kill -9`` of the study leaves no worker training on (and writing) behind it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from helpers.runs import TINY
+
+    args = [sys.executable, "-m", "umt.cli", "run", "--out", str(tmp_path)]
+    for o in [*TINY, "jobs=2", "train.epochs=200", "train.patience=0", "seeds=[0,1]"]:
+        args += ["--set", o]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    study = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    assert study.stdout is not None
+    for line in study.stdout:  # the workers are training
+        if b"started in a worker" in line:
+            break
+    workers = [p for p in _children(study.pid) if b"spawn_main" in _cmdline(p)]
+    assert len(workers) == 2, workers
+    study.send_signal(signal.SIGKILL)
+    study.wait()
+    deadline = time.monotonic() + 20
+    while any(_alive(p) for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(p) for p in workers)
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes()
+    except OSError:
+        return b""

@@ -90,6 +90,11 @@ def test_flags_for_the_best_epoch_at_the_cap_and_an_under_trained_head() -> None
     assert stage_flags("teacher-a", early, 0.725, "acc") == []
     flags = stage_flags("teacher-a", early, 0.735, "acc")
     assert len(flags) == 1 and "3.5 points below the linear probe" in flags[0]
+    # Best at the first epoch: a failure to learn, unless the stage started from trained
+    # encoders (UMT from its teachers or joint's) and kept its start.
+    first = {"best_epoch": 0, "stopped_epoch": 6, "epochs": 40, "val_acc": 0.7}
+    assert stage_flags("umt", [first], None, "acc")[0].startswith("best epoch is the first")
+    assert stage_flags("umt", [{**first, "warm_start": True}], None, "acc") == []
     # result.json's own converged (early stopping) wins over the epoch arithmetic.
     assert stage_flags("joint", [{**at_cap[0], "converged": True}], None, "acc") == []
     assert not is_converged(18, 20) and is_converged(17, 20)

@@ -52,7 +52,15 @@ def stage_flags(
             f"best epoch at the cap (epoch {best} of {epochs}, seed(s) {len(at_cap)} of "
             f"{len(rows)}): still improving, raise train.epochs"
         )
-    first = [r for r in rows if r.get("best_epoch") == 0 and int(r.get("stopped_epoch", 1)) > 0]
+    # A stage whose encoders started from trained ones (UMT from its teachers or joint's
+    # encoders) may keep its start: an early best epoch there is not a failure to learn.
+    first = [
+        r
+        for r in rows
+        if r.get("best_epoch") == 0
+        and int(r.get("stopped_epoch", 1)) > 0
+        and not r.get("warm_start")
+    ]
     if first:
         flags.append(
             f"best epoch is the first (seed(s) {len(first)} of {len(rows)}): the validation "

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -171,7 +172,10 @@ def prefill(
     quiet = replace(cfg, train=replace(cfg.train, progress=False))  # no bars from the workers
     start = time.perf_counter()
     with ProcessPoolExecutor(
-        max_workers=jobs, mp_context=context, initializer=_start, initargs=(quiet, run_dir, threads)
+        max_workers=jobs,
+        mp_context=context,
+        initializer=_start,
+        initargs=(quiet, run_dir, threads, os.getpid()),
     ) as pool:
         try:
             while todo or running:
@@ -222,12 +226,24 @@ def _stop(pool: ProcessPoolExecutor) -> None:
 _WORKER: dict[str, Any] = {}
 
 
-def _start(cfg: StudyConfig, run_dir: Path, threads: int) -> None:
+def _start(cfg: StudyConfig, run_dir: Path, threads: int, parent: int) -> None:
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
     torch.set_num_threads(threads)
     data, task = study_inputs(cfg, None, None)
     lines: list[str] = []
     _WORKER["lines"] = lines
     _WORKER["runner"] = Runner(cfg, data, task, run_dir, lines.append, worker=True)
+
+
+def _exit_with(parent: int) -> None:
+    """End this worker once the study's process is gone (killed with no chance to stop its
+    workers: ``kill -9``, or a SIGTERM to a program that runs the study in-process): an
+    orphan would train on, and write into a run directory whose lock is released. Its stage
+    resumes from its last checkpoint on the next run. ``parent``: the study's pid, as it gave
+    it (it may be gone before this worker has started)."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
 
 
 def _run_job(job: Job) -> tuple[list[str], list[str]]:

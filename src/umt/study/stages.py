@@ -166,6 +166,9 @@ class Stages:
         )
         if "distilled" in key_parts:  # UMT's select: the modalities it distilled
             result["distilled"] = key_parts["distilled"]
+        from_teachers = key_parts.get("distilled") and _settings_hold(key_parts, "init_from_teacher")
+        if key_parts.get("start") or from_teachers:  # encoders copied from trained ones
+            result["warm_start"] = True
         save_model(model, stage_dir / "model.pt")
         finish_stage(stage_dir, result)  # written last: marks the stage finished
         fault_point(f"done:seed{seed}/{name}")
@@ -287,3 +290,10 @@ class StageFailed(Exception):
     def __init__(self, stage: str, message: str) -> None:
         super().__init__(f"{stage}: {message}")
         self.stage, self.message = stage, message
+
+
+def _settings_hold(key_parts: dict[str, Any], setting: str) -> bool:
+    """Whether a stage's keyed settings hold ``setting`` as true (settings at a default that
+    ``key_omits`` are absent)."""
+    settings = key_parts.get("settings")
+    return isinstance(settings, dict) and settings.get(setting) is True
