@@ -77,6 +77,7 @@ DATASETS: dict[str, DatasetSpec] = {
         "embedded: spoken digits in noise (strong audio) + noisy, shifted 8x8 handwritten "
         "digits (weak vision); an AV-MNIST-like stand-in for VGGSound",
         task="classification",
+        recipe="avdigits",  # configs/recipes/avdigits.yaml: found by the recipe search
     ),
     "rgbd": DatasetSpec(
         lambda cfg: load_rgbd(cfg.rgbd),
