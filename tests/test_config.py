@@ -18,7 +18,7 @@ from umt.config import (
 from umt.data import DataConfig
 from umt.engine import TrainConfig
 from umt.errors import UMTError
-from umt.study import StudyConfig, load_config
+from umt.study import StudyConfig, TuneConfig, load_config
 
 # -- from_dict -------------------------------------------------------------------------------
 
@@ -236,8 +236,15 @@ def test_load_config_reads_a_file_then_applies_overrides(tmp_path: Path) -> None
 
 
 def test_load_config_without_a_file_is_the_defaults_plus_overrides() -> None:
-    assert load_config() == StudyConfig()
-    assert load_config(overrides=["seeds=[9]"]) == StudyConfig(seeds=(9,))
+    off = TuneConfig(enabled=False)  # the recipe as configured: no shipped layer
+    assert load_config(overrides=["tune.enabled=false"]) == StudyConfig(tune=off)
+    assert load_config(overrides=["seeds=[9]", "tune.enabled=false"]) == StudyConfig(
+        seeds=(9,), tune=off
+    )
+    # avdigits, the default data set, ships a recipe found by the search: a layer under yours.
+    shipped = load_config(overrides=["recipes={joint: {lr: 0.02}}"])
+    assert shipped.recipes["joint"] == {"lr": 0.02} and "teacher-audio" in shipped.recipes
+    assert shipped.model.modality == load_config().model.modality != {}
 
 
 def test_load_config_unknown_key_in_a_file_is_refused(tmp_path: Path) -> None:

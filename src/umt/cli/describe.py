@@ -142,7 +142,16 @@ def described_yaml(obj: Any, width: int = 100) -> str:
                 lines.append(f"{indent}{f.name}:")
                 emit(item, key + ".", indent + "  ")
             else:
-                dumped = yaml.safe_dump({f.name: to_dict(item)}, sort_keys=False)
+                # A free-form value (a mapping of modality or method names) on one line: its
+                # keys are data, not settings with a description of their own.
+                plain = to_dict(item)
+                if isinstance(plain, dict | list):
+                    flow = yaml.safe_dump(
+                        plain, sort_keys=False, default_flow_style=True, width=10**6
+                    )
+                    dumped = f"{f.name}: {flow.strip()}"
+                else:
+                    dumped = yaml.safe_dump({f.name: plain}, sort_keys=False)
                 lines.extend(indent + ln for ln in dumped.rstrip("\n").splitlines())
 
     emit(obj, "", "")

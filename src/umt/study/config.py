@@ -46,8 +46,8 @@ class TuneConfig:
 
     Attributes:
         enabled: ``auto`` (search, unless the data set ships a recipe found by this same
-            search: the built-in sets), ``true`` (search) or ``false`` (the recipe as configured;
-            the report says it was not searched).
+            search: the built-in sets), ``true`` (search) or ``false`` (the recipe as configured,
+            without a shipped one; the report says it was not searched).
         budget: trials per method, the same for every method: its key hyper-parameters and its
             learning rate (UME: its members' weights). The configured values are always the
             first trial, so the search never ends below them on validation.
@@ -161,9 +161,9 @@ class StudyConfig:
         sgd``), then ``recipes[method]`` on top.
 
         Example:
-            >>> cfg = load_config(overrides=["ogm_ge.train.optimizer=sgd", "ogm_ge.train.lr=0.05"])
+            >>> cfg = load_config(overrides=["data.name=synthetic", "ogm_ge.train.lr=0.02"])
             >>> cfg.train_for("ogm_ge").optimizer, cfg.train_for("ogm_ge").lr, cfg.train_for("joint").lr
-            ('sgd', 0.05, 0.001)
+            ('sgd', 0.02, 0.001)
         """
         spec = METHODS.get(method)
         authors = SGD_RECIPE if spec is not None and spec.optimizer == "sgd" else {}
@@ -277,7 +277,10 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     raw = apply_overrides(raw, list(overrides))
     data = raw.get("data")
     name = data.get("name", DataConfig.name) if isinstance(data, dict) else DataConfig.name
-    return from_dict(StudyConfig, _move_recipes(merged(shipped_recipe(name), raw)))
+    tune = raw.get("tune")
+    off = isinstance(tune, dict) and tune.get("enabled") is False  # the recipe as configured
+    shipped = {} if off else shipped_recipe(name)
+    return from_dict(StudyConfig, _move_recipes(merged(shipped, raw)))
 
 
 def shipped_recipe(name: str) -> dict[str, Any]:

@@ -166,7 +166,9 @@ class Stages:
         )
         if "distilled" in key_parts:  # UMT's select: the modalities it distilled
             result["distilled"] = key_parts["distilled"]
-        from_teachers = key_parts.get("distilled") and _settings_hold(key_parts, "init_from_teacher")
+        from_teachers = key_parts.get("distilled") and _settings_hold(
+            key_parts, "init_from_teacher"
+        )
         if key_parts.get("start") or from_teachers:  # encoders copied from trained ones
             result["warm_start"] = True
         save_model(model, stage_dir / "model.pt")
