@@ -70,10 +70,11 @@ def worker(rank: int, port: int, out: str, epochs: int) -> None:
     if rank == 0:  # diagnose once; the teachers go to disk for every rank
         umt.diagnose(joint, *splits(), encoders=ENCODERS, out=f"{out}/before", progress=False)
     dist.barrier()
-    teachers = umt.Diagnosis.load(f"{out}/before", model=TwoBranch()).teachers
+    diagnosis = umt.Diagnosis.load(f"{out}/before", model=TwoBranch())
+    teachers = diagnosis.teachers
     torch.manual_seed(1)
-    student = TwoBranch()
-    train(student, epochs, umt.UMTLoss(teachers, weights=5.0))
+    student = TwoBranch()  # the failing encoders start from their teachers: the same on every rank
+    train(student, epochs, umt.UMTLoss.from_diagnosis(diagnosis, student, ENCODERS))
     if rank == 0:
         umt.diagnose(
             student, *splits(), encoders=ENCODERS, teachers=teachers, out=f"{out}/after",

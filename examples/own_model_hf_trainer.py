@@ -75,8 +75,8 @@ def main(epochs: int = 10) -> dict[str, Any]:
     before = umt.diagnose(joint, *splits, encoders=ENCODERS, call="kwargs", progress=False)
     print("Naive joint training (Trainer):\n" + before.table())
 
-    student = HFTwoBranch()
-    umt_loss = umt.UMTLoss(before.teachers, weights=5.0)
+    student = HFTwoBranch()  # the failing encoders start from their teachers (the defaults)
+    umt_loss = umt.UMTLoss.from_diagnosis(before, student, ENCODERS)
     trainer = train(student, train_set, epochs, umt_loss=umt_loss, encoders=ENCODERS)
     after = umt.diagnose(
         student, *splits, encoders=ENCODERS, teachers=before.teachers, call="kwargs",
