@@ -43,6 +43,27 @@ def test_cnn_encoder_output_shape_and_feature_dim(hw: int, depth: int) -> None:
     assert enc(torch.randn(3, 2, hw, hw)).shape == (3, 5)
 
 
+def test_a_strided_first_convolution_halves_the_resolution_once_more() -> None:
+    x = torch.zeros(2, 1, 16, 16)
+    plain, strided = (CNNEncoder((1, 16, 16), width=4, depth=2, stride=s) for s in (1, 2))
+    assert plain.tokens(x).shape[1] == 16 and strided.tokens(x).shape[1] == 4  # 4x4 vs 2x2
+    assert strided(x).shape == plain(x).shape  # the same features' width
+
+
+def test_stride_is_in_a_stage_key_only_where_set() -> None:
+    from umt.models import ModelConfig
+    from umt.study import load_config
+    from umt.study.inputs import model_key
+    from umt.tasks import CLASSIFICATION
+
+    shapes = {"a": (1, 8, 8)}
+    assert "stride" not in model_key(ModelConfig(), shapes, CLASSIFICATION)["encoder"]
+    cfg = load_config(overrides=["model.modality.a.stride=2"]).model
+    assert model_key(cfg, shapes, CLASSIFICATION)["modality"] == {"a": {"stride": 2}}
+    with pytest.raises(UMTError, match="stride"):
+        load_config(overrides=["model.encoder.stride=0"])
+
+
 def test_cnn_encoder_refuses_vector_inputs() -> None:
     with pytest.raises(UMTError, match=r"\(C, H, W\).*\(5,\)"):
         CNNEncoder((5,))
