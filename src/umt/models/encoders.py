@@ -251,16 +251,8 @@ def build_encoder(cfg: EncoderConfig, in_shape: tuple[int, ...]) -> nn.Module:
             dropout=cfg.dropout,
             tokens=cfg.tokens,
         )
-    if name == "cnn":
-        return CNNEncoder(
-            in_shape,
-            feature_dim=cfg.feature_dim,
-            width=cfg.channels,
-            depth=cfg.stages,
-            stride=cfg.stride,
-        )
-    if name == "cnn1d":  # the same CNN over a (C, T) series' time axis
-        if len(in_shape) != 2:
+    if name in ("cnn", "cnn1d"):  # cnn1d: the same CNN over a (C, T) series' time axis
+        if name == "cnn1d" and len(in_shape) != 2:
             raise UMTError(f"the cnn1d encoder expects (C, T) series; got shape {in_shape}")
         return CNNEncoder(
             in_shape,
