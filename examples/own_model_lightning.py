@@ -19,7 +19,6 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torch.utils.data import DataLoader
 
 import umt
@@ -30,12 +29,13 @@ from own_model_plain_loop import ENCODERS, PairDataset, TwoBranch  # noqa: E402
 
 
 class LitTwoBranch(UMTMixin, L.LightningModule):  # UMT: + UMTMixin
-    def __init__(self, teachers: dict[str, nn.Module] | None = None) -> None:
+    def __init__(self, diagnosis: umt.Diagnosis | None = None) -> None:
         super().__init__()
         self.model = TwoBranch()
-        self.distil = teachers is not None
-        if teachers is not None:  # UMT: the loss, and hooks on the model's encoders
-            self.configure_umt(teachers, {"audio": "model.aud", "visual": "model.vis"}, weights=5.0)
+        self.distil = diagnosis is not None
+        if diagnosis is not None:  # UMT: the loss (the defaults: failing encoders from their
+            # teachers), and hooks on the model's encoders
+            self.configure_umt(diagnosis, {"audio": "model.aud", "visual": "model.vis"})
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = F.cross_entropy(self.model(batch), batch["label"])
@@ -71,7 +71,7 @@ def main(epochs: int = 10) -> dict[str, Any]:
     before = umt.yours.diagnose(joint.model, train_set, val_set, test_set, encoders=ENCODERS)
     print("Naive joint training:\n" + before.table())
 
-    student = LitTwoBranch(teachers=before.teachers)
+    student = LitTwoBranch(before)
     gaps = ProbeGapCallback(  # the probe gap while it trains, every 5 epochs
         train_set, val_set, test_set, encoders=ENCODERS, teachers=before.teachers,
         module="model", every_n_epochs=5,

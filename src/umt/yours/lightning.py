@@ -45,7 +45,7 @@ from torch import nn
 from umt.errors import UMTError
 from umt.yours import batches as B
 from umt.yours.diagnose import SPLITS, model_features, probe, teacher_features
-from umt.yours.diagnosis import DiagnoseConfig, score
+from umt.yours.diagnosis import DiagnoseConfig, Diagnosis, score
 from umt.yours.distill import UMTLoss
 from umt.yours.hooks import FeatureHooks, submodule
 from umt.yours.teachers import as_teachers
@@ -58,7 +58,7 @@ class UMTMixin(L.LightningModule):
 
     def configure_umt(
         self,
-        teachers: Mapping[str, nn.Module],
+        teachers: Mapping[str, nn.Module] | Diagnosis,
         encoders: Mapping[str, str] | None = None,
         *,
         layouts: Mapping[str, str] | None = None,
@@ -67,7 +67,10 @@ class UMTMixin(L.LightningModule):
         """Create ``self.umt = UMTLoss(teachers, **loss_options)`` and hook the encoders.
 
         Args:
-            teachers: ``{modality: frozen nn.Module or umt.yours.Teacher}``.
+            teachers: ``{modality: frozen nn.Module or umt.yours.Teacher}``, or the
+                :class:`umt.Diagnosis` of your model: then the study's defaults
+                (:meth:`umt.UMTLoss.from_diagnosis`: only the modalities found failing, their
+                encoders of this module started from their teachers).
             encoders: ``{modality: dotted submodule name}`` relative to this module (e.g.
                 ``"model.aud"``); their outputs in the forward pass are the student features.
                 ``None``: pass the features to :meth:`umt_loss` yourself.
@@ -75,7 +78,15 @@ class UMTMixin(L.LightningModule):
             loss_options: :class:`umt.UMTLoss`'s keywords (``weights``, ``kind``, ``project``,
                 ``student_dims``, ``dense``, ...).
         """
-        self.umt = UMTLoss(teachers, **loss_options)
+        if isinstance(teachers, Diagnosis):
+            if not encoders:
+                raise UMTError(
+                    "configure_umt(diagnosis, encoders): name the encoders ({modality: dotted "
+                    "submodule}) so that the failing ones can start from their teachers"
+                )
+            self.umt = UMTLoss.from_diagnosis(teachers, self, encoders, **loss_options)
+        else:
+            self.umt = UMTLoss(teachers, **loss_options)
         # A plain attribute (not a submodule): the hooks hold no weights.
         self._umt_hooks = FeatureHooks(self, encoders, layouts=layouts) if encoders else None
         return self.umt
