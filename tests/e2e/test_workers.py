@@ -99,10 +99,16 @@ def test_workers_end_when_the_study_process_is_killed(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     study = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     assert study.stdout is not None
-    for line in study.stdout:  # the workers are training
-        if b"started in a worker" in line:
+    started = 0
+    for line in study.stdout:  # both workers have a stage (each is spawned on demand)
+        started += b"started in a worker" in line
+        if started == 2:
             break
-    workers = [p for p in _children(study.pid) if b"spawn_main" in _cmdline(p)]
+    deadline = time.monotonic() + 20
+    workers: list[int] = []
+    while len(workers) < 2 and time.monotonic() < deadline:
+        workers = [p for p in _children(study.pid) if b"spawn_main" in _cmdline(p)]
+        time.sleep(0.1)
     assert len(workers) == 2, workers
     study.send_signal(signal.SIGKILL)
     study.wait()
