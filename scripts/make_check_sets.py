@@ -83,16 +83,8 @@ def _write(
             make = _image if kind == "image" else _tabular
             np.save(out / f"{m}.npy", make(rng, protos[m], y, snr))
         np.save(out / "labels.npy", y.astype(np.int64))
-    meta = {
-        "format": "umt-folder",
-        "version": 1,
-        "name": name,
-        "task": "classification",
-        "num_classes": k,
-        "description": f"check set {name}: " + ", ".join(f"{m} {s[1]}" for m, s in mods.items()),
-        "modalities": {m: {"shape": list(s[1]), "dtype": "float32"} for m, s in mods.items()},
-    }
-    (root / name / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    what = f"check set {name}: " + ", ".join(f"{m} {s[1]}" for m, s in mods.items())
+    _meta(root, name, k, {m: s[1] for m, s in mods.items()}, what)
 
 
 def _meta(root: Path, name: str, k: int, mods: dict[str, tuple[int, ...]], what: str) -> None:
