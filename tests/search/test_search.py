@@ -111,10 +111,13 @@ def test_a_search_killed_resumes_to_the_uninterrupted_numbers(
     assert clean.returncode == 0, clean.stderr[-2000:]
     killed = _run(tmp_path / "killed", args, fault)
     assert killed.returncode != 0  # the fault point killed it
+    clock = tmp_path / "killed" / "default" / "search" / "seconds.json"
+    before = read_json(clock)["seconds"]  # what the killed process spent, saved at every trial
     resumed = _run(tmp_path / "killed", args)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     a = read_json(tmp_path / "clean" / "default" / "summary.json")
     b = read_json(tmp_path / "killed" / "default" / "summary.json")
+    assert b["search"]["seconds"] >= before  # the budget spent counts the killed process too
     for unit in a["search"]["units"]:
         assert a["search"]["units"][unit]["chosen"] == b["search"]["units"][unit]["chosen"], unit
     for stage, entry in a["methods"].items():

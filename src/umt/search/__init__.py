@@ -29,7 +29,7 @@ from optuna.trial import Trial
 
 from umt.data import DataBundle, UserData
 from umt.errors import UMTError
-from umt.io import write_json
+from umt.io import read_json, write_json
 from umt.models import EncoderFactory
 from umt.models.base import macs
 from umt.search.space import (
@@ -115,14 +115,18 @@ class Search:
         cap = self.cfg.tune.minutes
         deadline = start + 60 * cap if cap > 0 else float("inf")
         with claim_run_dir(self.run_dir, log=self.log):
+            clock = _Clock(self.root / "seconds.json")  # the seconds of the processes before
             key = data_key(self.cfg.data, self.data, self.run_dir)
             check_data_values(self.cfg.data, key, self.run_dir)  # NaN/inf, labels: before trials
             own = self.cfg.tune.storage is None
             self.root.mkdir(parents=True, exist_ok=True)
             storage = self.cfg.tune.storage or f"sqlite:///{(self.root / 'optuna.db').resolve()}"
-            trials = Trials(storage, self.cfg.name, self.seed, self.cfg.tune.pruner, own=own)
+            trials = Trials(
+                storage, self.cfg.name, self.seed, self.cfg.tune.pruner, own=own, after=clock.save
+            )
             units = self._teachers(trials, key, deadline)
             units += self._methods(trials, key, deadline)
+            clock.save()
         final = self.cfg
         for unit in units:
             final = _apply(final, unit)
@@ -135,7 +139,7 @@ class Search:
             "units": {u.name: u.entry() for u in units},
             "trials_spent": len(spent),
             "pruned": sum(t["state"] == "pruned" for t in spent),
-            "seconds": round(time.monotonic() - start, 1),
+            "seconds": clock.seconds(),  # every process's, a killed one's included
         }
         self.log(
             f"search: {len(spent)} trial(s) in {entry['seconds']:.0f} s; the study now trains "
@@ -239,6 +243,22 @@ class Search:
 
             raise StageFailed(stage, str(out["failed"].get(stage, "did not finish")))
         return float(out["stages"][stage][f"val_{self.task.metric}"])
+
+
+class _Clock:
+    """The search's wall time over every process that worked on it: what the processes before
+    this one spent (``path``, saved after every trial) plus this one's."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.start = path, time.monotonic()
+        self.before = float(read_json(path)["seconds"]) if path.is_file() else 0.0
+
+    def seconds(self) -> float:
+        return round(self.before + time.monotonic() - self.start, 1)
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(self.path, {"seconds": self.seconds()})
 
 
 def _trained() -> set[str]:

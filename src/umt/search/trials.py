@@ -84,9 +84,19 @@ def suggest(trial: Trial, space: Space) -> dict[str, Any]:
 class Trials:
     """The Optuna studies of one search, in ``storage`` (several processes may share it)."""
 
-    def __init__(self, storage: str, prefix: str, seed: int, pruner: str, *, own: bool) -> None:
+    def __init__(
+        self,
+        storage: str,
+        prefix: str,
+        seed: int,
+        pruner: str,
+        *,
+        own: bool,
+        after: Callable[[], None] = lambda: None,
+    ) -> None:
         self.storage, self.prefix, self.seed, self.pruner = storage, prefix, seed, pruner
         self.own = own  # our run directory's storage: trials left running were killed
+        self.after = after  # called around every trial (the search's clock saves its seconds)
 
     def _study(self, unit: str) -> optuna.Study:
         pruner: optuna.pruners.BasePruner = (
@@ -133,6 +143,7 @@ class Trials:
             values = suggest(trial, unit.space)
             where = root / unit.name / config_hash(unit.name, values)
             log(f"search: {unit.name} trial {n + 1}/{unit.budget}: {_text(values)}")
+            self.after()
             try:
                 value = objective(values, trial, where)
             except optuna.TrialPruned:
@@ -143,6 +154,7 @@ class Trials:
                 study.tell(trial, state=TrialState.FAIL)
             else:
                 study.tell(trial, value)
+            self.after()
             done = _finished(study)
         unit.trials = [_record(x) for x in study.trials if not x.user_attrs.get("killed")]
         unit.trials = [r for r in unit.trials if r["state"] != "waiting"]
