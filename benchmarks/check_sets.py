@@ -1,12 +1,13 @@
-"""``python -m benchmarks.check_sets OUT [--sets a b ...] [--set k=v ...] [--seeds 0 1 2]``: the
+"""``python -m benchmarks.check_sets OUT [--sets a b ...] [--set k=v ...] [--seeds "[0, 1, 2]"]``: the
 study with its defaults on data sets they were never tuned on (``scripts/make_check_sets.py``:
 vectors, small images, ``(C, T)`` series, three modalities, a real tabular set and issue 26's
 user-loop example; plus the built-in ``paired`` preset), against the plain-script yardstick
-(``benchmarks/yardstick.py``).
+(``benchmarks/yardstick.py``, at the study's seeds).
 
 Per set, one line of the table of issue 26: the yardstick (fused and per modality), the study's
 teachers (head and the probe on their own features, on validation), joint, UMT and UME on test,
-each encoder's probe (teacher / joint / UMT), the recommendation, the wall time and the search's
+each encoder's probe (teacher / joint / UMT), the share of each probe gap (>= 2 points, beyond
+noise) that UMT closes, the recommendation, the wall time and the search's
 trials. ``OUT/table.md`` and ``OUT/table.json`` hold it; the studies' run directories are under
 ``OUT/runs`` (cached: a rerun only trains what changed).
 """
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "scripts")]
@@ -57,17 +59,37 @@ def row(name: str, s: dict[str, Any], yard: dict[str, Any] | None, wall: float) 
             "yardstick": round(100 * yard[m]["test"], 1) if yard is not None else None,
             "flags": t.get("flags", []),
         }
+    out["closure"] = closure(s.get("comparisons", []))
     rec = s.get("verdict") or s.get("recommendation") or {}
     out["recommended"] = rec.get("method") or rec.get("text")
     out["trials"] = (s.get("search") or {}).get("trials_spent")
     return out
 
 
+def closure(comparisons: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per modality whose probe gap (teacher − joint) is at least 2 points and beyond noise: the
+    gap (mean and 95 % interval, points) and the share of it UMT closes (UMT − joint over the
+    gap, from the means over seeds)."""
+    diffs = {(c["modality"], c["a"]): c for c in comparisons if c.get("what") == "probe_test_acc"}
+    out = {}
+    for (m, a), gap in diffs.items():
+        umt = diffs.get((m, "umt"))
+        if a != "teacher" or umt is None or gap["within_noise"] or gap["mean_diff"] < 0.02:
+            continue
+        out[m] = {
+            "gap": round(100 * gap["mean_diff"], 1),
+            "lo": round(100 * gap["lo"], 1),
+            "hi": round(100 * gap["hi"], 1),
+            "closed": round(100 * umt["mean_diff"] / gap["mean_diff"]),
+        }
+    return out
+
+
 def markdown(rows: list[dict[str, Any]]) -> str:
     head = (
         "| set | yardstick | joint | UMT | UME | best fused − yardstick | teachers (test; probe: "
-        "teacher / joint / UMT) | recommended | wall | trials |\n"
-        "|---|---|---|---|---|---|---|---|---|---|"
+        "teacher / joint / UMT) | gaps ≥ 2 beyond noise: closed by UMT | recommended | wall | "
+        "trials |\n|---|---|---|---|---|---|---|---|---|---|---|"
     )
     lines = [head]
     for r in rows:
@@ -77,9 +99,13 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             for m, t in r["teachers"].items()
         )
         gap = "" if r["yardstick"] is None else f"{r['fused_best'] - r['yardstick']:+.1f}"
+        closed = "; ".join(
+            f"{m} {c['gap']:+.1f} [{c['lo']:.1f}, {c['hi']:.1f}]: {c['closed']} %"
+            for m, c in r.get("closure", {}).items()
+        )
         lines.append(
             f"| {r['set']} | {r['yardstick'] or '—'} | {r['joint']} | {r['umt']} | {r['ume']} | "
-            f"{gap} | {teachers} | {r['recommended']} | {r['wall_s']} s | {r['trials'] or 0} |"
+            f"{gap} | {teachers} | {closed or '—'} | {r['recommended']} | {r['wall_s']} s | {r['trials'] or 0} |"
         )
     return "\n".join(lines)
 
@@ -96,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     roots = {r.name: r for r in make_check_sets(args.out / "data")}
     wanted = args.sets or [*roots, *BUILT_IN]
+    seeds = [int(x) for x in yaml.safe_load(args.seeds)]  # the yardstick's too
     rows = []
     for name in wanted:
         start = time.perf_counter()
@@ -104,12 +131,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             root = roots[name]
             data = ["data.name=folder", f"data.root={root}"]
-            cached = args.out / "yardstick" / f"{name}.json"
+            suffix = "" if seeds == [0, 1, 2] else "-" + "-".join(map(str, seeds))
+            cached = args.out / "yardstick" / f"{name}{suffix}.json"
             if cached.is_file():
                 yard = json.loads(cached.read_text())
             else:
                 mods = list(json.loads((root / "meta.json").read_text())["modalities"])
-                seeds = [0, 1, 2]
                 yard = {"fused": yardstick(root, mods, seeds)}
                 yard.update({m: yardstick(root, [m], seeds) for m in mods})
                 cached.parent.mkdir(parents=True, exist_ok=True)
