@@ -8,7 +8,9 @@ fused test accuracy of each, over seeds.
 Candidates: ``joint`` (no distillation), ``paper`` (``UMTLoss(teachers, weights=5)``, MSE, the
 student from scratch), ``paper, from teachers`` (the same with every student encoder started
 from its teacher's weights), ``cosine``, ``weight 1``, and ``default``
-(``UMTLoss.from_diagnosis``: only failing modalities, started from their teachers).
+(``UMTLoss.from_diagnosis``: only failing modalities, started from their teachers). Last, over
+the seeds where ``umt.diagnose`` called the weak encoder's failure: the probe gap and the share
+of it the default closes.
 """
 
 from __future__ import annotations
@@ -136,6 +138,18 @@ def run_seed(root: Path, seed: int, epochs: int) -> dict[str, dict[str, float]]:
     return out
 
 
+def closure_where_called(runs: list[dict[str, dict[str, float]]]) -> dict[str, float] | None:
+    """Over the seeds where ``umt.diagnose`` called the weak encoder's failure (the seeds where
+    ``from_diagnosis`` distils it): the mean probe gap teacher − joint (points) and the share of
+    it the default closes (default − joint over that gap, from the means); None where none."""
+    called = [r for r in runs if r["_failures"]["img"]]
+    if not called:
+        return None
+    gap = statistics.mean(r["teacher"]["probe_img"] - r["joint"]["probe_img"] for r in called)
+    gain = statistics.mean(r["default"]["probe_img"] - r["joint"]["probe_img"] for r in called)
+    return {"seeds": len(called), "gap": 100 * gap, "closed": 100 * gain / gap if gap else 0.0}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("out", type=Path, nargs="?", default=Path("check_runs/user_loop"))
@@ -167,8 +181,14 @@ def main(argv: list[str] | None = None) -> int:
             f"   fused test {row['fused'][0]:.1f} ± {row['fused'][1]:.1f}"
         )
     print("diagnosed failing:", [r["_failures"] for r in runs])
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "user_loop.json").write_text(json.dumps({"rows": rows, "runs": runs}, indent=1))
+    called = closure_where_called(runs)
+    if called:
+        print(
+            f"where img's failure was called ({called['seeds']} of {len(runs)} seeds): gap "
+            f"teacher − joint {called['gap']:.1f} points, the default closes {called['closed']:.0f} %"
+        )
+    summary = {"rows": rows, "runs": runs, "where_called": called}
+    (args.out / "user_loop.json").write_text(json.dumps(summary, indent=1))
     return 0
 
 
