@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
+import numpy as np
+import pytest
 import torch
 
 from umt.methods.umt import UMTConfig
-from umt.study.select import select
+from umt.study.select import harms, select
 
 GOOD, SAME, POOR = "1" * 90 + "0" * 10, "1" * 70 + "0" * 30, "1" * 50 + "0" * 50
 
@@ -76,3 +78,80 @@ def test_the_encoders_not_distilled_start_from_joints(tmp_path: Path) -> None:
             v, joint.state_dict()[k] if k.startswith("encoders.weak.") else before[k]
         )
     assert any(k.startswith("encoders.weak.") for k in before)
+
+
+def _outcomes(stage_dir: Path, correct: str) -> None:
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    np.save(stage_dir / "val-outcomes.npy", np.array([int(c) for c in correct], dtype=np.uint8))
+
+
+def test_a_umt_below_joint_on_validation_beyond_noise_harms(tmp_path: Path) -> None:
+    _outcomes(tmp_path / "joint", GOOD)
+    _outcomes(tmp_path / "umt", POOR)  # 50 vs 90 of 100: beyond noise
+    _outcomes(tmp_path / "umt-2", "1" * 88 + "0" * 12)  # 88 vs 90: noise
+    assert harms(tmp_path, "umt", "joint") == (0.5, 0.9)
+    assert harms(tmp_path, "umt-2", "joint") is None
+    assert harms(tmp_path, "absent", "joint") is None  # nothing to decide on
+    np.save(tmp_path / "umt" / "val-outcomes.npy", np.full(100, 0.4, dtype=np.float32))
+    assert harms(tmp_path, "umt", "joint") is None  # not right/wrong outcomes (segmentation)
+
+
+def test_a_harmful_distillation_is_declined_and_the_decision_cached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the trained UMT stage harms (forced here), the attempt is kept as
+    ``umt.declined``, UMT is trained again with nothing distilled from joint's encoders, the
+    report flags it, and a rerun trains nothing (the decision is known from the kept attempt)."""
+    import umt.study.runner as runner_module
+    from tests.helpers.runs import TINY
+    from umt.study import load_config, run_study
+
+    calls: list[str] = []
+
+    def always(seed_dir: Path, stage: str, joint: str) -> tuple[float, float] | None:
+        calls.append(stage)
+        return (0.1, 0.9)
+
+    monkeypatch.setattr(runner_module, "harms", always)
+    monkeypatch.setattr(runner_module, "select", _distil_all)
+    cfg = load_config(overrides=[*TINY, "methods=[joint,umt]"])
+    first = run_study(cfg, tmp_path, log=lambda _: None)
+    seed_dir = first.run_dir / "seed0"
+    kept = json.loads((seed_dir / "umt.declined" / "result.json").read_text())
+    final = json.loads((seed_dir / "umt" / "result.json").read_text())
+    assert kept["distilled"] == ["strong", "weak"] and "declined" not in kept
+    assert final["declined"] == ["strong", "weak"] and final["key"] != kept["key"]
+    assert final["warm_start"]  # every encoder from joint's
+    assert any("distillation declined" in f for f in first.summary["methods"]["umt"]["flags"])
+    assert calls == ["umt"]
+    lines: list[str] = []
+    again = run_study(cfg, tmp_path, log=lines.append)
+    assert calls == ["umt"]  # not trained nor judged again
+    assert any("declined before" in line for line in lines)
+    assert (
+        again.summary["methods"]["umt"]["test_acc"] == first.summary["methods"]["umt"]["test_acc"]
+    )
+
+
+def test_decline_false_keeps_umt_as_trained(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import umt.study.runner as runner_module
+    from tests.helpers.runs import TINY
+    from umt.study import load_config, run_study
+
+    calls: list[str] = []
+    monkeypatch.setattr(runner_module, "harms", lambda *a: calls.append(a[1]) or (0.1, 0.9))
+    monkeypatch.setattr(runner_module, "select", _distil_all)
+    cfg = load_config(overrides=[*TINY, "methods=[joint,umt]", "umt.decline=false"])
+    result = run_study(cfg, tmp_path, log=lambda _: None)
+    assert calls == [] and not (result.run_dir / "seed0" / "umt.declined").exists()
+    assert json.loads((result.run_dir / "seed0" / "umt" / "result.json").read_text())[
+        "distilled"
+    ] == ["strong", "weak"]
+
+
+def _distil_all(settings: Any, seed_dir: Path, joint: str, modalities: list[str]) -> Any:
+    if getattr(settings, "select", "all") != "better":
+        return settings, None  # not UMT
+    return settings, list(modalities)  # as select where a teacher beats joint

@@ -89,6 +89,10 @@ class UMTConfig:
             split: ``(f - mu) / sigma``, so that no dimension weighs by its scale alone) or
             ``readout`` (the teacher's own head applied to both: KL between the teacher's
             prediction from its features and from the student's). Classification only.
+        decline: in a study with ``select: better``: a UMT stage that ends below the same seed's
+            joint training on validation beyond noise is declined and trained again with nothing
+            distilled, every encoder from joint's (the attempt kept as ``<stage>.declined``,
+            the report flags it); ``false``: kept as trained. Classification only.
     """
 
     weight: float = 5.0
@@ -101,6 +105,7 @@ class UMTConfig:
     seg_target: str = field(default="branch", metadata=KEY_OMITS_DEFAULT)
     target: str = field(default="features", metadata=KEY_OMITS_DEFAULT)
     select: str = field(default="better", metadata=key_omits("all"))
+    decline: bool = field(default=True, metadata=KEY_OMITS_DEFAULT)
 
     def __post_init__(self) -> None:
         if self.seg_target not in STAGE_MAPS:

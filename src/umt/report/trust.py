@@ -36,6 +36,8 @@ def stage_flags(
           probe on its own features on validation (41.0 vs 64.0)"]
         >>> stage_flags("joint", [{"best_epoch": 0, "stopped_epoch": 6, "epochs": 40}], None, "acc")
         ['best epoch is the first (seed(s) 1 of 1): the validation score never rose after one epoch; check train.lr']
+        >>> stage_flags("umt", [{"best_epoch": 3, "epochs": 40, "declined": ["a"]}], None, "acc")
+        ["distillation declined (seed(s) 1 of 1): distilling a put the val score below joint training's beyond noise; trained with nothing distilled (the attempt: umt.declined)"]
     """
     flags: list[str] = []
     at_cap = [
@@ -65,6 +67,13 @@ def stage_flags(
         flags.append(
             f"best epoch is the first (seed(s) {len(first)} of {len(rows)}): the validation "
             "score never rose after one epoch; check train.lr"
+        )
+    declined = [r for r in rows if r.get("declined")]
+    if declined:
+        flags.append(
+            f"distillation declined (seed(s) {len(declined)} of {len(rows)}): distilling "
+            f"{', '.join(declined[0]['declined'])} put the val score below joint training's "
+            f"beyond noise; trained with nothing distilled (the attempt: {stage}.declined)"
         )
     if stage.startswith("teacher-") and probe_val is not None:
         val = sum(float(r[f"val_{metric}"]) for r in rows) / len(rows)

@@ -5,7 +5,10 @@ trained, evaluated, probed and cached is :class:`umt.study.stages.Stages`'.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,7 +31,7 @@ from umt.study.cache import (
     finish_stage,
 )
 from umt.study.inputs import model_key
-from umt.study.select import select
+from umt.study.select import harms, select
 from umt.study.stages import INIT, Log, StageFailed, Stages
 
 
@@ -72,50 +75,103 @@ class Runner(Stages):
                 self.keep_example(method, Ensemble(teachers, self.cfg.settings("ume")))
                 continue
             for name, fusion in self.cfg.fusion_stages(method):
-                model = self.task.build_model(
-                    self.cfg.model,
-                    self.data.input_shapes,
-                    self.data.num_classes,
-                    fusion=fusion,
-                    init_seed=seed_for(seed, name),  # every stage and part its own init
-                )
-                settings = self.cfg.settings(method)
                 joint = name.replace(method, "joint", 1)  # the joint stage of the same fusion
                 settings, distilled = select(
-                    settings, self.run_dir / f"seed{seed}", joint, list(teachers)
+                    self.cfg.settings(method), self.run_dir / f"seed{seed}", joint, list(teachers)
                 )
-                start = None
-                if distilled is not None and settings.init_from_teacher:
-                    rest = [m for m in teachers if m not in distilled]
-                    start = self._start_from_joint(seed, joint, model, rest)
-                context = MethodContext(
-                    settings,
-                    model,
-                    teachers,
-                    self.data,
-                    seed,
-                    teacher_features,
-                    epochs=self.cfg.train_for(method).epochs,
+                stage = self._method_stage(seed, method, name, fusion, settings, distilled)
+                model, step, key_parts = stage(teachers, keys, teacher_features)
+                seed_dir = self.run_dir / f"seed{seed}"
+                declined = seed_dir / f"{name}.declined"
+                guard = bool(distilled) and getattr(settings, "decline", False)
+                known = guard and _key_of(declined) == self.stage_key(
+                    seed, name, self.data, key_parts
                 )
-                step = spec.build(context)
-                if isinstance(step, ResolvesSettings):  # `auto` keyed as what it resolved to
-                    settings = step.resolved_settings()
-                key_parts: dict[str, Any] = {
-                    "method": method,
-                    "settings": key_dict(settings),  # new settings at default: old keys
-                    "fusion": fusion,
-                    "init": INIT,
-                }
-                if spec.uses_teachers:
-                    key_parts["teachers"] = list(keys.values())
-                if distilled is not None:
-                    key_parts["distilled"] = distilled
-                    shown = ", ".join(distilled) or "no modality"
-                    self.log(f"[seed {seed}] {name}: distils {shown} (umt.select: better)")
-                if start is not None:  # the encoders not distilled start from joint's
-                    key_parts["start"] = start
-                self._train_and_probe(seed, name, model, step, self.data, key_parts, out)
+                if not known:
+                    result = self._train_and_probe(
+                        seed, name, model, step, self.data, key_parts, out
+                    )
+                    worse = harms(seed_dir, name, joint) if guard and result else None
+                    if worse is None:
+                        continue
+                    # Below joint training on validation beyond noise: the distillation cost
+                    # what the fused task uses. Declined; the attempt is kept beside.
+                    self.log(
+                        f"[seed {seed}] {name}: distilling {', '.join(distilled or [])} cost "
+                        f"val {100 * worse[0]:.2f} % against joint's {100 * worse[1]:.2f} %: "
+                        f"declined (kept as {declined.name}); trained as where no teacher beats "
+                        "joint: nothing distilled, every encoder from joint's"
+                    )
+                    if self.main:
+                        shutil.rmtree(declined, ignore_errors=True)
+                        (seed_dir / name).rename(declined)
+                else:
+                    self.log(f"[seed {seed}] {name}: declined before (kept as {declined.name})")
+                nothing = dataclasses.replace(
+                    settings, weights={**settings.weights, **{m: 0.0 for m in teachers}}
+                )
+                stage = self._method_stage(seed, method, name, fusion, nothing, [])
+                model, step, parts = stage(teachers, keys, teacher_features)
+                parts["declined"] = distilled
+                self._train_and_probe(seed, name, model, step, self.data, parts, out)
         return out
+
+    def _method_stage(
+        self,
+        seed: int,
+        method: str,
+        name: str,
+        fusion: str,
+        settings: Any,
+        distilled: list[str] | None,
+    ) -> Callable[..., tuple[nn.Module, Any, dict[str, Any]]]:
+        """How to build one method stage: its model (encoders started where ``select`` says),
+        its training step and its cache key's parts, given the seed's teachers."""
+        spec = METHODS[method]
+        joint = name.replace(method, "joint", 1)
+
+        def build(
+            teachers: dict[str, nn.Module], keys: dict[str, str], features: Any
+        ) -> tuple[nn.Module, Any, dict[str, Any]]:
+            model = self.task.build_model(
+                self.cfg.model,
+                self.data.input_shapes,
+                self.data.num_classes,
+                fusion=fusion,
+                init_seed=seed_for(seed, name),  # every stage and part its own init
+            )
+            start = None
+            if distilled is not None and settings.init_from_teacher:
+                rest = [m for m in teachers if m not in distilled]
+                start = self._start_from_joint(seed, joint, model, rest)
+            context = MethodContext(
+                settings,
+                model,
+                teachers,
+                self.data,
+                seed,
+                features,
+                epochs=self.cfg.train_for(method).epochs,
+            )
+            step = spec.build(context)  # type: ignore[misc]
+            resolved = step.resolved_settings() if isinstance(step, ResolvesSettings) else settings
+            key_parts: dict[str, Any] = {
+                "method": method,
+                "settings": key_dict(resolved),  # new settings at default: old keys
+                "fusion": fusion,
+                "init": INIT,
+            }
+            if spec.uses_teachers:
+                key_parts["teachers"] = list(keys.values())
+            if distilled is not None:
+                key_parts["distilled"] = distilled
+                shown = ", ".join(distilled) or "no modality"
+                self.log(f"[seed {seed}] {name}: distils {shown} (umt.select: better)")
+            if start is not None:  # the encoders not distilled start from joint's
+                key_parts["start"] = start
+            return model, step, key_parts
+
+        return build
 
     def _start_from_joint(
         self, seed: int, joint: str, model: nn.Module, modalities: list[str]
@@ -276,3 +332,11 @@ class Runner(Stages):
 
 
 __all__ = ["INIT", "Log", "Runner", "StageFailed"]
+
+
+def _key_of(stage_dir: Path) -> str | None:
+    """The key of a finished stage kept at ``stage_dir`` (``None``: none there)."""
+    try:
+        return str(read_json(stage_dir / "result.json")["key"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

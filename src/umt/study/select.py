@@ -6,13 +6,22 @@ modality whose teacher is not worse than joint's encoder is distilled (one left 
 scratch beside students started from their teachers, and lost 3 points of probe on the
 ``imbalanced`` preset). Where none does, nothing is: distilling towards a teacher that carries
 less than the joint encoder can only pull the encoder back (issue 26: on the ``paired`` preset UMT
-lost 41 points to joint training that way)."""
+lost 41 points to joint training that way).
+
+And after: a UMT stage whose validation score falls below the same seed's joint training's beyond
+noise (:func:`harms`; the ``paired`` preset, one seed in six: 37 % vs 70 % on validation, the
+teacher of one modality 2.5 probe points above joint's encoder) is declined: its distillation
+cost what the fused task uses. The runner then trains UMT as where no teacher beats joint
+(nothing distilled, every encoder from joint's); the attempt is kept beside it
+(``<stage>.declined``)."""
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from umt.engine import agree
 from umt.io import read_json
@@ -58,3 +67,29 @@ def _chosen(seed_dir: Path, joint: str, modalities: list[str]) -> list[str] | No
     # A gap to close: every teacher that is not worse than joint's encoder is a yardstick (left
     # out, a modality's encoder trains from scratch beside distilled ones and loses ground).
     return [m for m, (t, f) in outcomes.items() if not better_yardstick(f, t)]
+
+
+def harms(seed_dir: Path, stage: str, joint: str) -> tuple[float, float] | None:
+    """``(stage's val score, joint's)`` where the trained ``stage`` is below the same seed's
+    ``joint`` stage on validation beyond noise (the paired test of ``better_yardstick`` over
+    their per-sample outcomes, ``val-outcomes.npy``); ``None`` otherwise, or where either has no
+    right/wrong outcomes (segmentation). The main process decides; every process agrees."""
+    return agree(_harms(seed_dir / stage, seed_dir / joint))
+
+
+def _harms(stage: Path, joint: Path) -> tuple[float, float] | None:
+    try:
+        a, b = (np.load(d / "val-outcomes.npy") for d in (stage, joint))
+    except (OSError, ValueError):
+        return None
+    if (
+        a.shape != b.shape
+        or a.ndim != 1
+        or not np.isin(a, (0, 1)).all()
+        or not np.isin(b, (0, 1)).all()
+    ):
+        return None
+    text = ["".join("1" if v else "0" for v in x) for x in (a, b)]
+    if not better_yardstick(text[1], text[0]):
+        return None
+    return float(a.mean()), float(b.mean())

@@ -12,7 +12,7 @@ from torch import nn
 
 from umt.config import config_hash, to_dict
 from umt.data import DataBundle
-from umt.engine import DivergenceError, eval_device, fit, is_main_process, save_model
+from umt.engine import DivergenceError, TrainConfig, eval_device, fit, is_main_process, save_model
 from umt.engine.checkpoints import start_message
 from umt.io import fault_point, write_json
 from umt.methods import METHODS, Ensemble, Method
@@ -104,6 +104,17 @@ class Stages:
         return result
 
     # -- one stage ------------------------------------------------------------------------------
+    def _train_config(self, name: str, key_parts: dict[str, Any]) -> TrainConfig:
+        # A method's own recipe (``recipes``, a section's ``train:``); a teacher's: ``recipes.teacher-<m>``.
+        method_name = key_parts.get("method", "")
+        return self.cfg.train_for(method_name if method_name in METHODS else name)
+
+    def stage_key(self, seed: int, name: str, data: DataBundle, key_parts: dict[str, Any]) -> str:
+        """The cache key of a stage: what its result depends on."""
+        train = self._train_config(name, key_parts)
+        model_cfg = model_key(self.cfg.model, data.input_shapes, self.task)  # options in use
+        return config_hash(self.data_key, train_key(train), model_cfg, seed, key_parts)
+
     def train_stage(
         self,
         seed: int,
@@ -114,11 +125,8 @@ class Stages:
         key_parts: dict[str, Any],
     ) -> dict[str, Any]:
         stage_dir = self.run_dir / f"seed{seed}" / name
-        # A method's own recipe (``recipes``, a section's ``train:``); a teacher's: ``recipes.teacher-<m>``.
-        method_name = key_parts.get("method", "")
-        train = self.cfg.train_for(method_name if method_name in METHODS else name)
-        model_cfg = model_key(self.cfg.model, data.input_shapes, self.task)  # options in use
-        key = config_hash(self.data_key, train_key(train), model_cfg, seed, key_parts)
+        train = self._train_config(name, key_parts)
+        key = self.stage_key(seed, name, data, key_parts)
         k = self.task.metric
         done = cached(stage_dir, key, self.log)
         if done is not None and load_weights(model, stage_dir / "model.pt", self.log):
@@ -164,8 +172,9 @@ class Stages:
             lr=train.lr,
             train_seconds=round(fitted.seconds, 3),
         )
-        if "distilled" in key_parts:  # UMT's select: the modalities it distilled
-            result["distilled"] = key_parts["distilled"]
+        for part in ("distilled", "declined"):  # UMT's select: what it distilled, or declined
+            if part in key_parts:
+                result[part] = key_parts[part]
         from_teachers = key_parts.get("distilled") and _settings_hold(
             key_parts, "init_from_teacher"
         )
