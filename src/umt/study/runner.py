@@ -84,8 +84,9 @@ class Runner(Stages):
                 seed_dir = self.run_dir / f"seed{seed}"
                 declined = seed_dir / f"{name}.declined"
                 guard = bool(distilled) and getattr(settings, "decline", False)
-                known = guard and _key_of(declined) == self.stage_key(
-                    seed, name, self.data, key_parts
+                # Whether this attempt was declined before: the main process's files decide.
+                known = guard and agree(
+                    _key_of(declined) == self.stage_key(seed, name, self.data, key_parts)
                 )
                 if not known:
                     result = self._train_and_probe(
