@@ -75,47 +75,62 @@ class Runner(Stages):
                 self.keep_example(method, Ensemble(teachers, self.cfg.settings("ume")))
                 continue
             for name, fusion in self.cfg.fusion_stages(method):
-                joint = name.replace(method, "joint", 1)  # the joint stage of the same fusion
-                settings, distilled = select(
-                    self.cfg.settings(method), self.run_dir / f"seed{seed}", joint, list(teachers)
-                )
-                stage = self._method_stage(seed, method, name, fusion, settings, distilled)
-                model, step, key_parts = stage(teachers, keys, teacher_features)
-                seed_dir = self.run_dir / f"seed{seed}"
-                declined = seed_dir / f"{name}.declined"
-                guard = bool(distilled) and getattr(settings, "decline", False)
-                # Whether this attempt was declined before: the main process's files decide.
-                known = guard and agree(
-                    _key_of(declined) == self.stage_key(seed, name, self.data, key_parts)
-                )
-                if not known:
-                    result = self._train_and_probe(
-                        seed, name, model, step, self.data, key_parts, out
-                    )
-                    worse = harms(seed_dir, name, joint) if guard and result else None
-                    if worse is None:
-                        continue
-                    # Below joint training on validation beyond noise: the distillation cost
-                    # what the fused task uses. Declined; the attempt is kept beside.
-                    self.log(
-                        f"[seed {seed}] {name}: distilling {', '.join(distilled or [])} cost "
-                        f"val {100 * worse[0]:.2f} % against joint's {100 * worse[1]:.2f} %: "
-                        f"declined (kept as {declined.name}); trained as where no teacher beats "
-                        "joint: nothing distilled, every encoder from joint's"
-                    )
-                    if self.main:
-                        shutil.rmtree(declined, ignore_errors=True)
-                        (seed_dir / name).rename(declined)
-                else:
-                    self.log(f"[seed {seed}] {name}: declined before (kept as {declined.name})")
-                nothing = dataclasses.replace(
-                    settings, weights={**settings.weights, **{m: 0.0 for m in teachers}}
-                )
-                stage = self._method_stage(seed, method, name, fusion, nothing, [])
-                model, step, parts = stage(teachers, keys, teacher_features)
-                parts["declined"] = distilled
-                self._train_and_probe(seed, name, model, step, self.data, parts, out)
+                self._method(seed, method, name, fusion, teachers, keys, teacher_features, out)
         return out
+
+    def _method(
+        self,
+        seed: int,
+        method: str,
+        name: str,
+        fusion: str,
+        teachers: dict[str, nn.Module],
+        keys: dict[str, str],
+        features: Callable[[str], np.ndarray],
+        out: dict[str, Any],
+    ) -> None:
+        """One trained method's stage of one fusion. For UMT with ``select: better``: what to
+        distil, decided on validation; and where the trained stage ends below joint training on
+        validation beyond noise (``umt.decline``), the attempt kept as ``<stage>.declined`` and
+        the stage trained again with nothing distilled, every encoder from joint's."""
+        joint = name.replace(method, "joint", 1)  # the joint stage of the same fusion
+        settings, distilled = select(
+            self.cfg.settings(method), self.run_dir / f"seed{seed}", joint, list(teachers)
+        )
+        stage = self._method_stage(seed, method, name, fusion, settings, distilled)
+        model, step, key_parts = stage(teachers, keys, features)
+        seed_dir = self.run_dir / f"seed{seed}"
+        declined = seed_dir / f"{name}.declined"
+        guard = bool(distilled) and getattr(settings, "decline", False)
+        # Whether this attempt was declined before: the main process's files decide.
+        known = guard and agree(
+            _key_of(declined) == self.stage_key(seed, name, self.data, key_parts)
+        )
+        if not known:
+            result = self._train_and_probe(seed, name, model, step, self.data, key_parts, out)
+            worse = harms(seed_dir, name, joint) if guard and result else None
+            if worse is None:
+                return
+            # Below joint training on validation beyond noise: the distillation cost
+            # what the fused task uses. Declined; the attempt is kept beside.
+            self.log(
+                f"[seed {seed}] {name}: distilling {', '.join(distilled or [])} cost "
+                f"val {100 * worse[0]:.2f} % against joint's {100 * worse[1]:.2f} %: "
+                f"declined (kept as {declined.name}); trained as where no teacher beats "
+                "joint: nothing distilled, every encoder from joint's"
+            )
+            if self.main:
+                shutil.rmtree(declined, ignore_errors=True)
+                (seed_dir / name).rename(declined)
+        else:
+            self.log(f"[seed {seed}] {name}: declined before (kept as {declined.name})")
+        nothing = dataclasses.replace(
+            settings, weights={**settings.weights, **{m: 0.0 for m in teachers}}
+        )
+        stage = self._method_stage(seed, method, name, fusion, nothing, [])
+        model, step, parts = stage(teachers, keys, features)
+        parts["declined"] = distilled
+        self._train_and_probe(seed, name, model, step, self.data, parts, out)
 
     def _method_stage(
         self,
