@@ -14,6 +14,7 @@ import argparse
 import json
 import statistics
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,9 +23,15 @@ from torch import nn
 EPOCHS, LR, WEIGHT_DECAY, BATCH = 60, 1e-3, 1e-4, 64
 
 
-def mlp(shape: tuple[int, ...]) -> nn.Module:
-    n = int(np.prod(shape))
-    return nn.Sequential(nn.Flatten(), nn.Linear(n, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU())
+def mlp(shape: tuple[int, ...], depth: int = 1, batch_norm: bool = False) -> nn.Module:
+    """``depth`` hidden layers of 128 (each with BatchNorm where ``batch_norm``: umt's own MLP
+    encoder is ``depth=2, batch_norm=True``), then 64 features."""
+    layers: list[nn.Module] = [nn.Flatten()]
+    width = int(np.prod(shape))
+    for _ in range(depth):
+        layers += [nn.Linear(width, 128), *([nn.BatchNorm1d(128)] if batch_norm else []), nn.ReLU()]
+        width = 128
+    return nn.Sequential(*layers, nn.Linear(width, 64), nn.ReLU())
 
 
 def cnn(shape: tuple[int, ...]) -> nn.Module:
@@ -41,13 +48,15 @@ def _load(root: Path, split: str, mods: list[str]) -> tuple[list[torch.Tensor], 
     return xs, torch.from_numpy(np.load(root / split / "labels.npy")).long()
 
 
-def fit(root: Path, mods: list[str], kinds: list[str], seed: int) -> tuple[float, float]:
+def fit(
+    root: Path, mods: list[str], kinds: list[str], seed: int, **mlp_args: Any
+) -> tuple[float, float]:
     """(best val accuracy, test accuracy at that epoch) of the plain script on ``mods``."""
     torch.manual_seed(seed)
     (xtr, ytr), (xva, yva), (xte, yte) = (_load(root, s, mods) for s in ("train", "val", "test"))
     k = json.loads((root / "meta.json").read_text())["num_classes"]
     encs = nn.ModuleList(
-        (cnn if kind == "cnn" else mlp)(tuple(x.shape[1:]))
+        cnn(tuple(x.shape[1:])) if kind == "cnn" else mlp(tuple(x.shape[1:]), **mlp_args)
         for x, kind in zip(xtr, kinds, strict=True)
     )
     head = nn.Linear(64 * len(mods), k)
@@ -87,12 +96,12 @@ def _kinds(root: Path, mods: list[str]) -> list[list[str]]:
     return choices
 
 
-def yardstick(root: Path, mods: list[str], seeds: list[int]) -> dict[str, float]:
+def yardstick(root: Path, mods: list[str], seeds: list[int], **mlp_args: Any) -> dict[str, float]:
     """The better recipe (by mean val) of :func:`_kinds` over ``seeds``: its mean val and test
     accuracy, the test std over seeds, and which encoders it used."""
     best: dict[str, float] | None = None
     for kinds in _kinds(root, mods):
-        runs = [fit(root, mods, kinds, s) for s in seeds]
+        runs = [fit(root, mods, kinds, s, **mlp_args) for s in seeds]
         entry = {
             "val": statistics.mean(v for v, _ in runs),
             "test": statistics.mean(t for _, t in runs),
@@ -109,13 +118,17 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("root", type=Path)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--mlp-depth", type=int, default=1, help="hidden layers of the MLPs (1)")
+    p.add_argument("--batch-norm", action="store_true", help="BatchNorm in the MLPs (as umt's)")
+    p.add_argument("--fused-only", action="store_true", help="not the uni-modal models")
     args = p.parse_args(argv)
+    kw = {"depth": args.mlp_depth, "batch_norm": args.batch_norm}
     torch.set_num_threads(1)
     meta = json.loads((args.root / "meta.json").read_text())
     mods = list(meta["modalities"])
-    out = {"fused": yardstick(args.root, mods, args.seeds)}
-    for m in mods:
-        out[m] = yardstick(args.root, [m], args.seeds)
+    out = {"fused": yardstick(args.root, mods, args.seeds, **kw)}
+    for m in [] if args.fused_only else mods:
+        out[m] = yardstick(args.root, [m], args.seeds, **kw)
     print(json.dumps(out, indent=1))
     return 0
 
