@@ -64,6 +64,25 @@ def test_stride_is_in_a_stage_key_only_where_set() -> None:
         load_config(overrides=["model.encoder.stride=0"])
 
 
+def test_an_mlp_without_normalisation_has_no_batchnorm_and_keys_only_where_set() -> None:
+    from umt.study import load_config
+    from umt.study.inputs import model_key
+    from umt.tasks import CLASSIFICATION
+
+    def norms(enc: nn.Module) -> int:
+        return sum(isinstance(x, nn.BatchNorm1d) for x in enc.modules())
+
+    assert norms(MLPEncoder((5,), depth=2)) == 2
+    plain = MLPEncoder((5,), depth=2, norm="none")
+    assert norms(plain) == 0 and plain(torch.randn(1, 5)).shape == (1, 64)  # a batch of one
+    assert "norm" not in model_key(ModelConfig(), {"a": (5,)}, CLASSIFICATION)["encoder"]
+    cfg = load_config(overrides=["model.modality.a.norm=none"]).model
+    assert model_key(cfg, {"a": (5,)}, CLASSIFICATION)["modality"] == {"a": {"norm": "none"}}
+    assert norms(build_encoder(cfg.encoder_of("a"), (5,))) == 0
+    with pytest.raises(UMTError, match=r"model.encoder.norm.*'layer'"):
+        load_config(overrides=["model.encoder.norm=layer"])
+
+
 def test_cnn_encoder_refuses_vector_inputs() -> None:
     with pytest.raises(UMTError, match=r"\(C, H, W\).*\(5,\)"):
         CNNEncoder((5,))

@@ -42,6 +42,10 @@ class TokenEncoder(Encoder, Protocol):
         ...
 
 
+#: The MLP encoder's normalisations (``model.encoder.norm``).
+NORMS = ("batch", "none")
+
+
 @dataclass(frozen=True)
 class EncoderConfig:
     """Encoder architecture, the same for every modality unless a study overrides it.
@@ -60,6 +64,9 @@ class EncoderConfig:
         stride: CNN (and 1-D CNN) stride of the first convolution: 2 does a quarter of the first
             stage's arithmetic (the most expensive stage) on images, at half the resolution.
         dropout: dropout before the feature layer (MLP).
+        norm: MLP hidden layers' normalisation: ``batch`` (BatchNorm) or ``none`` (plain
+            Linear + ReLU, as many small tabular scripts; on scikit-learn's breast-cancer views
+            a point better, docs/results.md).
         tokens: number of tokens the MLP gives the attention fusion (groups of its last hidden
             layer); the CNN's tokens are the positions of its last feature map.
         width: ResNet-18 width multiplier (1.0: the standard 64-channel base; 0.125 for tiny CPU
@@ -82,8 +89,14 @@ class EncoderConfig:
     width: float = 1.0
     weights: dict[str, str] = field(default_factory=dict)
     stride: int = 1
+    norm: str = "batch"
 
     def __post_init__(self) -> None:
+        if self.norm not in NORMS:
+            raise UMTError(
+                f"model.encoder.norm (or a model.modality override of it): expected one of "
+                f"{list(NORMS)}, got {self.norm!r}"
+            )
         # A size of 0 builds a model that trains to chance without a word (issue 28).
         for key in ("feature_dim", "hidden", "channels", "stages", "tokens", "stride"):
             _at_least(key, getattr(self, key), 1)
@@ -105,7 +118,8 @@ def _at_least(key: str, value: int, low: int) -> None:
 
 
 class MLPEncoder(nn.Module):
-    """Flatten, then ``depth`` x (Linear, BatchNorm, ReLU), then Linear to ``feature_dim``.
+    """Flatten, then ``depth`` x (Linear, BatchNorm where ``norm`` is ``batch``, ReLU), then
+    Linear to ``feature_dim``.
 
     Tokens: the last hidden layer's ``hidden`` units are split into ``tokens`` contiguous groups;
     token j is group j's contribution to the last Linear, ``W[:, g_j] h[g_j] + b / tokens``, so the
@@ -126,6 +140,7 @@ class MLPEncoder(nn.Module):
         depth: int = 2,
         dropout: float = 0.0,
         tokens: int = 4,
+        norm: str = "batch",
     ) -> None:
         super().__init__()
         if tokens < 1:
@@ -135,7 +150,8 @@ class MLPEncoder(nn.Module):
         layers: list[nn.Module] = [nn.Flatten()]
         width = math.prod(in_shape)
         for _ in range(depth):
-            layers += [nn.Linear(width, hidden), nn.BatchNorm1d(hidden), nn.ReLU()]
+            batch_norm = [nn.BatchNorm1d(hidden)] if norm == "batch" else []
+            layers += [nn.Linear(width, hidden), *batch_norm, nn.ReLU()]
             width = hidden
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
@@ -250,6 +266,7 @@ def build_encoder(cfg: EncoderConfig, in_shape: tuple[int, ...]) -> nn.Module:
             depth=cfg.depth,
             dropout=cfg.dropout,
             tokens=cfg.tokens,
+            norm=cfg.norm,
         )
     if name in ("cnn", "cnn1d"):  # cnn1d: the same CNN over a (C, T) series' time axis
         if name == "cnn1d" and len(in_shape) != 2:

@@ -132,8 +132,9 @@ def model_key(
         False
     """
     d = to_dict(cfg)
-    if d["encoder"].get("stride") == 1:  # a later option at its default: earlier keys unchanged
-        del d["encoder"]["stride"]
+    for later, default in (("stride", 1), ("norm", "batch")):  # later options at their
+        if d["encoder"].get(later) == default:  # defaults: earlier keys unchanged
+            del d["encoder"][later]
     modality = {m: o for m, o in sorted(d.pop("modality").items()) if m in shapes and o}
     if modality:  # per-modality encoder settings: only these modalities', only where set
         d["modality"] = modality
