@@ -60,7 +60,8 @@ class TuneConfig:
         pruner: ``median`` or ``none`` (see ``PRUNERS``).
         space: overrides of the search spaces: ``{teacher: {key: [values]}, <method>: {key:
             [values]}}``; a key is ``train.<field>``, a field of the method's settings, or for
-            the teachers ``encoder`` (kinds), ``hidden``, ``channels``, ``lr``, ``weight_decay``.
+            the teachers ``encoder`` (kinds), ``mlp.hidden``, ``cnn.channels``,
+            ``cnn1d.channels``, ``lr``, ``weight_decay``.
         storage: an Optuna storage URL several processes or machines share (e.g.
             ``postgresql://...``); default: SQLite in the run directory (``search/optuna.db``).
     """
