@@ -174,10 +174,13 @@ def distill_term(
     return umt_stage_distill_loss(projected, teacher, weights, stages, kind)
 
 
-def better_yardstick(teacher: str, joint: str, z: float = SELECT_Z) -> bool:
+def better_yardstick(
+    teacher: str | Sequence[int], joint: str | Sequence[int], z: float = SELECT_Z
+) -> bool:
     """Whether a teacher's probe beats the joint encoder's on validation beyond noise: over the
-    same samples (``"1"``: the probe was right, ``"0"``: wrong), the mean paired difference is
-    more than ``z`` standard errors above 0.
+    same samples (``"1"`` or 1: the probe was right, ``"0"`` or 0: wrong; a string as
+    ``probe.json`` keeps them, or an array as ``val-outcomes.npy``), the mean paired difference
+    is more than ``z`` standard errors above 0.
 
     Example:
         >>> better_yardstick("1" * 90 + "0" * 10, "1" * 70 + "0" * 30)  # +20 points of 100
@@ -185,14 +188,18 @@ def better_yardstick(teacher: str, joint: str, z: float = SELECT_Z) -> bool:
         >>> better_yardstick("1" * 71 + "0" * 29, "1" * 70 + "0" * 30)  # +1 point: noise
         False
     """
-    if len(teacher) != len(joint) or not teacher:
+    if len(teacher) != len(joint) or len(teacher) == 0:
         raise UMTError(
             f"better_yardstick: the probes' validation outcomes differ in length "
             f"({len(teacher)} vs {len(joint)}); they must cover the same samples"
         )
-    d = np.array([int(a) - int(b) for a, b in zip(teacher, joint, strict=True)], dtype=float)
+    d = _outcomes(teacher) - _outcomes(joint)
     se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else 0.0
     return bool(d.mean() > z * se) if se > 0 else bool(d.mean() > 0)
+
+
+def _outcomes(x: str | Sequence[int]) -> np.ndarray:
+    return np.array([int(v) for v in x], dtype=float)
 
 
 class Standardise(nn.Module):

@@ -19,7 +19,6 @@ from umt.config import config_hash, key_dict
 from umt.data import DataBundle
 from umt.engine import agree, save_model
 from umt.errors import UMTError
-from umt.io import read_json
 from umt.methods import METHODS, Ensemble, Joint, MethodContext
 from umt.methods.base import ResolvesSettings
 from umt.methods.joint import HeadOnly
@@ -29,6 +28,7 @@ from umt.report.trust import HEAD_GAP
 from umt.study.cache import (
     cached,
     finish_stage,
+    read_record,
 )
 from umt.study.inputs import model_key
 from umt.study.select import harms, select
@@ -97,8 +97,9 @@ class Runner(Stages):
         settings, distilled = select(
             self.cfg.settings(method), self.run_dir / f"seed{seed}", joint, list(teachers)
         )
-        stage = self._method_stage(seed, method, name, fusion, settings, distilled)
-        model, step, key_parts = stage(teachers, keys, features)
+        model, step, key_parts = self._method_stage(
+            seed, method, name, fusion, settings, distilled, teachers, keys, features
+        )
         seed_dir = self.run_dir / f"seed{seed}"
         declined = seed_dir / f"{name}.declined"
         guard = bool(distilled) and getattr(settings, "decline", False)
@@ -127,8 +128,9 @@ class Runner(Stages):
         nothing = dataclasses.replace(
             settings, weights={**settings.weights, **{m: 0.0 for m in teachers}}
         )
-        stage = self._method_stage(seed, method, name, fusion, nothing, [])
-        model, step, parts = stage(teachers, keys, features)
+        model, step, parts = self._method_stage(
+            seed, method, name, fusion, nothing, [], teachers, keys, features
+        )
         parts["declined"] = distilled
         self._train_and_probe(seed, name, model, step, self.data, parts, out)
 
@@ -140,54 +142,50 @@ class Runner(Stages):
         fusion: str,
         settings: Any,
         distilled: list[str] | None,
-    ) -> Callable[..., tuple[nn.Module, Any, dict[str, Any]]]:
-        """How to build one method stage: its model (encoders started where ``select`` says),
-        its training step and its cache key's parts, given the seed's teachers."""
+        teachers: dict[str, nn.Module],
+        keys: dict[str, str],
+        features: Callable[[str], np.ndarray],
+    ) -> tuple[nn.Module, Any, dict[str, Any]]:
+        """One method stage to train: its model (encoders started where ``select`` says), its
+        training step and its cache key's parts."""
         spec = METHODS[method]
-        joint = name.replace(method, "joint", 1)
-
-        def build(
-            teachers: dict[str, nn.Module], keys: dict[str, str], features: Any
-        ) -> tuple[nn.Module, Any, dict[str, Any]]:
-            model = self.task.build_model(
-                self.cfg.model,
-                self.data.input_shapes,
-                self.data.num_classes,
-                fusion=fusion,
-                init_seed=seed_for(seed, name),  # every stage and part its own init
-            )
-            start = None
-            if distilled is not None and settings.init_from_teacher:
-                rest = [m for m in teachers if m not in distilled]
-                start = self._start_from_joint(seed, joint, model, rest)
-            context = MethodContext(
-                settings,
-                model,
-                teachers,
-                self.data,
-                seed,
-                features,
-                epochs=self.cfg.train_for(method).epochs,
-            )
-            step = spec.build(context)  # type: ignore[misc]
-            resolved = step.resolved_settings() if isinstance(step, ResolvesSettings) else settings
-            key_parts: dict[str, Any] = {
-                "method": method,
-                "settings": key_dict(resolved),  # new settings at default: old keys
-                "fusion": fusion,
-                "init": INIT,
-            }
-            if spec.uses_teachers:
-                key_parts["teachers"] = list(keys.values())
-            if distilled is not None:
-                key_parts["distilled"] = distilled
-                shown = ", ".join(distilled) or "no modality"
-                self.log(f"[seed {seed}] {name}: distils {shown} (umt.select: better)")
-            if start is not None:  # the encoders not distilled start from joint's
-                key_parts["start"] = start
-            return model, step, key_parts
-
-        return build
+        model = self.task.build_model(
+            self.cfg.model,
+            self.data.input_shapes,
+            self.data.num_classes,
+            fusion=fusion,
+            init_seed=seed_for(seed, name),  # every stage and part its own init
+        )
+        start = None
+        if distilled is not None and settings.init_from_teacher:
+            rest = [m for m in teachers if m not in distilled]
+            start = self._start_from_joint(seed, name.replace(method, "joint", 1), model, rest)
+        context = MethodContext(
+            settings,
+            model,
+            teachers,
+            self.data,
+            seed,
+            features,
+            epochs=self.cfg.train_for(method).epochs,
+        )
+        step = spec.build(context)  # type: ignore[misc]
+        resolved = step.resolved_settings() if isinstance(step, ResolvesSettings) else settings
+        key_parts: dict[str, Any] = {
+            "method": method,
+            "settings": key_dict(resolved),  # new settings at default: old keys
+            "fusion": fusion,
+            "init": INIT,
+        }
+        if spec.uses_teachers:
+            key_parts["teachers"] = list(keys.values())
+        if distilled is not None:
+            key_parts["distilled"] = distilled
+            shown = ", ".join(distilled) or "no modality"
+            self.log(f"[seed {seed}] {name}: distils {shown} (umt.select: better)")
+        if start is not None:  # the encoders not distilled start from joint's
+            key_parts["start"] = start
+        return model, step, key_parts
 
     def _start_from_joint(
         self, seed: int, joint: str, model: nn.Module, modalities: list[str]
@@ -199,12 +197,12 @@ class Runner(Stages):
         three-modality check set: its dominant modality's probe fell 4 points below joint's and
         the fused model 23 points). ``None`` where there is nothing to copy."""
         stage_dir = self.run_dir / f"seed{seed}" / joint
-        if not modalities or not (stage_dir / "model.pt").is_file():
+        key = _key_of(stage_dir)
+        if not modalities or key is None:
             return None
         try:
-            key = read_json(stage_dir / "result.json")["key"]
             state = torch.load(stage_dir / "model.pt", map_location="cpu", weights_only=True)
-        except (OSError, ValueError, KeyError, RuntimeError):
+        except (OSError, ValueError, RuntimeError):
             return None  # a damaged joint stage: retrained and then used on the next run
         for m in modalities:
             prefix = f"encoders.{m}."
@@ -352,7 +350,5 @@ __all__ = ["INIT", "Log", "Runner", "StageFailed"]
 
 def _key_of(stage_dir: Path) -> str | None:
     """The key of a finished stage kept at ``stage_dir`` (``None``: none there)."""
-    try:
-        return str(read_json(stage_dir / "result.json")["key"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    key = (read_record(stage_dir / "result.json") or {}).get("key")
+    return key if isinstance(key, str) else None

@@ -82,14 +82,8 @@ def _harms(stage: Path, joint: Path) -> tuple[float, float] | None:
         a, b = (np.load(d / "val-outcomes.npy") for d in (stage, joint))
     except (OSError, ValueError):
         return None
-    if (
-        a.shape != b.shape
-        or a.ndim != 1
-        or not np.isin(a, (0, 1)).all()
-        or not np.isin(b, (0, 1)).all()
-    ):
+    if a.shape != b.shape or a.ndim != 1 or not np.isin(np.stack([a, b]), (0, 1)).all():
         return None
-    text = ["".join("1" if v else "0" for v in x) for x in (a, b)]
-    if not better_yardstick(text[1], text[0]):
+    if not better_yardstick(b, a):  # joint's outcomes beat the stage's
         return None
     return float(a.mean()), float(b.mean())
