@@ -193,13 +193,9 @@ def better_yardstick(
             f"better_yardstick: the probes' validation outcomes differ in length "
             f"({len(teacher)} vs {len(joint)}); they must cover the same samples"
         )
-    d = _outcomes(teacher) - _outcomes(joint)
+    d = np.subtract(*np.array([[int(v) for v in x] for x in (teacher, joint)], dtype=float))
     se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else 0.0
     return bool(d.mean() > z * se) if se > 0 else bool(d.mean() > 0)
-
-
-def _outcomes(x: str | Sequence[int]) -> np.ndarray:
-    return np.array([int(v) for v in x], dtype=float)
 
 
 class Standardise(nn.Module):
