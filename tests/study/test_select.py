@@ -99,9 +99,10 @@ def test_a_umt_below_joint_on_validation_beyond_noise_harms(tmp_path: Path) -> N
 def test_a_harmful_distillation_is_declined_and_the_decision_cached(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Where the trained UMT stage harms (forced here), the attempt is kept as
-    ``umt.declined``, UMT is trained again with nothing distilled from joint's encoders, the
-    report flags it, and a rerun trains nothing (the decision is known from the kept attempt)."""
+    """Where the trained UMT stage harms (forced here, both attempts), the attempts are kept as
+    ``umt.declined`` (from the teachers) and ``umt.declined2`` (from joint's whole model), UMT
+    is trained again with nothing distilled from joint's encoders, the report flags it, and a
+    rerun trains nothing (the decisions are known from the kept attempts)."""
     import umt.study.runner as runner_module
     from tests.helpers.runs import TINY
     from umt.study import load_config, run_study
@@ -118,19 +119,58 @@ def test_a_harmful_distillation_is_declined_and_the_decision_cached(
     first = run_study(cfg, tmp_path, log=lambda _: None)
     seed_dir = first.run_dir / "seed0"
     kept = json.loads((seed_dir / "umt.declined" / "result.json").read_text())
+    kept2 = json.loads((seed_dir / "umt.declined2" / "result.json").read_text())
     final = json.loads((seed_dir / "umt" / "result.json").read_text())
     assert kept["distilled"] == ["strong", "weak"] and "declined" not in kept
-    assert final["declined"] == ["strong", "weak"] and final["key"] != kept["key"]
+    assert kept2["distilled"] == ["strong", "weak"] and kept2["restarted"]
+    assert "restarted" not in kept and len({kept["key"], kept2["key"], final["key"]}) == 3
+    assert final["declined"] == ["strong", "weak"] and "restarted" not in final
     assert final["warm_start"]  # every encoder from joint's
     assert any("distillation declined" in f for f in first.summary["methods"]["umt"]["flags"])
-    assert calls == ["umt"]
+    assert calls == ["umt", "umt"]
     lines: list[str] = []
     again = run_study(cfg, tmp_path, log=lines.append)
-    assert calls == ["umt"]  # not trained nor judged again
+    assert calls == ["umt", "umt"]  # not trained nor judged again
     assert any("declined before" in line for line in lines)
     assert (
         again.summary["methods"]["umt"]["test_acc"] == first.summary["methods"]["umt"]["test_acc"]
     )
+
+
+def test_a_declined_distillation_is_tried_again_from_joints_whole_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where only the first attempt harms, the second (the same distillation from joint's
+    trained model, head included) is the stage, recorded and flagged as restarted."""
+    import umt.study.runner as runner_module
+    from tests.helpers.runs import TINY
+    from umt.study import load_config, run_study
+    from umt.study.inputs import study_inputs
+
+    calls: list[str] = []
+
+    def first_only(seed_dir: Path, stage: str, joint: str) -> tuple[float, float] | None:
+        calls.append(stage)
+        return (0.1, 0.9) if len(calls) == 1 else None
+
+    monkeypatch.setattr(runner_module, "harms", first_only)
+    monkeypatch.setattr(runner_module, "select", _distil_all)
+    cfg = load_config(overrides=[*TINY, "methods=[joint,umt]"])
+    result = run_study(cfg, tmp_path, log=lambda _: None)
+    seed_dir = result.run_dir / "seed0"
+    final = json.loads((seed_dir / "umt" / "result.json").read_text())
+    assert calls == ["umt", "umt"] and not (seed_dir / "umt.declined2").exists()
+    assert final["restarted"] and final["distilled"] == ["strong", "weak"]
+    assert "declined" not in final
+    assert any("distillation restarted" in f for f in result.summary["methods"]["umt"]["flags"])
+    # What the second attempt starts from: joint's trained model, every weight of it.
+    data, task = study_inputs(cfg, None, None)
+    runner = runner_module.Runner(cfg, data, task, result.run_dir, lambda _: None)
+    model = task.build_model(cfg.model, data.input_shapes, data.num_classes, fusion="concat")
+    start = runner._start_from_joint(0, "joint", model, ["strong", "weak"], whole=True)
+    joint = torch.load(seed_dir / "joint" / "model.pt", weights_only=True)
+    assert start is not None and start["whole"]
+    assert all(torch.equal(v, joint[k]) for k, v in model.state_dict().items())
 
 
 def test_decline_false_keeps_umt_as_trained(

@@ -90,9 +90,9 @@ class UMTConfig:
             ``readout`` (the teacher's own head applied to both: KL between the teacher's
             prediction from its features and from the student's). Classification only.
         decline: in a study with ``select: better``: a UMT stage that ends below the same seed's
-            joint training on validation beyond noise is declined and trained again with nothing
-            distilled, every encoder from joint's (the attempt kept as ``<stage>.declined``,
-            the report flags it); ``false``: kept as trained. Classification only.
+            joint training on validation beyond noise is declined: tried again from joint's
+            trained model, then (still below) with nothing distilled (``umt.study.select``;
+            the attempts kept, the report flags it); ``false``: kept. Classification only.
     """
 
     weight: float = 5.0

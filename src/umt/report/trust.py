@@ -37,7 +37,7 @@ def stage_flags(
         >>> stage_flags("joint", [{"best_epoch": 0, "stopped_epoch": 6, "epochs": 40}], None, "acc")
         ['best epoch is the first (seed(s) 1 of 1): the validation score never rose after one epoch; check train.lr']
         >>> stage_flags("umt", [{"best_epoch": 3, "epochs": 40, "declined": ["a"]}], None, "acc")
-        ["distillation declined (seed(s) 1 of 1): distilling a put the val score below joint training's beyond noise; trained with nothing distilled (the attempt: umt.declined)"]
+        ["distillation declined (seed(s) 1 of 1): distilling a put the val score below joint training's beyond noise, from the teachers and from joint's model; trained with nothing distilled (the attempts: umt.declined, umt.declined2)"]
     """
     flags: list[str] = []
     at_cap = [
@@ -68,12 +68,20 @@ def stage_flags(
             f"best epoch is the first (seed(s) {len(first)} of {len(rows)}): the validation "
             "score never rose after one epoch; check train.lr"
         )
+    restarted = [r for r in rows if r.get("restarted")]
+    if restarted:
+        flags.append(
+            f"distillation restarted (seed(s) {len(restarted)} of {len(rows)}): started from the "
+            "teachers it put the val score below joint training's beyond noise; the same "
+            f"distillation started from joint's trained model (the attempt: {stage}.declined)"
+        )
     declined = [r for r in rows if r.get("declined")]
     if declined:
         flags.append(
             f"distillation declined (seed(s) {len(declined)} of {len(rows)}): distilling "
             f"{', '.join(declined[0]['declined'])} put the val score below joint training's "
-            f"beyond noise; trained with nothing distilled (the attempt: {stage}.declined)"
+            "beyond noise, from the teachers and from joint's model; trained with nothing "
+            f"distilled (the attempts: {stage}.declined, {stage}.declined2)"
         )
     if stage.startswith("teacher-") and probe_val is not None:
         val = sum(float(r[f"val_{metric}"]) for r in rows) / len(rows)

@@ -11,9 +11,12 @@ lost 41 points to joint training that way).
 And after: a UMT stage whose validation score falls below the same seed's joint training's beyond
 noise (:func:`harms`; the ``paired`` preset, one seed in six: 37 % vs 70 % on validation, the
 teacher of one modality 2.5 probe points above joint's encoder) is declined: its distillation
-cost what the fused task uses. The runner then trains UMT as where no teacher beats joint
-(nothing distilled, every encoder from joint's); the attempt is kept beside it
-(``<stage>.declined``)."""
+cost what the fused task uses. The runner then tries the same distillation from the same seed's
+trained joint model (encoders and head: started from the teachers, the head fits the training
+split through features the teachers learnt by heart, and on small data trusts a weak modality
+more than it earns); where that too is below joint's, it trains UMT as where no teacher beats
+joint (nothing distilled, every encoder from joint's). The attempts are kept beside it
+(``<stage>.declined``, ``<stage>.declined2``)."""
 
 from __future__ import annotations
 

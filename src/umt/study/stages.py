@@ -175,6 +175,8 @@ class Stages:
         for part in ("distilled", "declined"):  # UMT's select: what it distilled, or declined
             if part in key_parts:
                 result[part] = key_parts[part]
+        if (key_parts.get("start") or {}).get("whole"):  # a declined UMT's second attempt
+            result["restarted"] = True
         from_teachers = key_parts.get("distilled") and _settings_hold(
             key_parts, "init_from_teacher"
         )
