@@ -96,6 +96,27 @@ def test_a_umt_below_joint_on_validation_beyond_noise_harms(tmp_path: Path) -> N
     assert harms(tmp_path, "umt", "joint") is None  # not right/wrong outcomes (segmentation)
 
 
+def _forced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, harmful: int
+) -> tuple[Any, Any, list[str]]:
+    """A tiny study whose UMT distils every modality and whose first ``harmful`` UMT attempts
+    are judged below joint (``harms`` forced): the result, its config and the stages judged."""
+    import umt.study.runner as runner_module
+    from tests.helpers.runs import TINY
+    from umt.study import load_config, run_study
+
+    calls: list[str] = []
+
+    def forced(seed_dir: Path, stage: str, joint: str) -> tuple[float, float] | None:
+        calls.append(stage)
+        return (0.1, 0.9) if len(calls) <= harmful else None
+
+    monkeypatch.setattr(runner_module, "harms", forced)
+    monkeypatch.setattr(runner_module, "select", _distil_all)
+    cfg = load_config(overrides=[*TINY, "methods=[joint,umt]"])
+    return run_study(cfg, tmp_path, log=lambda _: None), cfg, calls
+
+
 def test_a_harmful_distillation_is_declined_and_the_decision_cached(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -103,20 +124,9 @@ def test_a_harmful_distillation_is_declined_and_the_decision_cached(
     ``umt.declined`` (from the teachers) and ``umt.declined2`` (from joint's whole model), UMT
     is trained again with nothing distilled from joint's encoders, the report flags it, and a
     rerun trains nothing (the decisions are known from the kept attempts)."""
-    import umt.study.runner as runner_module
-    from tests.helpers.runs import TINY
-    from umt.study import load_config, run_study
+    from umt.study import run_study
 
-    calls: list[str] = []
-
-    def always(seed_dir: Path, stage: str, joint: str) -> tuple[float, float] | None:
-        calls.append(stage)
-        return (0.1, 0.9)
-
-    monkeypatch.setattr(runner_module, "harms", always)
-    monkeypatch.setattr(runner_module, "select", _distil_all)
-    cfg = load_config(overrides=[*TINY, "methods=[joint,umt]"])
-    first = run_study(cfg, tmp_path, log=lambda _: None)
+    first, cfg, calls = _forced(tmp_path, monkeypatch, harmful=2)
     seed_dir = first.run_dir / "seed0"
     kept = json.loads((seed_dir / "umt.declined" / "result.json").read_text())
     kept2 = json.loads((seed_dir / "umt.declined2" / "result.json").read_text())
@@ -142,21 +152,10 @@ def test_a_declined_distillation_is_tried_again_from_joints_whole_model(
 ) -> None:
     """Where only the first attempt harms, the second (the same distillation from joint's
     trained model, head included) is the stage, recorded and flagged as restarted."""
-    import umt.study.runner as runner_module
-    from tests.helpers.runs import TINY
-    from umt.study import load_config, run_study
     from umt.study.inputs import study_inputs
+    from umt.study.runner import Runner
 
-    calls: list[str] = []
-
-    def first_only(seed_dir: Path, stage: str, joint: str) -> tuple[float, float] | None:
-        calls.append(stage)
-        return (0.1, 0.9) if len(calls) == 1 else None
-
-    monkeypatch.setattr(runner_module, "harms", first_only)
-    monkeypatch.setattr(runner_module, "select", _distil_all)
-    cfg = load_config(overrides=[*TINY, "methods=[joint,umt]"])
-    result = run_study(cfg, tmp_path, log=lambda _: None)
+    result, cfg, calls = _forced(tmp_path, monkeypatch, harmful=1)
     seed_dir = result.run_dir / "seed0"
     final = json.loads((seed_dir / "umt" / "result.json").read_text())
     assert calls == ["umt", "umt"] and not (seed_dir / "umt.declined2").exists()
@@ -165,7 +164,7 @@ def test_a_declined_distillation_is_tried_again_from_joints_whole_model(
     assert any("distillation restarted" in f for f in result.summary["methods"]["umt"]["flags"])
     # What the second attempt starts from: joint's trained model, every weight of it.
     data, task = study_inputs(cfg, None, None)
-    runner = runner_module.Runner(cfg, data, task, result.run_dir, lambda _: None)
+    runner = Runner(cfg, data, task, result.run_dir, lambda _: None)
     model = task.build_model(cfg.model, data.input_shapes, data.num_classes, fusion="concat")
     start = runner._start_from_joint(0, "joint", model, ["strong", "weak"], whole=True)
     joint = torch.load(seed_dir / "joint" / "model.pt", weights_only=True)
