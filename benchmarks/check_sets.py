@@ -20,6 +20,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,24 @@ BUILT_IN = {"paired": ["data.name=synthetic", "data.synthetic.preset=paired"]}
 
 def _mean(entry: dict[str, Any] | None) -> float:
     return float("nan") if entry is None else 100 * entry["mean"]
+
+
+def _cached(path: Path, compute: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """``path``'s JSON; computed by ``compute(*args)`` and written first where it is missing."""
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(compute(*args), indent=1))
+    return dict(json.loads(path.read_text()))
+
+
+def _yardsticks(root: Path, mods: list[str], seeds: list[int]) -> dict[str, Any]:
+    """The fused yardstick and each modality's, at the study's seeds."""
+    return {"fused": yardstick(root, mods, seeds), **{m: yardstick(root, [m], seeds) for m in mods}}
+
+
+def _bar(root: Path, mods: list[str], n: int) -> dict[str, Any]:
+    """The fused yardstick at its own seeds ``0 .. n-1``: the bar."""
+    return {"seeds": n, **yardstick(root, mods, list(range(n)))}
 
 
 def versus(ours: dict[str, Any], bar: dict[str, Any]) -> dict[str, float]:
@@ -72,11 +91,10 @@ def row(name: str, s: dict[str, Any], yard: dict[str, Any] | None, wall: float) 
         out[stage] = round(_mean(methods.get(stage, {}).get("test_acc")), 1)
     out["fused_best"] = max(out["joint"], out["umt"])
     if yard is not None:
-        bar = yard.get("bar", yard["fused"])  # the yardstick at its own many seeds
-        out["yardstick"] = round(100 * bar["test"], 1)
+        out["yardstick"] = round(100 * yard["bar"]["test"], 1)  # at its own many seeds
         out["yardstick_at_study_seeds"] = round(100 * yard["fused"]["test"], 1)
         best = "umt" if out["umt"] >= out["joint"] else "joint"
-        out["vs_yardstick"] = versus(methods[best]["test_acc"], {"seeds": 1, **bar})
+        out["vs_yardstick"] = versus(methods[best]["test_acc"], yard["bar"])
     out["teachers"] = {}
     for m in s["data"]["modalities"]:
         t = methods.get(f"teacher-{m}", {})
@@ -130,7 +148,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         v, yard = r.get("vs_yardstick"), "—"
         gap = "" if v is None else f"{v['diff']:+.1f} [{v['lo']:+.1f}, {v['hi']:+.1f}]"
         if r["yardstick"] is not None:
-            yard = f"{r['yardstick']} ({r.get('yardstick_at_study_seeds', r['yardstick'])})"
+            yard = f"{r['yardstick']} ({r['yardstick_at_study_seeds']})"
         closed = "; ".join(
             f"{m} {c['gap']:+.1f} [{c['lo']:.1f}, {c['hi']:.1f}]: {c['closed']} %"
             for m, c in r.get("closure", {}).items()
@@ -171,22 +189,11 @@ def main(argv: list[str] | None = None) -> int:
             root = roots[name]
             data = ["data.name=folder", f"data.root={root}"]
             suffix = "" if seeds == [0, 1, 2] else "-" + "-".join(map(str, seeds))
-            cached = args.out / "yardstick" / f"{name}{suffix}.json"
-            if cached.is_file():
-                yard = json.loads(cached.read_text())
-            else:
-                mods = list(json.loads((root / "meta.json").read_text())["modalities"])
-                yard = {"fused": yardstick(root, mods, seeds)}
-                yard.update({m: yardstick(root, [m], seeds) for m in mods})
-                cached.parent.mkdir(parents=True, exist_ok=True)
-                cached.write_text(json.dumps(yard, indent=1))
-            bar_file = args.out / "yardstick" / f"{name}-fused-{args.bar_seeds}seeds.json"
-            if not bar_file.is_file():
-                mods = list(json.loads((root / "meta.json").read_text())["modalities"])
-                bar = {"seeds": args.bar_seeds}
-                bar.update(yardstick(root, mods, list(range(args.bar_seeds))))
-                bar_file.write_text(json.dumps(bar, indent=1))
-            yard["bar"] = json.loads(bar_file.read_text())
+            mods = list(json.loads((root / "meta.json").read_text())["modalities"])
+            cache = args.out / "yardstick"
+            yard = _cached(cache / f"{name}{suffix}.json", _yardsticks, root, mods, seeds)
+            bar_file = cache / f"{name}-fused-{args.bar_seeds}seeds.json"
+            yard["bar"] = _cached(bar_file, _bar, root, mods, args.bar_seeds)
         overrides = [
             f"seeds={args.seeds}",
             "train.progress=false",
