@@ -64,23 +64,31 @@ def test_stride_is_in_a_stage_key_only_where_set() -> None:
         load_config(overrides=["model.encoder.stride=0"])
 
 
-def test_an_mlp_without_normalisation_has_no_batchnorm_and_keys_only_where_set() -> None:
+def test_the_mlp_normalisations_and_keys_only_where_they_change_something() -> None:
     from umt.study import load_config
     from umt.study.inputs import model_key
     from umt.tasks import CLASSIFICATION
 
-    def norms(enc: nn.Module) -> int:
-        return sum(isinstance(x, nn.BatchNorm1d) for x in enc.modules())
+    def norms(enc: nn.Module, kind: type[nn.Module]) -> int:
+        return sum(isinstance(x, kind) for x in enc.modules())
 
-    assert norms(MLPEncoder((5,), depth=2)) == 2
+    default = MLPEncoder((5,), depth=2)
+    assert norms(default, nn.BatchNorm1d) == 2 and norms(default, nn.LayerNorm) == 0
+    assert norms(MLPEncoder((5,), depth=2, norm="layer"), nn.LayerNorm) == 2
     plain = MLPEncoder((5,), depth=2, norm="none")
-    assert norms(plain) == 0 and plain(torch.randn(1, 5)).shape == (1, 64)  # a batch of one
+    assert norms(plain, nn.BatchNorm1d) + norms(plain, nn.LayerNorm) == 0
+    assert plain(torch.randn(1, 5)).shape == (1, 64)  # a batch of one
+    # BatchNorm (the default) keeps the keys of the stages cached before the option existed; a
+    # study that builds no MLP ignores the option.
     assert "norm" not in model_key(ModelConfig(), {"a": (5,)}, CLASSIFICATION)["encoder"]
+    layer = load_config(overrides=["model.encoder.norm=layer"]).model
+    assert model_key(layer, {"a": (5,)}, CLASSIFICATION)["encoder"]["norm"] == "layer"
+    assert "norm" not in model_key(layer, {"a": (1, 8, 8)}, CLASSIFICATION)["encoder"]
     cfg = load_config(overrides=["model.modality.a.norm=none"]).model
     assert model_key(cfg, {"a": (5,)}, CLASSIFICATION)["modality"] == {"a": {"norm": "none"}}
-    assert norms(build_encoder(cfg.encoder_of("a"), (5,))) == 0
-    with pytest.raises(UMTError, match=r"model.encoder.norm.*'layer'"):
-        load_config(overrides=["model.encoder.norm=layer"])
+    assert norms(build_encoder(cfg.encoder_of("a"), (5,)), nn.BatchNorm1d) == 0
+    with pytest.raises(UMTError, match=r"model.encoder.norm.*'group'"):
+        load_config(overrides=["model.encoder.norm=group"])
 
 
 def test_cnn_encoder_refuses_vector_inputs() -> None:

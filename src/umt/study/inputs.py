@@ -27,7 +27,7 @@ from umt.data.fingerprint import data_key as folder_data_key
 from umt.data.user import UserData, content_hash
 from umt.engine.loggers import check_loggers
 from umt.errors import UMTError
-from umt.models.encoders import EncoderFactory
+from umt.models.encoders import EncoderFactory, encoder_kind
 from umt.models.multimodal import ModelConfig
 from umt.models.pretrained import file_digest
 from umt.study.config import StudyConfig
@@ -132,9 +132,11 @@ def model_key(
         False
     """
     d = to_dict(cfg)
-    for later, default in (("stride", 1), ("norm", "batch")):  # later options at their
-        if d["encoder"].get(later) == default:  # defaults: earlier keys unchanged
+    for later, before in (("stride", 1), ("norm", "batch")):  # later options at the values of
+        if d["encoder"].get(later) == before:  # the time before them: earlier keys unchanged
             del d["encoder"][later]
+    if all(encoder_kind(cfg.encoder_of(m), s) != "mlp" for m, s in shapes.items()):
+        d["encoder"].pop("norm", None)  # only the MLP has a norm (CNN studies keep their keys)
     modality = {m: o for m, o in sorted(d.pop("modality").items()) if m in shapes and o}
     if modality:  # per-modality encoder settings: only these modalities', only where set
         d["modality"] = modality
