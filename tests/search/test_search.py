@@ -79,6 +79,30 @@ def test_a_searched_study_retrains_the_chosen_values_at_its_seeds(
     assert (result.run_dir / "figures" / "sensitivity.png").stat().st_size > 1000
 
 
+def test_the_first_half_of_a_budget_is_quasi_random_and_the_same_on_every_run(
+    tmp_path: Path,
+) -> None:
+    import optuna
+
+    from umt.search.trials import Trials, Unit, _sampler
+
+    unit = Unit("joint", {"train.lr": Range(1e-4, 1e-2)}, {"train.lr": 1e-3}, 4)
+    assert isinstance(_sampler(1000, unit, 1), optuna.samplers.QMCSampler)
+    assert isinstance(_sampler(1000, unit, 2), optuna.samplers.TPESampler)
+
+    def drawn(where: Path) -> list[float]:
+        where.mkdir()
+        trials = Trials(f"sqlite:///{where / 'o.db'}", "t", 1000, "none", own=True)
+        fresh = Unit("joint", unit.space, unit.first, 4)
+        trials.run(fresh, lambda values, trial, at: values["train.lr"], where, 1e18, quiet)
+        return [t["values"]["train.lr"] for t in fresh.trials]
+
+    first = drawn(tmp_path / "a")
+    assert len(first) == 4 and first[0] == 1e-3 and len(set(first)) == 4
+    assert all(1e-4 <= lr <= 1e-2 for lr in first)
+    assert drawn(tmp_path / "b") == first  # seeded: another run asks for the same values
+
+
 def test_bad_search_settings_are_one_clear_error(tiny_overrides: list[str]) -> None:
     with pytest.raises(UMTError, match="tune.budget"):
         load_config(overrides=[*tiny_overrides, "tune.budget=-1"])
