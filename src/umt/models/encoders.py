@@ -44,6 +44,11 @@ class TokenEncoder(Encoder, Protocol):
 
 #: The MLP encoder's normalisations (``model.encoder.norm``).
 NORMS = ("batch", "layer", "none")
+#: The layer each normalisation puts after the MLP's hidden Linear layers (``none``: nothing).
+_NORM_LAYERS: dict[str, Callable[[int], nn.Module]] = {
+    "batch": nn.BatchNorm1d,
+    "layer": nn.LayerNorm,
+}
 
 
 @dataclass(frozen=True)
@@ -149,14 +154,9 @@ class MLPEncoder(nn.Module):
             )
         layers: list[nn.Module] = [nn.Flatten()]
         width = math.prod(in_shape)
+        normalise: Callable[[int], nn.Module] | None = _NORM_LAYERS.get(norm)
         for _ in range(depth):
-            normed: list[nn.Module] = (
-                [nn.BatchNorm1d(hidden)]
-                if norm == "batch"
-                else [nn.LayerNorm(hidden)]
-                if norm == "layer"
-                else []
-            )
+            normed = [normalise(hidden)] if normalise is not None else []
             layers += [nn.Linear(width, hidden), *normed, nn.ReLU()]
             width = hidden
         if dropout > 0:

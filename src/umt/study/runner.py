@@ -96,7 +96,7 @@ class Runner(Stages):
         it: encoders and head); where that too is below joint's, it is kept as
         ``<stage>.declined2`` and the stage trained with nothing distilled, every encoder from
         joint's."""
-        joint = name.replace(method, "joint", 1)  # the joint stage of the same fusion
+        joint = _joint_of(method, name)
         settings, distilled = select(
             self.cfg.settings(method), self.run_dir / f"seed{seed}", joint, list(teachers)
         )
@@ -173,7 +173,7 @@ class Runner(Stages):
             fusion=fusion,
             init_seed=seed_for(seed, name),  # every stage and part its own init
         )
-        start, joint = None, name.replace(method, "joint", 1)
+        start, joint = None, _joint_of(method, name)
         if whole:  # nothing from the teachers: joint's encoders and head
             settings = dataclasses.replace(settings, init_from_teacher=False)
             start = self._start_from_joint(seed, joint, model, list(teachers), whole=True)
@@ -370,6 +370,12 @@ class Runner(Stages):
 
 
 __all__ = ["INIT", "Log", "Runner", "StageFailed"]
+
+
+def _joint_of(method: str, name: str) -> str:
+    """The joint stage of the same fusion as ``method``'s stage ``name``: ``umt-sum`` ->
+    ``joint-sum``."""
+    return name.replace(method, "joint", 1)
 
 
 def _key_of(stage_dir: Path) -> str | None:
