@@ -293,3 +293,23 @@ def test_a_tie_names_both_and_the_cheaper() -> None:
     verdict = verdict_text(summary, bold=False)
     assert verdict.startswith("A tie between UMT and joint (naive fusion)")
     assert "joint (naive fusion) is the cheaper to train (10 s vs 20 s)" in verdict
+
+
+def test_the_search_text_names_the_value_kept_and_why_when_it_is_not_the_best() -> None:
+    from umt.report.trust import search_text
+
+    def trial(lr: float, val: float | None) -> dict[str, Any]:
+        return {"values": {"train.lr": lr}, "val": val, "state": "complete"}
+
+    units = {
+        "umt": {"trials": [trial(1e-3, 0.980), trial(2e-3, 0.985)], "chosen": {"train.lr": 1e-3}},
+        "joint": {"trials": [trial(1e-3, 0.90), trial(2e-3, None)], "chosen": {"train.lr": 1e-3}},
+    }
+    search = {"source": "searched", "seed": 1000, "trials_spent": 4, "pruned": 1, "seconds": 3.0}
+    search |= {"teacher_budget": 8, "budget": 2, "units": units}
+    text = search_text({"search": search})
+    assert (
+        "umt: chose train.lr=0.001 (val 98.00 %), the configured values within one standard "
+        "error of the best (val 98.50 %)" in text
+    )
+    assert "joint: chose train.lr=0.001 (val 90.00 %), from 2 trial(s)" in text

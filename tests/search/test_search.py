@@ -103,6 +103,40 @@ def test_the_first_half_of_a_budget_is_quasi_random_and_the_same_on_every_run(
     assert drawn(tmp_path / "b") == first  # seeded: another run asks for the same values
 
 
+@pytest.mark.parametrize(
+    ("lead", "ties", "chosen"),
+    [
+        (0.005, "first", "configured"),  # 2 of 400 samples: within one SE (0.015), kept
+        (0.05, "first", "best"),  # beyond noise: the better values win
+        (0.005, "cost", "cheapest"),
+        (0.0, None, "best"),  # no band: the raw best (ties by trial number)
+    ],
+)
+def test_a_unit_breaks_ties_within_noise_by_its_rule(
+    tmp_path: Path, lead: float, ties: str | None, chosen: str
+) -> None:
+    """Accuracy first: a trial beats another only beyond one standard error of the validation
+    accuracy; within it a method keeps its configured values, a teacher the cheapest recipe."""
+    from umt.search.trials import Trials, Unit
+
+    space = {"train.lr": Choice((1e-3, 2e-3, 4e-3))}
+    score = {1e-3: 0.90, 2e-3: 0.90 + lead, 4e-3: 0.90 + lead / 2}
+    cost = {1e-3: 3, 2e-3: 2, 4e-3: 1}
+
+    def objective(values: dict, trial: object, at: Path) -> float:
+        trial.set_user_attr("cost", cost[values["train.lr"]])  # type: ignore[attr-defined]
+        return score[values["train.lr"]]
+
+    unit = Unit("joint", space, {"train.lr": 1e-3}, 6, noise_of=400 if ties else 0)
+    unit.ties = ties or "cost"
+    Trials(f"sqlite:///{tmp_path / 'o.db'}", "t", 0, "none", own=True).run(
+        unit, objective, tmp_path, 1e18, quiet
+    )
+    assert {t["values"]["train.lr"] for t in unit.trials} == set(score)  # every value tried
+    want = {"configured": 1e-3, "best": 2e-3 if lead else 1e-3, "cheapest": 4e-3}[chosen]
+    assert unit.chosen == {"train.lr": want}
+
+
 def test_bad_search_settings_are_one_clear_error(tiny_overrides: list[str]) -> None:
     with pytest.raises(UMTError, match="tune.budget"):
         load_config(overrides=[*tiny_overrides, "tune.budget=-1"])

@@ -192,7 +192,11 @@ def search_text(summary: dict[str, Any], name: Any = str, *, short: bool = False
     for unit, entry in units.items():
         done = [t for t in entry["trials"] if t["val"] is not None]
         best = max((t["val"] for t in done), default=None)
-        score = f" (val {100 * best:.2f} %)" if best is not None else ""
+        kept = next((t["val"] for t in done if t["values"] == entry["chosen"]), best)
+        score = f" (val {100 * kept:.2f} %)" if kept is not None else ""
+        if kept is not None and best is not None and kept < best:
+            rule = "the cheapest" if unit.startswith("teacher-") else "the configured values"
+            score += f", {rule} within one standard error of the best (val {100 * best:.2f} %)"
         lines.append(
             f"- {name(unit)}: chose {values_text(entry['chosen'])}{score}, from "
             f"{len(entry['trials'])} trial(s)" + _edge_text(entry, f"tune.space.{unit}")

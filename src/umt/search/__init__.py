@@ -159,7 +159,7 @@ class Search:
             space = teacher_space(self.base, m, shape, builds)
             first = teacher_first(self.base, m, space, shape)
             n_val = len(self.data.val) if self.task.additive else 0
-            unit = Unit(f"teacher-{m}", space, first, budget, cheapest_of=n_val)
+            unit = Unit(f"teacher-{m}", space, first, budget, noise_of=n_val)
             trials.run(unit, self._teacher_objective(m, key), self.root, deadline, self.log)
             if not any(t["state"] == "complete" for t in unit.trials):
                 raise UMTError(
@@ -196,7 +196,8 @@ class Search:
         for method in sorted(self.cfg.methods, key=lambda m: m != "joint"):
             space = method_space(self.base, method, self.data.modalities)
             first = method_first(self.base, method, space)
-            unit = Unit(method, space, first, self.cfg.tune.budget)
+            n_val = len(self.data.val) if self.task.additive else 0
+            unit = Unit(method, space, first, self.cfg.tune.budget, noise_of=n_val, ties="first")
             if unit.budget == 0 or not space:
                 continue
             trials.run(unit, self._method_objective(method, key), self.root, deadline, self.log)
