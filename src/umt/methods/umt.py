@@ -175,12 +175,15 @@ def distill_term(
 
 
 def better_yardstick(
-    teacher: str | Sequence[int], joint: str | Sequence[int], z: float = SELECT_Z
+    teacher: str | Sequence[float] | np.ndarray,
+    joint: str | Sequence[float] | np.ndarray,
+    z: float = SELECT_Z,
 ) -> bool:
     """Whether a teacher's probe beats the joint encoder's on validation beyond noise: over the
     same samples (``"1"`` or 1: the probe was right, ``"0"`` or 0: wrong; a string as
-    ``probe.json`` keeps them, or an array as ``val-outcomes.npy``), the mean paired difference
-    is more than ``z`` standard errors above 0.
+    ``probe.json`` keeps them, or an array as ``val-outcomes.npy``; or per sample the share of
+    several seeds' probes that were right), the mean paired difference is more than ``z``
+    standard errors above 0.
 
     Example:
         >>> better_yardstick("1" * 90 + "0" * 10, "1" * 70 + "0" * 30)  # +20 points of 100
@@ -193,7 +196,7 @@ def better_yardstick(
             f"better_yardstick: the probes' validation outcomes differ in length "
             f"({len(teacher)} vs {len(joint)}); they must cover the same samples"
         )
-    d = np.subtract(*np.array([[int(v) for v in x] for x in (teacher, joint)], dtype=float))
+    d = np.subtract(*np.array([[float(v) for v in x] for x in (teacher, joint)], dtype=float))
     se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else 0.0
     return bool(d.mean() > z * se) if se > 0 else bool(d.mean() > 0)
 

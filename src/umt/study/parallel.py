@@ -78,13 +78,16 @@ def finished(job: Job, cfg: StudyConfig, run_dir: Path) -> bool:
 
 def needs(job: Job, cfg: StudyConfig, modalities: Sequence[str]) -> set[Job]:
     """The jobs that must finish before ``job`` starts: a method's seed's teachers, and for UMT
-    choosing what to distil on validation (``umt.select: better``) the seed's joint training."""
+    choosing what to distil on validation (``umt.select: better``, one decision over the study's
+    seeds) every seed's teachers and joint training."""
     if job.method is None or not METHODS[job.method].uses_teachers:
         return set()
-    out = {Job(job.seed, modality=m) for m in modalities if m not in cfg.teachers}
+    teachers = [m for m in modalities if m not in cfg.teachers]
+    out = {Job(job.seed, modality=m) for m in teachers}
     selects = getattr(cfg.settings(job.method), "select", "all") == "better"
     if selects and "joint" in cfg.methods and job.method != "joint":
-        out.add(Job(job.seed, method="joint"))
+        out |= {Job(s, modality=m) for s in cfg.seeds for m in teachers}
+        out |= {Job(s, method="joint") for s in cfg.seeds}
     return out
 
 

@@ -98,7 +98,7 @@ class Runner(Stages):
         joint's."""
         joint = _joint_of(method, name)
         settings, distilled = select(
-            self.cfg.settings(method), self.run_dir / f"seed{seed}", joint, list(teachers)
+            self.cfg.settings(method), self._select_seeds(seed, method), joint, list(teachers)
         )
         seed_dir = self.run_dir / f"seed{seed}"
         guard = bool(distilled) and getattr(settings, "decline", False)
@@ -147,6 +147,20 @@ class Runner(Stages):
         )
         parts["declined"] = distilled
         self._train_and_probe(seed, name, model, step, self.data, parts, out)
+
+    def _select_seeds(self, seed: int, method: str) -> list[Path]:
+        """The seed directories UMT's ``select: better`` decides on: this seed's, then the
+        study's other seeds', whose teachers and joint training are trained first where they
+        are not yet (one decision for every seed, whichever seed's UMT trains first)."""
+        others = [s for s in self.cfg.seeds if s != seed]
+        selects = getattr(self.cfg.settings(method), "select", "all") == "better"
+        if selects and "joint" in self.cfg.methods:
+            for s in others:
+                if s not in self.ready:
+                    self.teachers(s, {"stages": {}, "probes": {}, "failed": {}})
+                    self.run_seed(s, ["joint"])
+                    self.ready.add(s)
+        return [self.run_dir / f"seed{s}" for s in (seed, *others)]
 
     def _method_stage(
         self,

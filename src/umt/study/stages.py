@@ -79,6 +79,7 @@ class Stages:
         self.data_key = key or data_key(cfg.data, data, run_dir, update=self.main and not worker)
         self.examples: dict[str, nn.Module] = {}  # first seed's models, for the task's figure
         self.callbacks: list[Any] = []  # more Lightning callbacks for every stage (the search's)
+        self.ready: set[int] = set()  # seeds whose teachers and joint stages select reads
 
     # -- the stages of one seed -----------------------------------------------------------------
 
