@@ -49,6 +49,7 @@ SELECTS = ("better", "all")
 #: 95 %.
 SELECT_Z = 1.645
 
+Outcomes = str | Sequence[float] | np.ndarray  # per validation sample: right (1) or wrong (0)
 Features = Mapping[str, Sequence[torch.Tensor]]  # modality -> [(B, D)] or stage maps [(B, C, H, W)]
 
 
@@ -80,8 +81,9 @@ class UMTConfig:
             (``branch``, ``fused`` or ``alone``; see the module docstring).
         select: which modalities are distilled: ``better`` (where some teacher is a better
             yardstick than the study's jointly trained encoder, its probe beating the joint
-            encoder's on validation beyond noise (:func:`better_yardstick`), every modality
-            whose teacher is not worse beyond noise; where none is, no modality: distilling
+            encoder's on validation beyond noise (:func:`better_yardstick`; in a study over
+            every seed's validation outcomes at once, one decision for all seeds), every
+            modality whose teacher is not worse beyond noise; where none is, no modality: distilling
             towards a teacher that carries less than the joint encoder can only pull the
             encoder back) or ``all`` (every modality, as the papers).
         target: what of the features is matched: ``features`` (as they are, the paper),
@@ -174,16 +176,11 @@ def distill_term(
     return umt_stage_distill_loss(projected, teacher, weights, stages, kind)
 
 
-def better_yardstick(
-    teacher: str | Sequence[float] | np.ndarray,
-    joint: str | Sequence[float] | np.ndarray,
-    z: float = SELECT_Z,
-) -> bool:
+def better_yardstick(teacher: Outcomes, joint: Outcomes, z: float = SELECT_Z) -> bool:
     """Whether a teacher's probe beats the joint encoder's on validation beyond noise: over the
-    same samples (``"1"`` or 1: the probe was right, ``"0"`` or 0: wrong; a string as
-    ``probe.json`` keeps them, or an array as ``val-outcomes.npy``; or per sample the share of
-    several seeds' probes that were right), the mean paired difference is more than ``z``
-    standard errors above 0.
+    same samples (``"1"`` or 1: the probe was right, ``"0"`` or 0: wrong, as ``probe.json`` or
+    ``val-outcomes.npy`` keep them; or per sample the share of several seeds' probes that were
+    right), the mean paired difference is more than ``z`` standard errors above 0.
 
     Example:
         >>> better_yardstick("1" * 90 + "0" * 10, "1" * 70 + "0" * 30)  # +20 points of 100
