@@ -2,12 +2,12 @@
 trains, from the probes' per-sample validation outcomes in each stage's ``probe.json``
 (``umt.methods.umt.better_yardstick``: a one-sided paired test), pooled over the study's seeds
 (each seed's teacher against the same seed's joint encoder; one decision for every seed). Where
-some modality's teachers beat the jointly trained encoders beyond noise, there is a gap to close:
-every modality whose teachers are not worse than joint's encoders is distilled (one left out trains from
-scratch beside students started from their teachers, and lost 3 points of probe on the
-``imbalanced`` preset). Where none does, nothing is: distilling towards a teacher that carries
-less than the joint encoder can only pull the encoder back (issue 26: on the ``paired`` preset UMT
-lost 41 points to joint training that way).
+some modality's teachers beat the jointly trained encoders beyond noise, there is a gap to
+close: every modality whose teachers are not worse than joint's encoders is distilled (one left
+out trains from scratch beside students started from their teachers, and lost 3 points of probe
+on the ``imbalanced`` preset). Where none does, nothing is: distilling towards a teacher that
+carries less than the joint encoder can only pull the encoder back (issue 26: on the ``paired``
+preset UMT lost 41 points to joint training that way).
 
 And after: a UMT stage whose validation score falls below the same seed's joint training's beyond
 noise (:func:`harms`; the ``paired`` preset, one seed in six: 37 % vs 70 % on validation, the
@@ -23,7 +23,7 @@ Why pooled: decided per seed, 397 validation samples could not tell a 4-point ga
 some seeds (``userloop`` check set: img's teacher probe 82.1 % against joint's 82.1 % on
 validation at seed 1, 82.7 % against 78.5 % on test), so UMT was two methods, distilling on four
 seeds and not on two, and closed 71 % of the gap; one decision over the six seeds' validation
-outcomes distils on all six (89 %, docs/results.md)."""
+outcomes distils on all six (94 %, docs/results.md)."""
 
 from __future__ import annotations
 
