@@ -217,3 +217,36 @@ def _distil_all(settings: Any, seed_dir: Path, joint: str, modalities: list[str]
     if getattr(settings, "select", "all") != "better":
         return settings, None  # not UMT
     return settings, list(modalities)  # as select where a teacher beats joint
+
+
+def test_umt_decides_once_every_seeds_teachers_and_joint_are_trained(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whichever seed's UMT trains first, it decides on every seed's probes: the runner trains
+    the other seeds' teachers and joint training first (one decision for all seeds)."""
+    import umt.study.runner as runner_module
+    from tests.helpers.runs import TINY
+    from umt.study import load_config
+    from umt.study.inputs import study_inputs
+    from umt.study.runner import Runner
+
+    seen: list[tuple[list[str], bool]] = []
+
+    def recorded(settings: Any, seed_dirs: list[Path], joint: str, modalities: list[str]) -> Any:
+        if getattr(settings, "select", None) == "better":  # UMT's (every method asks)
+            probes = [d / n / "probe.json" for d in seed_dirs for n in (joint, "teacher-weak")]
+            seen.append(([d.name for d in seed_dirs], all(p.is_file() for p in probes)))
+        return select(settings, seed_dirs, joint, modalities)
+
+    monkeypatch.setattr(runner_module, "select", recorded)
+    cfg = load_config(overrides=[*TINY, "seeds=[0, 1]", "methods=[joint,umt]"])
+    data, task = study_inputs(cfg, None, None)
+    runner = Runner(cfg, data, task, tmp_path, lambda _: None)
+    later = runner.run_seed(1)
+    assert seen == [(["seed1", "seed0"], True)]
+    assert (tmp_path / "seed0" / "joint" / "result.json").is_file()
+    assert not (tmp_path / "seed0" / "umt").exists()  # only what the decision reads
+    first = runner.run_seed(0)  # its teachers and joint cached; the same decision
+    assert seen[1] == (["seed0", "seed1"], True)
+    distilled = [r["stages"]["umt"].get("distilled") for r in (later, first)]
+    assert distilled[0] == distilled[1]
