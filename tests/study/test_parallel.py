@@ -1,5 +1,5 @@
-"""Stages trained at once in worker processes (``jobs``): the plan (teachers first, each stage
-after what it needs) and how many workers pay."""
+"""Stages trained at once in worker processes (``jobs``): the plan (joint training and the
+teachers first, each stage after what it needs) and how many workers pay."""
 
 from __future__ import annotations
 
@@ -12,19 +12,19 @@ from umt.study import load_config
 from umt.study.parallel import AUTO_MIN_WORK, Job, needs, plan, resolve_jobs
 
 
-def test_plan_orders_teachers_first_and_umt_waits_for_its_seeds_teachers() -> None:
+def test_plan_orders_joint_then_teachers_first_and_umt_waits_for_them() -> None:
     cfg = load_config(overrides=["seeds=[0,1]", "methods=[joint,umt,ume,ogm_ge]"])
     jobs = plan(cfg, ("audio", "visual"))
     names = [j.name for j in jobs]
     assert names == [
+        "seed0/joint",
+        "seed1/joint",
         "seed0/teacher-audio",
         "seed0/teacher-visual",
-        "seed0/joint",
-        "seed0/umt",
-        "seed0/ogm_ge",
         "seed1/teacher-audio",
         "seed1/teacher-visual",
-        "seed1/joint",
+        "seed0/umt",
+        "seed0/ogm_ge",
         "seed1/umt",
         "seed1/ogm_ge",
     ]  # UME trains nothing: the main process makes it
@@ -37,8 +37,8 @@ def test_plan_orders_teachers_first_and_umt_waits_for_its_seeds_teachers() -> No
     assert needs(Job(0, method="joint"), cfg, ("audio", "visual")) == set()
     given = load_config(overrides=["seeds=[0]", "teachers={audio: a.pt}"])
     assert [j.name for j in plan(given, ("audio", "visual"))] == [
-        "seed0/teacher-visual",
         "seed0/joint",
+        "seed0/teacher-visual",
         "seed0/umt",
     ]  # a teacher read from a file is the main process's
 

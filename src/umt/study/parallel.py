@@ -2,7 +2,7 @@
 
 The stages of a study form a small graph: each seed's teachers and the methods that need no
 teacher (joint training, the peers) are independent; UMT and its family wait for the teachers of
-their seed. :func:`prefill` runs that graph on ``jobs`` worker processes; each job is an ordinary
+their seed (with ``umt.select: better``, for every seed's teachers and joint training). :func:`prefill` runs that graph on ``jobs`` worker processes; each job is an ordinary
 share of the study (:meth:`umt.study.runner.Runner.teachers`, :meth:`~umt.study.runner.Runner.run_seed` for
 one method), so it writes its stage directory exactly as the serial run would. The main process
 then runs the study as usual and finds every stage cached: probes, UME, the summary and the report
@@ -56,13 +56,18 @@ class Job:
 
 
 def plan(cfg: StudyConfig, modalities: Sequence[str]) -> list[Job]:
-    """The study's trained shares, in the order they should start: by seed, the teachers first
-    (UMT waits for them), then the methods. UME trains nothing and is left to the main process;
-    so are teachers read from files (``teachers``)."""
-    jobs: list[Job] = []
+    """The study's trained shares, in the order they should start: every seed's joint training
+    first (the longest stage, and UMT's ``select`` waits for every seed's), then the teachers
+    (UMT waits for them), then the other methods by seed. UME trains nothing and is left to the
+    main process; so are teachers read from files (``teachers``). Started by seed, the last
+    seed's joint training ran alone while the other worker waited on it (the default study:
+    12 stages on 2 workers)."""
+    trained = [m for m in cfg.methods if METHODS[m].build is not None]
+    jobs = [Job(seed, method="joint") for seed in cfg.seeds if "joint" in trained]
     for seed in cfg.seeds:
         jobs += [Job(seed, modality=m) for m in modalities if m not in cfg.teachers]
-        jobs += [Job(seed, method=m) for m in cfg.methods if METHODS[m].build is not None]
+    for seed in cfg.seeds:
+        jobs += [Job(seed, method=m) for m in trained if m != "joint"]
     return jobs
 
 
