@@ -100,6 +100,8 @@ class Search:
         self.pool = self.root / "chosen"  # the chosen stages later trials build on
         self.data, self.task = study_inputs(cfg, data, encoders)  # checked before anything
         self.seed = cfg.tune.seed
+        # Validation samples, for the noise band that makes trials ties (accuracy: additive).
+        self.noise_of = len(self.data.val) if self.task.additive else 0
         # Every trial: one seed (the search's), no worker processes, no search of its own.
         self.base = dataclasses.replace(
             cfg,
@@ -158,8 +160,7 @@ class Search:
             shape = self.data.input_shapes[m]
             space = teacher_space(self.base, m, shape, builds)
             first = teacher_first(self.base, m, space, shape)
-            n_val = len(self.data.val) if self.task.additive else 0
-            unit = Unit(f"teacher-{m}", space, first, budget, noise_of=n_val)
+            unit = Unit(f"teacher-{m}", space, first, budget, noise_of=self.noise_of)
             trials.run(unit, self._teacher_objective(m, key), self.root, deadline, self.log)
             if not any(t["state"] == "complete" for t in unit.trials):
                 raise UMTError(
@@ -196,8 +197,9 @@ class Search:
         for method in sorted(self.cfg.methods, key=lambda m: m != "joint"):
             space = method_space(self.base, method, self.data.modalities)
             first = method_first(self.base, method, space)
-            n_val = len(self.data.val) if self.task.additive else 0
-            unit = Unit(method, space, first, self.cfg.tune.budget, noise_of=n_val, ties="first")
+            unit = Unit(
+                method, space, first, self.cfg.tune.budget, noise_of=self.noise_of, ties="first"
+            )
             if unit.budget == 0 or not space:
                 continue
             trials.run(unit, self._method_objective(method, key), self.root, deadline, self.log)

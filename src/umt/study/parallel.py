@@ -2,8 +2,9 @@
 
 The stages of a study form a small graph: each seed's teachers and the methods that need no
 teacher (joint training, the peers) are independent; UMT and its family wait for the teachers of
-their seed (with ``umt.select: better``, for every seed's teachers and joint training). :func:`prefill` runs that graph on ``jobs`` worker processes; each job is an ordinary
-share of the study (:meth:`umt.study.runner.Runner.teachers`, :meth:`~umt.study.runner.Runner.run_seed` for
+their seed (with ``umt.select: better``, for every seed's teachers and joint training).
+:func:`prefill` runs that graph on ``jobs`` worker processes; each job is an ordinary share of
+the study (:meth:`umt.study.runner.Runner.teachers`, :meth:`~umt.study.runner.Runner.run_seed` for
 one method), so it writes its stage directory exactly as the serial run would. The main process
 then runs the study as usual and finds every stage cached: probes, UME, the summary and the report
 are made as always.
@@ -36,6 +37,7 @@ from umt.methods import METHODS
 from umt.study.config import StudyConfig
 from umt.study.inputs import study_inputs
 from umt.study.runner import Runner
+from umt.study.select import pooled
 
 Log = Callable[[str], None]
 
@@ -89,8 +91,7 @@ def needs(job: Job, cfg: StudyConfig, modalities: Sequence[str]) -> set[Job]:
         return set()
     teachers = [m for m in modalities if m not in cfg.teachers]
     out = {Job(job.seed, modality=m) for m in teachers}
-    selects = getattr(cfg.settings(job.method), "select", "all") == "better"
-    if selects and "joint" in cfg.methods and job.method != "joint":
+    if pooled(cfg, job.method):
         out |= {Job(s, modality=m) for s in cfg.seeds for m in teachers}
         out |= {Job(s, method="joint") for s in cfg.seeds}
     return out

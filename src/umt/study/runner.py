@@ -31,7 +31,7 @@ from umt.study.cache import (
     read_record,
 )
 from umt.study.inputs import model_key
-from umt.study.select import harms, select
+from umt.study.select import harms, pooled, select
 from umt.study.stages import INIT, Log, StageFailed, Stages
 
 
@@ -153,8 +153,7 @@ class Runner(Stages):
         study's other seeds', whose teachers and joint training are trained first where they
         are not yet (one decision for every seed, whichever seed's UMT trains first)."""
         others = [s for s in self.cfg.seeds if s != seed]
-        selects = getattr(self.cfg.settings(method), "select", "all") == "better"
-        if selects and "joint" in self.cfg.methods:
+        if pooled(self.cfg, method):
             for s in others:
                 if s not in self.ready:
                     self.teachers(s, {"stages": {}, "probes": {}, "failed": {}})

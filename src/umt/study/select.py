@@ -30,13 +30,16 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from umt.engine import agree
 from umt.io import read_json
 from umt.methods.umt import better_yardstick
+
+if TYPE_CHECKING:
+    from umt.study.config import StudyConfig
 
 
 def _correct(path: Path, modality: str) -> str | None:
@@ -45,6 +48,13 @@ def _correct(path: Path, modality: str) -> str | None:
     except (OSError, ValueError, AttributeError):
         return None
     return value if isinstance(value, str) and value else None
+
+
+def pooled(cfg: StudyConfig, method: str) -> bool:
+    """Whether ``method``'s stages decide what to distil over every seed's teachers and joint
+    training (``select: better`` in a study that trains joint training): they wait for them."""
+    selects = getattr(cfg.settings(method), "select", "all") == "better"
+    return selects and "joint" in cfg.methods and method != "joint"
 
 
 def select(
@@ -69,21 +79,12 @@ def select(
 
 
 def _chosen(seed_dirs: Sequence[Path], joint: str, modalities: list[str]) -> list[str] | None:
-    seeds: list[dict[str, tuple[str, str]]] = []
-    for seed_dir in seed_dirs:
-        outcomes = {}
-        for m in modalities:
-            teacher = _correct(seed_dir / f"teacher-{m}" / "probe.json", m)
-            fused = _correct(seed_dir / joint / "probe.json", m)
-            if teacher is None or fused is None or len(teacher) != len(fused):
-                break
-            outcomes[m] = (teacher, fused)
-        else:  # every modality's outcomes of this seed, over the own seed's samples: they count
-            if not seeds or all(len(outcomes[m][0]) == len(seeds[0][m][0]) for m in modalities):
-                seeds.append(outcomes)
-            continue
-        if not seeds:
-            return None  # the stage's own seed: nothing to decide on
+    own, *others = (_outcomes(d, joint, modalities) for d in seed_dirs)
+    if own is None:
+        return None  # the stage's own seed: nothing to decide on
+    # The other seeds whose outcomes are on disk, over the own seed's samples, count.
+    same = [o for o in others if o and all(len(o[m][0]) == len(own[m][0]) for m in modalities)]
+    seeds = [own, *same]
     # Per validation sample, the share of seeds whose probe was right: the paired test then
     # runs over samples (the same samples on every seed; a hard one is hard for all).
     pooled = {m: tuple(_share([o[m][i] for o in seeds]) for i in (0, 1)) for m in modalities}
@@ -92,6 +93,21 @@ def _chosen(seed_dirs: Sequence[Path], joint: str, modalities: list[str]) -> lis
     # A gap to close: every teacher that is not worse than joint's encoder is a yardstick (left
     # out, a modality's encoder trains from scratch beside distilled ones and loses ground).
     return [m for m, (t, f) in pooled.items() if not better_yardstick(f, t)]
+
+
+def _outcomes(
+    seed_dir: Path, joint: str, modalities: list[str]
+) -> dict[str, tuple[str, str]] | None:
+    """Each modality's validation outcomes in ``seed_dir``: (its teacher's probe, joint's);
+    ``None`` where one is missing or they differ in length."""
+    outcomes = {}
+    for m in modalities:
+        teacher = _correct(seed_dir / f"teacher-{m}" / "probe.json", m)
+        fused = _correct(seed_dir / joint / "probe.json", m)
+        if teacher is None or fused is None or len(teacher) != len(fused):
+            return None
+        outcomes[m] = (teacher, fused)
+    return outcomes
 
 
 def _share(outcomes: list[str]) -> np.ndarray:
